@@ -1,0 +1,2 @@
+//! The `dyspatcher` executable.
+fn main() {}
