@@ -7,25 +7,27 @@
 #
 #   bash packaging/smoke-test.sh [AARCH64_BINARY]
 #
-# SMOKE_CLIENT=qemu (default) runs the clients from the same aarch64 binary
-# under qemu; SMOKE_CLIENT=/path/to/dyspatcher runs them with a host build.
+# Both clients run from the same aarch64 binary under qemu, unless
+# SMOKE_HOST_CLIENT=/path/to/host/dyspatcher: then alice uses that build.
 # SMOKE_TIMEOUT (seconds, default 90) bounds each wait.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 BIN="${1:-${CARGO_TARGET_DIR_MUSL:-$REPO_DIR/target-aarch64-musl}/aarch64-unknown-linux-musl/release/dyspatcher}"
 [ -x "$BIN" ] || die "no aarch64 binary at $BIN (run packaging/build-musl.sh first)"
-CLIENT_MODE="${SMOKE_CLIENT:-qemu}"
 TIMEOUT="${SMOKE_TIMEOUT:-90}"
 
 ensure_apt qemu-user-static openssl curl
 QEMU="$(command -v qemu-aarch64-static)" || die "qemu-aarch64-static not found"
 
-if [ "$CLIENT_MODE" = qemu ]; then
-    client=("$QEMU" "$BIN")
+# alice's client: the aarch64 binary under qemu, or SMOKE_HOST_CLIENT (a host
+# build) when set; carol's: always the aarch64 binary under qemu.
+if [ -n "${SMOKE_HOST_CLIENT:-}" ]; then
+    [ -x "$SMOKE_HOST_CLIENT" ] || die "SMOKE_HOST_CLIENT=$SMOKE_HOST_CLIENT is not an executable"
+    alice_client=("$SMOKE_HOST_CLIENT")
 else
-    [ -x "$CLIENT_MODE" ] || die "SMOKE_CLIENT=$CLIENT_MODE is not an executable"
-    client=("$CLIENT_MODE")
+    alice_client=("$QEMU" "$BIN")
 fi
+carol_client=("$QEMU" "$BIN")
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/dyspatcher-smoke.XXXXXX")"
 pids=()
@@ -95,8 +97,9 @@ ok "GET / -> 200 $ctype, $(file_size "$work/page.html") bytes"
 # start_client NAME : runs `dyspatcher connect` with stdin on a FIFO we hold.
 start_client() {
     local name="$1" fd
+    local -n cmd="${name}_client"
     mkfifo "$work/$name.in"
-    "${client[@]}" connect "ws://127.0.0.1:$port/ws" --name "$name" --key "$work/$name.pem" \
+    "${cmd[@]}" connect "ws://127.0.0.1:$port/ws" --name "$name" --key "$work/$name.pem" \
         <"$work/$name.in" >"$work/$name.log" 2>&1 &
     pids+=("$!")
     eval "${name}_pid=$!"
@@ -125,7 +128,7 @@ deliver() {
     ok "$what (after $n send(s), $((t / 5)) s)"
 }
 
-log "clients: ${client[*]} connect ..."
+log "clients: alice: ${alice_client[*]}; carol: ${carol_client[*]}"
 start_client alice
 start_client carol
 # Joining costs each client a key check and a signature under emulation; the
