@@ -158,7 +158,8 @@ export class Chat {
   closed(ws, code) {
     if (ws && this.ws !== ws) return;
     this.ws = null;
-    const meaning = closeMeaning(code, this.refusal);
+    // A refused join ends the connection whatever close code arrives (or fails to).
+    const meaning = closeMeaning(this.refusal ? 4005 : code, this.refusal);
     if (this.stopped) return;
     if (!meaning.retry) {
       this.stopped = true;
@@ -288,7 +289,7 @@ export class Chat {
   onError(msg) {
     const err = { id: msg.id, code: String(msg.code), message: String(msg.message ?? msg.code) };
     if (!this.joined) this.refusal = err;
-    if (msg.id) this.hooks.refused?.(err);
+    else if (msg.id) this.hooks.refused?.(err);
     else this.hooks.serverError?.(err);
   }
 

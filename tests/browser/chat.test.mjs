@@ -1,0 +1,155 @@
+// Two (and three) browser pages chat through the real server: direct, @all, sender-key
+// rotation when someone leaves, HTML shown as text, unread count, export.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
+  sendTo, waitMessage, memberNames, rmSync,
+} from './helpers.mjs';
+
+let server, browser, dir, keys;
+
+before(async () => {
+  dir = tempDir();
+  keys = {
+    alice: opensslKey(dir, 'alice', 'pkcs1'),
+    bob: opensslKey(dir, 'bob', 'pkcs8'),
+    carol: opensslKey(dir, 'carol', 'pkcs1'),
+  };
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('two pages chat directly and via @all, with verified signatures', { timeout: 90000 }, async () => {
+  const alice = await openPage(browser, server.url, { name: 'alice' });
+  const bob = await openPage(browser, server.url, { name: 'bob', viewport: { width: 360, height: 740 } });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await alice.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all)').length === 2);
+  assert.deepEqual(await memberNames(alice), ['alice', 'bobby']);
+  const bobKid = await alice.textContent(`#member-list .member[data-key="${keys.bob.keyId}"] .kid`);
+  assert.equal(bobKid, keys.bob.keyId.slice(0, 12));
+
+  await sendTo(alice, 'bobby', 'hello bob, only for you');
+  let got = await waitMessage(bob, 'hello bob, only for you');
+  assert.match(got.classes, /\bdirect\b/);
+  assert.match(got.classes, /\bin\b/);
+  assert.equal(got.from, 'alice');
+  assert.equal(got.to, 'bobby');
+  assert.match(got.state, /verified/);
+
+  await sendTo(bob, '@all', 'hello everyone from bob');
+  got = await waitMessage(alice, 'hello everyone from bob');
+  assert.match(got.classes, /\ball\b/);
+  assert.equal(got.to, '@all');
+  assert.match(got.state, /verified/);
+
+  await sendTo(bob, 'alice', 'line one\nline two');
+  got = await waitMessage(alice, 'line one\nline two');
+  assert.match(got.classes, /\bdirect\b/);
+
+  // A second @all uses the same sender key without distributing it again.
+  await sendTo(bob, '@all', 'second to all');
+  await waitMessage(alice, 'second to all');
+  assert.equal(await alice.locator('.notice.warning').count(), 0);
+  assertClean(alice, bob);
+  await alice.context().close();
+  await bob.context().close();
+});
+
+test('a message holding HTML and script is shown as plain text', { timeout: 60000 }, async () => {
+  const a = await openPage(browser, server.url, { name: 'a' });
+  const b = await openPage(browser, server.url, { name: 'b' });
+  await joinWithKeys(a, 'alice', keys.alice);
+  await joinWithKeys(b, 'bobby', keys.bob);
+  const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b> & "quotes"';
+  await sendTo(a, 'bobby', evil);
+  const got = await waitMessage(b, evil);
+  assert.equal(got.elements, 0, 'no element was created from the text');
+  assert.ok(got.html.includes('&lt;script&gt;'));
+  await sendTo(a, '@all', evil);
+  await b.waitForFunction((t) => [...document.querySelectorAll('.msg.all .text')].some((e) => e.textContent === t), evil);
+  assert.equal(await b.evaluate(() => window.__pwned ?? null), null);
+  assert.equal(await b.locator('#messages img, #messages script, #messages b').count(), 0);
+  assertClean(a, b);
+  await a.context().close();
+  await b.context().close();
+});
+
+test('after a member leaves, @all goes on under fresh sender keys that the leaver never gets', { timeout: 90000 }, async () => {
+  const a = await openPage(browser, server.url, { name: 'a' });
+  const b = await openPage(browser, server.url, { name: 'b' });
+  const c = await openPage(browser, server.url, { name: 'c' });
+  const sent = [];
+  a.on('websocket', (ws) => ws.on('framesent', (f) => sent.push(JSON.parse(f.payload))));
+  await joinWithKeys(a, 'alice', keys.alice);
+  await joinWithKeys(b, 'bobby', keys.bob);
+  await joinWithKeys(c, 'carol', keys.carol);
+  await a.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all)').length === 3);
+  await sendTo(a, '@all', 'before carol leaves');
+  await waitMessage(b, 'before carol leaves');
+  await waitMessage(c, 'before carol leaves');
+  const allBefore = sent.filter((m) => m.type === 'all');
+  assert.equal(allBefore.length, 1);
+  const keysBefore = sent.filter((m) => m.type === 'sender_key' && m.skid === allBefore[0].skid);
+  assert.deepEqual(keysBefore.flatMap((m) => Object.keys(m.keys)).sort(), [keys.bob.keyId, keys.carol.keyId].sort());
+
+  await c.click('#leave');
+  await a.waitForSelector('.notice:text("carol left")');
+  await b.waitForSelector('.notice:text("carol left")');
+  await sendTo(a, '@all', 'after carol left');
+  await waitMessage(b, 'after carol left');
+  const allAfter = sent.filter((m) => m.type === 'all').at(-1);
+  assert.notEqual(allAfter.skid, allBefore[0].skid, 'a fresh sender key after someone left');
+  assert.equal(allAfter.n, 0);
+  const keysAfter = sent.filter((m) => m.type === 'sender_key' && m.skid === allAfter.skid);
+  assert.deepEqual(keysAfter.flatMap((m) => Object.keys(m.keys)), [keys.bob.keyId], 'only bob gets the new key');
+  await sendTo(b, '@all', 'bob after carol left');
+  await waitMessage(a, 'bob after carol left');
+  assert.equal(await a.locator('.notice.warning').count(), 0);
+  assert.equal(await b.locator('.notice.warning').count(), 0);
+  assertClean(a, b, c);
+  for (const p of [a, b, c]) await p.context().close();
+});
+
+test('the tab title counts unread messages while the page is hidden; export writes one line per message', { timeout: 60000 }, async () => {
+  const a = await openPage(browser, server.url, { name: 'a' });
+  const b = await openPage(browser, server.url, { name: 'b' });
+  await joinWithKeys(a, 'alice', keys.alice);
+  await joinWithKeys(b, 'bobby', keys.bob);
+  // Make page b look hidden to itself, as a background tab is.
+  await b.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await sendTo(a, 'bobby', 'unread one');
+  await sendTo(a, '@all', 'unread two');
+  await waitMessage(b, 'unread two');
+  assert.equal(await b.title(), '(2) dyspatcher \u2014 bobby');
+  await b.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  assert.equal(await b.title(), 'dyspatcher \u2014 bobby');
+
+  await sendTo(b, 'alice', 'a reply\nwith two lines');
+  const [download] = await Promise.all([b.waitForEvent('download'), b.click('#export')]);
+  assert.match(download.suggestedFilename(), /^dyspatcher-\d{8}-\d{4}\.txt$/);
+  const lines = readFileSync(await download.path(), 'utf8').trimEnd().split('\n');
+  assert.equal(lines.length, 3);
+  assert.match(lines[0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice \u2192 bobby: unread one$/);
+  assert.match(lines[1], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice \u2192 @all: unread two$/);
+  assert.match(lines[2], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d bobby \u2192 alice: a reply\\nwith two lines$/);
+  assertClean(a, b);
+  await a.context().close();
+  await b.context().close();
+});

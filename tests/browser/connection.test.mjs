@@ -1,0 +1,137 @@
+// Connection life: reconnection after the server restarts, no reconnection after a refusal or a
+// kick (with the reason shown), and the explanation on a non-secure origin.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitConnected,
+  sendTo, waitMessage, sleep, rmSync,
+} from './helpers.mjs';
+
+let browser, dir, keys;
+
+before(async () => {
+  dir = tempDir();
+  keys = { alice: opensslKey(dir, 'alice'), bob: opensslKey(dir, 'bob'), eve: opensslKey(dir, 'eve') };
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Counts the WebSockets a page opens. */
+function countSockets(page) {
+  const counter = { opened: 0 };
+  page.on('websocket', () => (counter.opened += 1));
+  return counter;
+}
+
+test('the page reconnects with the same name and keys after the server restarts', { timeout: 120000 }, async () => {
+  let server = await startServer();
+  const port = server.port;
+  try {
+    const alice = await openPage(browser, server.url, { name: 'alice' });
+    await joinWithKeys(alice, 'alice', keys.alice);
+    await server.stop('SIGTERM');
+    await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: 15000 });
+    assert.match(await alice.textContent('#messages'), /shutting down/i);
+    assert.match(await alice.textContent('#status-text'), /Reconnecting in \d+ s/);
+    // The first attempts fail while the server is down; then it comes back on the same port.
+    await sleep(1500);
+    server = await startServer([], { port });
+    await waitConnected(alice, 45000);
+    assert.equal(await alice.textContent('#me-name'), 'alice');
+    assert.equal(await alice.textContent('#me-key'), keys.alice.keyId.slice(0, 12));
+
+    const bob = await openPage(browser, server.url, { name: 'bob' });
+    await joinWithKeys(bob, 'bobby', keys.bob);
+    await sendTo(bob, 'alice', 'welcome back');
+    await waitMessage(alice, 'welcome back');
+    await sendTo(alice, '@all', 'glad to be back');
+    await waitMessage(bob, 'glad to be back');
+    assertClean(alice, bob);
+    await alice.context().close();
+    await bob.context().close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a refused join shows the reason and is not retried', { timeout: 60000 }, async () => {
+  const server = await startServer();
+  try {
+    const alice = await openPage(browser, server.url, { name: 'alice' });
+    await joinWithKeys(alice, 'alice', keys.alice);
+    const eve = await openPage(browser, server.url, { name: 'eve' });
+    const sockets = countSockets(eve);
+    await eve.fill('#name', 'alice');
+    await eve.click('#own-keys-toggle');
+    await eve.setInputFiles('#private-file', keys.eve.priv);
+    await eve.waitForSelector('#key-info:not([hidden])');
+    await eve.click('#connect');
+    await eve.waitForSelector('#status[data-state="closed"]');
+    assert.match(await eve.textContent('#closed-text'), /refused/i);
+    assert.match(await eve.textContent('#closed-text'), /name|taken|use/i);
+    await sleep(3000);
+    assert.equal(sockets.opened, 1, 'no second attempt after a refusal');
+    assert.equal(await eve.getAttribute('#status', 'data-state'), 'closed');
+    // Back to the start screen, another name works with the same keys.
+    await eve.click('#closed-start');
+    await eve.fill('#name', 'evelyn');
+    await eve.click('#connect');
+    await waitConnected(eve);
+    assertClean(alice, eve);
+    await alice.context().close();
+    await eve.context().close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a page kicked by the admin says so and does not reconnect', { timeout: 60000 }, async () => {
+  const server = await startServer();
+  try {
+    const alice = await openPage(browser, server.url, { name: 'alice' });
+    const sockets = countSockets(alice);
+    await joinWithKeys(alice, 'alice', keys.alice);
+    const bob = await openPage(browser, server.url, { name: 'bob' });
+    await joinWithKeys(bob, 'bobby', keys.bob);
+    server.write('/kick alice');
+    await alice.waitForSelector('#status[data-state="closed"]');
+    assert.match(await alice.textContent('#closed-text'), /kicked by the admin/);
+    await bob.waitForSelector('.notice:text("alice was kicked by the admin")');
+    await sleep(3000);
+    assert.equal(sockets.opened, 1);
+    assertClean(alice, bob);
+    await alice.context().close();
+    await bob.context().close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test('on a non-secure origin the page explains why it cannot work and what to run', { timeout: 60000 }, async () => {
+  const server = await startServer();
+  const insecureBrowser = await launchBrowser(['--host-resolver-rules=MAP chat.test 127.0.0.1']);
+  try {
+    const page = await openPage(insecureBrowser, `http://chat.test:${server.port}/`, { viewport: { width: 360, height: 740 } });
+    const sockets = countSockets(page);
+    assert.equal(await page.evaluate(() => window.isSecureContext), false);
+    await page.waitForSelector('#insecure:not([hidden])');
+    assert.equal(await page.isVisible('#join'), false);
+    const text = await page.textContent('#insecure');
+    assert.match(text, /crypto\.subtle/);
+    assert.match(text, /dyspatcher --lan/);
+    assert.match(text, /--ssl-self-signed/);
+    assert.match(text, /--ssl-certificate FILE --ssl-key FILE/);
+    assert.match(await page.textContent('#insecure-origin'), /http:\/\/chat\.test:\d+/);
+    await sleep(500);
+    assert.equal(sockets.opened, 0);
+    assertClean(page);
+    await page.context().close();
+  } finally {
+    await insecureBrowser.close();
+    await server.stop();
+  }
+});
