@@ -1,0 +1,84 @@
+//! The command line, as Dyspatcher spells it. [`crate::config`] turns it into a validated `Config`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+/// dyspatcher: a private, end-to-end encrypted chat service. People chat from any browser; the
+/// server relays ciphertext it cannot read; the admin chats and administers from this prompt.
+#[derive(FromArgs, Debug, Default)]
+pub struct Args {
+    /// address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+    #[argh(option, short = 'i')]
+    pub ip_address: Option<IpAddr>,
+    /// port for the page and the WebSocket (default 8080, or 8443 with TLS; 0 picks a free one)
+    #[argh(option, short = 'p')]
+    pub port: Option<u16>,
+    /// optional extra WebSocket-only port (Dyspatcher compatibility; the main port serves /ws too)
+    #[argh(option, short = 'w')]
+    pub wsport: Option<u16>,
+    /// admin name, 4-15 characters A-Z and 0-9 (default ADMIN)
+    #[argh(option, short = 'n')]
+    pub admin_nickname: Option<String>,
+    /// admin private key (PEM, PKCS#8 or PKCS#1); without it a fresh 4096-bit key is made
+    #[argh(option)]
+    pub admin_private_key: Option<PathBuf>,
+    /// message sent (end-to-end encrypted, from the admin) to every user who joins
+    #[argh(option)]
+    pub welcome: Option<String>,
+    /// users cannot send to @all (the admin always can)
+    #[argh(switch)]
+    pub disable_all: bool,
+    /// users see and write only to the admin; implies --disable-all for users
+    #[argh(switch)]
+    pub only_admin: bool,
+    /// CSV file of `keyid,name` rows: only these keys may join, under these names
+    #[argh(option)]
+    pub allow_list: Option<PathBuf>,
+    /// file for a transcript of what the admin sees (must not exist)
+    #[argh(option)]
+    pub transcription: Option<PathBuf>,
+    /// messages per second each connection may send (default 20; bursts of twice that)
+    #[argh(option)]
+    pub rate_limit: Option<u32>,
+    /// most connections at once (default 1000)
+    #[argh(option)]
+    pub max_connections: Option<usize>,
+    /// most connections from one IP address (default 32; loopback is exempt)
+    #[argh(option)]
+    pub max_per_ip: Option<usize>,
+    /// print the version and exit
+    #[argh(switch, short = 'v')]
+    pub version: bool,
+    /// a subcommand (default: run the server)
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    /// Chat from the terminal.
+    Connect(ConnectArgs),
+}
+
+/// join a dyspatcher chat from the terminal: incoming messages are printed; type `@name text`
+/// or `@all text` to send, `/users` to list members, `/quit` to leave
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "connect")]
+pub struct ConnectArgs {
+    /// the chat's WebSocket URL, e.g. ws://127.0.0.1:8080/ws
+    #[argh(positional)]
+    pub url: String,
+    /// your name, 4-15 characters a-z and 0-9
+    #[argh(option)]
+    pub name: String,
+    /// your private key (PEM); without it a fresh key is made for this session
+    #[argh(option)]
+    pub key: Option<PathBuf>,
+    /// bits of the fresh key when --key is not given (default 2048)
+    #[argh(option, default = "2048")]
+    pub bits: usize,
+}

@@ -1,0 +1,418 @@
+//! The server's own admin endpoint: it joins the hub like any member (with the admin's key), opens
+//! and verifies what is addressed to the admin and every `@all`, and runs the prompt's commands.
+//! All operator output goes through one [`Output`], which also feeds the transcript.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::future;
+
+use crate::admin::{self, Command};
+use crate::config::{AdminKey, Config};
+use crate::crypto::Identity;
+use crate::hub::{self, Outbox};
+use crate::protocol::{ServerMsg, Via};
+use crate::server::Ctx;
+use crate::session::{Destination, Event, Opened, Output as SessionOutput, Session};
+use crate::transcript::Transcript;
+use crate::ws;
+
+/// The hub's id for the server's own endpoint.
+pub const CONSOLE_CONN: hub::ConnId = 0;
+
+/// A line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Shown and written to the transcript.
+    Show(String),
+    /// Shown only, never written anywhere (private key export).
+    Secret(String),
+}
+
+/// Where operator output goes: the prompt's printer and the transcript.
+#[derive(Clone)]
+pub struct Output {
+    tx: async_channel::Sender<Line>,
+    transcript: Option<Arc<Mutex<Transcript>>>,
+}
+
+impl Output {
+    /// An output writing to `transcript` too; the receiver feeds the terminal.
+    pub fn new(transcript: Option<Transcript>) -> (Self, async_channel::Receiver<Line>) {
+        let (tx, rx) = async_channel::bounded(8192);
+        let transcript = transcript.map(|t| Arc::new(Mutex::new(t)));
+        (Self { tx, transcript }, rx)
+    }
+
+    /// Shows a line, stamped with the time, and writes it to the transcript.
+    pub fn show(&self, text: String) {
+        let now = crate::protocol::now_ms();
+        if let Some(t) = &self.transcript {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = t.line(&iso_time(now), &text) {
+                let _ = self
+                    .tx
+                    .try_send(Line::Show(format!("! transcript write failed: {e}")));
+            }
+        }
+        let _ = self
+            .tx
+            .try_send(Line::Show(format!("[{}] {text}", clock(now))));
+    }
+
+    /// Shows a notice.
+    pub fn notice(&self, text: String) {
+        self.show(format!("* {text}"));
+    }
+
+    /// Shows text that must never reach the transcript or a log.
+    pub fn secret(&self, text: String) {
+        let _ = self.tx.try_send(Line::Secret(text));
+    }
+
+    /// Shows a reply to a command (not a chat event): not timestamped, but transcribed.
+    pub fn reply(&self, text: String) {
+        if let Some(t) = &self.transcript {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = t.line(&iso_time(crate::protocol::now_ms()), &text);
+        }
+        let _ = self.tx.try_send(Line::Show(text));
+    }
+
+    /// No more output.
+    pub fn close(&self) {
+        self.tx.close();
+    }
+}
+
+fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `HH:MM:SS` (UTC) of a millisecond timestamp.
+///
+/// ```
+/// assert_eq!(dyspatcher::console::clock(1_763_766_000_000), "23:00:00");
+/// ```
+pub fn clock(ms: i64) -> String {
+    let (_, _, _, h, mi, s) = civil(ms);
+    format!("{h:02}:{mi:02}:{s:02}")
+}
+
+/// ISO 8601 UTC time of a millisecond timestamp.
+///
+/// ```
+/// assert_eq!(dyspatcher::console::iso_time(1_763_766_000_000), "2025-11-21T23:00:00Z");
+/// ```
+pub fn iso_time(ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// How a message is shown: `alice (1f0c2a3b4c5d) → ADMIN: text`.
+pub fn describe(session: &Session, m: &Opened) -> String {
+    let via = match m.via {
+        Some(Via::Prompt) => " (via prompt)",
+        Some(Via::Web) => " (via web)",
+        None => "",
+    };
+    let to = match &m.to {
+        Destination::All => "@all".to_string(),
+        Destination::Direct(k) => session
+            .name_of(k)
+            .unwrap_or(&k[..12.min(k.len())])
+            .to_string(),
+    };
+    format!(
+        "{} ({}){via} → {to}: {}",
+        m.from_name,
+        &m.from_key_id[..12],
+        m.text
+    )
+}
+
+async fn admin_identity(
+    config: &Config,
+    out: &Output,
+    prompt: &async_channel::Receiver<String>,
+    stop: &async_channel::Sender<()>,
+) -> Option<Arc<Identity>> {
+    let bits = match &config.admin_key {
+        AdminKey::Loaded(id) => return Some(id.clone()),
+        AdminKey::Generate(bits) => *bits,
+    };
+    out.notice(format!("generating the admin's {bits}-bit RSA key (the page is already served; the admin joins when it is ready)…"));
+    let started = std::time::Instant::now();
+    let mut key = smol::unblock(move || Identity::generate(bits));
+    loop {
+        let tick = smol::Timer::after(Duration::from_secs(5));
+        enum Step {
+            Key(Result<Identity, crate::crypto::CryptoError>),
+            Tick,
+            Line(Option<String>),
+        }
+        let step = future::or(
+            async { Step::Key((&mut key).await) },
+            future::or(async { Step::Line(prompt.recv().await.ok()) }, async {
+                tick.await;
+                Step::Tick
+            }),
+        )
+        .await;
+        match step {
+            Step::Key(Ok(id)) => {
+                out.notice(format!(
+                    "admin key ready after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return Some(Arc::new(id));
+            }
+            Step::Key(Err(e)) => {
+                out.notice(format!("cannot generate the admin key: {e}"));
+                let _ = stop.try_send(());
+                return None;
+            }
+            Step::Tick => out.notice(format!(
+                "still generating the admin key… {} s",
+                started.elapsed().as_secs()
+            )),
+            Step::Line(None) => return None,
+            Step::Line(Some(line)) => match admin::parse(&line) {
+                Ok(Command::Quit) => {
+                    let _ = stop.try_send(());
+                    return None;
+                }
+                Ok(Command::Help) => out.reply(admin::HELP.to_string()),
+                Ok(Command::Empty) => {}
+                _ => out
+                    .reply("the admin key is still being generated; try again in a moment".into()),
+            },
+        }
+    }
+}
+
+/// Runs the admin endpoint until the server stops.
+pub async fn run(
+    config: Config,
+    ctx: Arc<Ctx>,
+    prompt: async_channel::Receiver<String>,
+    stop: async_channel::Sender<()>,
+) {
+    let out = ctx.out.clone();
+    let Some(identity) = admin_identity(&config, &out, &prompt, &stop).await else {
+        return;
+    };
+    out.notice(format!(
+        "admin {} key ID {}",
+        config.admin_name,
+        identity.public().key_id()
+    ));
+    let (outbox, frames, _controls) = Outbox::new(65_536);
+    let join = hub::Event::Join {
+        conn: CONSOLE_CONN,
+        name: config.admin_name.clone(),
+        key: identity.public().clone(),
+        outbox,
+        console: true,
+    };
+    if ctx.hub.send(join).await.is_err() {
+        return;
+    }
+    let mut endpoint = Endpoint {
+        session: Session::new(identity),
+        out: out.clone(),
+        ctx: ctx.clone(),
+        welcome: config.welcome.clone(),
+    };
+    loop {
+        enum Step {
+            Frame(Option<ws::Frame>),
+            Line(Option<String>),
+            Tick,
+        }
+        let step = future::or(
+            async { Step::Frame(frames.recv().await.ok()) },
+            future::or(async { Step::Line(prompt.recv().await.ok()) }, async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                Step::Tick
+            }),
+        )
+        .await;
+        match step {
+            Step::Frame(None) => return,
+            Step::Frame(Some(frame)) => endpoint.frame(&frame).await,
+            Step::Line(Some(line)) => {
+                if !endpoint.command(&line).await {
+                    let _ = stop.try_send(());
+                }
+            }
+            Step::Line(None) => {}
+            Step::Tick => {
+                let expired = endpoint.session.expire_pending();
+                endpoint.apply(expired).await;
+            }
+        }
+    }
+}
+
+struct Endpoint {
+    session: Session,
+    out: Output,
+    ctx: Arc<Ctx>,
+    welcome: Option<String>,
+}
+
+impl Endpoint {
+    async fn send(&self, msg: crate::protocol::ClientMsg) {
+        let _ = self
+            .ctx
+            .hub
+            .send(hub::Event::Msg {
+                conn: CONSOLE_CONN,
+                msg,
+            })
+            .await;
+    }
+
+    async fn frame(&mut self, frame: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<ServerMsg>(ws::payload(frame)) else {
+            return;
+        };
+        let output = self.session.handle(msg);
+        self.apply(output).await;
+    }
+
+    async fn apply(&mut self, output: SessionOutput) {
+        for msg in output.send {
+            self.send(msg).await;
+        }
+        for event in output.events {
+            self.show(event).await;
+        }
+    }
+
+    async fn show(&mut self, event: Event) {
+        let me = self.session.key_id().to_string();
+        match event {
+            Event::Welcome { members, .. } => self.out.notice(format!(
+                "admin connected; {} member(s) online",
+                members.len()
+            )),
+            Event::Joined(m) if m.key_id == me => {
+                self.out.notice("the admin's web seat connected".into())
+            }
+            Event::Joined(m) => {
+                self.out
+                    .notice(format!("{} ({}) joined", m.name, &m.key_id[..12]));
+                if let Some(text) = self.welcome.clone() {
+                    if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
+                        self.send(msg).await;
+                    }
+                }
+            }
+            Event::Left { key_id, .. } if key_id == me => {
+                self.out.notice("the admin's web seat disconnected".into())
+            }
+            Event::Left {
+                name,
+                key_id,
+                reason,
+            } => {
+                let why = match reason.as_str() {
+                    "left" => String::new(),
+                    r => format!(" ({})", r.replace('_', " ")),
+                };
+                self.out.notice(format!(
+                    "{name} ({}) left{why}",
+                    &key_id[..12.min(key_id.len())]
+                ));
+            }
+            Event::Message(m) => {
+                let line = describe(&self.session, &m);
+                self.out.show(line);
+            }
+            Event::Rejected { from_name, reason } => self.out.show(format!(
+                "! a message from {from_name} was refused: {reason}"
+            )),
+            Event::Notice { text, .. } => self.out.notice(text),
+            Event::Error { message, .. } => {
+                self.out.show(format!("! the server refused: {message}"))
+            }
+            Event::Ack(_) => {}
+        }
+    }
+
+    /// Runs one prompt line; false means quit.
+    async fn command(&mut self, line: &str) -> bool {
+        match admin::parse(line) {
+            Err(e) => self.out.reply(e),
+            Ok(Command::Empty) => {}
+            Ok(Command::Help) => self.out.reply(admin::HELP.to_string()),
+            Ok(Command::Quit) => return false,
+            Ok(Command::Users) => self.out.reply(admin::users(&self.session)),
+            Ok(Command::Kick(name)) => {
+                let (reply, answer) = async_channel::bounded(1);
+                let _ = self.ctx.hub.send(hub::Event::Kick { name, reply }).await;
+                match answer.recv().await {
+                    Ok(Ok(text)) => self.out.notice(text),
+                    Ok(Err(text)) => self.out.reply(text),
+                    Err(_) => {}
+                }
+            }
+            Ok(Command::KeyPublic) => self.out.reply(self.session.identity().public().to_pem()),
+            Ok(Command::KeyPrivate) => self
+                .out
+                .secret(self.session.identity().private_pem().to_string()),
+            Ok(Command::Send { to, text }) => self.say(to, &text).await,
+            Ok(Command::AllowList) => self.out.reply(admin::allow_list(&self.ctx, &self.session)),
+            Ok(Command::Reload) => admin::reload_allow_list(&self.ctx).await,
+        }
+        true
+    }
+
+    async fn say(&mut self, to: Option<String>, text: &str) {
+        let name = self.session.name().unwrap_or("ADMIN").to_string();
+        let (msgs, shown_to) = match &to {
+            None => (self.session.seal_all(text), "@all".to_string()),
+            Some(target) => {
+                let key = self.session.key_id_of(target).map(str::to_string);
+                match key {
+                    Some(k) => (
+                        self.session.seal_direct(&k, text).map(|m| vec![m]),
+                        target.clone(),
+                    ),
+                    None => {
+                        self.out.reply(format!(
+                            "no member named {target}; /users lists who is here"
+                        ));
+                        return;
+                    }
+                }
+            }
+        };
+        match msgs {
+            Ok(msgs) => {
+                for m in msgs {
+                    self.send(m).await;
+                }
+                let short = &self.session.key_id()[..12];
+                self.out.show(format!(
+                    "{name} ({short}) (via prompt) → {shown_to}: {text}"
+                ));
+            }
+            Err(e) => self.out.reply(format!("not sent: {e}")),
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! Wire types of protocol v1 (`docs/PROTOCOL.md`), their limits, and the canonical bytes that are
+//! signed. Everything a client and the server exchange is one of these JSON objects.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+/// Largest WebSocket message accepted, in bytes.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+/// Largest text before encryption, in bytes.
+pub const MAX_TEXT: usize = 32 * 1024;
+/// Largest number of wrapped keys in one `sender_key` message.
+pub const MAX_SENDER_KEY_ENTRIES: usize = 256;
+/// How far a message timestamp may be from the server's clock, in milliseconds.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// How long message ids are remembered to refuse replays, in milliseconds.
+pub const SEEN_ID_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// A member as listed to clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    /// Display name.
+    pub name: String,
+    /// Full key ID.
+    pub key_id: String,
+    /// SPKI DER, base64.
+    pub public_key: String,
+    /// Whether this is the admin.
+    pub admin: bool,
+}
+
+/// The sender of a relayed message, filled in by the server from the authenticated session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sender {
+    /// Sender's name.
+    pub name: String,
+    /// Sender's key ID.
+    pub key_id: String,
+}
+
+/// Server options a client needs to know.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Options {
+    /// The admin's name.
+    pub admin_name: String,
+    /// `@all` is off for this client.
+    pub disable_all: bool,
+    /// Users see and reach only the admin.
+    pub only_admin: bool,
+}
+
+/// Limits a client must respect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest WebSocket message.
+    pub max_message: usize,
+    /// Largest text before encryption.
+    pub max_text: usize,
+    /// Sustained messages per second.
+    pub rate_per_sec: u32,
+    /// Burst of messages above the rate.
+    pub burst: u32,
+}
+
+/// Which of the admin's endpoints sent a message.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The command prompt on the server's terminal.
+    Prompt,
+    /// The admin's web seat.
+    Web,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Join with a name, a public key and a proof of possession over the challenge.
+    Join {
+        /// Chosen name.
+        name: String,
+        /// SPKI DER, base64.
+        public_key: String,
+        /// Signature over the join proof bytes, base64.
+        signature: String,
+    },
+    /// A direct message to one member.
+    Direct(DirectOut),
+    /// An `@all` message sealed under the sender's sender key.
+    All(AllOut),
+    /// The sender's current chain state wrapped for some members.
+    SenderKey(SenderKeyOut),
+    /// A request for a member's sender key.
+    KeyRequest {
+        /// The sender whose key is wanted.
+        to: String,
+        /// The sender key id.
+        skid: String,
+        /// The chain index of the message that could not be opened.
+        n: u32,
+    },
+}
+
+/// A direct message as the client sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirectOut {
+    /// Message id, 32 hex.
+    pub id: String,
+    /// Timestamp, ms since the epoch.
+    pub ts: i64,
+    /// Recipient key ID.
+    pub to: String,
+    /// AES-GCM IV, base64.
+    pub iv: String,
+    /// Ciphertext with tag, base64.
+    pub ciphertext: String,
+    /// The AES key wrapped for the recipient and for the sender, by key ID.
+    pub keys: BTreeMap<String, String>,
+    /// Signature over the direct-message bytes, base64.
+    pub signature: String,
+}
+
+/// An `@all` message as the client sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AllOut {
+    /// Message id, 32 hex.
+    pub id: String,
+    /// Timestamp, ms since the epoch.
+    pub ts: i64,
+    /// Sender key id.
+    pub skid: String,
+    /// Chain index.
+    pub n: u32,
+    /// AES-GCM IV, base64.
+    pub iv: String,
+    /// Ciphertext with tag, base64.
+    pub ciphertext: String,
+    /// Signature over the `@all` bytes, base64.
+    pub signature: String,
+}
+
+/// A sender-key distribution as the client sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SenderKeyOut {
+    /// Sender key id.
+    pub skid: String,
+    /// Chain index of the distributed state.
+    pub n: u32,
+    /// SHA-256 of the chain key, hex.
+    pub commitment: String,
+    /// Signature over the sender-key bytes, base64.
+    pub signature: String,
+    /// The chain key wrapped for each member, by key ID.
+    pub keys: BTreeMap<String, String>,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message of every connection.
+    Challenge {
+        /// Protocol version.
+        version: u32,
+        /// 32 random bytes, base64.
+        nonce: String,
+        /// The server's clock, ms since the epoch.
+        time: i64,
+    },
+    /// The join was accepted.
+    Welcome {
+        /// The joined member itself.
+        you: Member,
+        /// Everyone this member can see, itself included.
+        members: Vec<Member>,
+        /// Server options.
+        options: Options,
+        /// Limits.
+        limits: Limits,
+        /// The server's clock, ms since the epoch.
+        time: i64,
+    },
+    /// Someone joined (or the admin's web seat connected).
+    Joined {
+        /// Who.
+        member: Member,
+    },
+    /// Someone went away.
+    Left {
+        /// Their key ID.
+        key_id: String,
+        /// Their name.
+        name: String,
+        /// `left`, `kicked`, `removed`, `timeout`, `too_slow`.
+        reason: String,
+    },
+    /// A direct message for this client.
+    Direct(DirectIn),
+    /// An `@all` message.
+    All(AllIn),
+    /// A sender key for this client.
+    SenderKey(SenderKeyIn),
+    /// A member asks for this client's sender key.
+    KeyRequest {
+        /// Who asks.
+        from: Sender,
+        /// Sender key id asked for.
+        skid: String,
+        /// Chain index of the message it could not open.
+        n: u32,
+    },
+    /// The client's message was accepted and routed.
+    Ack {
+        /// Its id.
+        id: String,
+    },
+    /// A notice from the server.
+    Notice {
+        /// Machine-readable code.
+        code: String,
+        /// Human text.
+        text: String,
+    },
+    /// The client's last message was refused.
+    Error {
+        /// Machine-readable code (see `ErrorCode`).
+        code: ErrorCode,
+        /// Human text.
+        message: String,
+        /// The refused message's id, if it had one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        id: Option<String>,
+    },
+}
+
+/// A relayed direct message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirectIn {
+    /// Message id.
+    pub id: String,
+    /// Sender's timestamp.
+    pub ts: i64,
+    /// Sender, from the server.
+    pub from: Sender,
+    /// Recipient key ID.
+    pub to: String,
+    /// IV, base64.
+    pub iv: String,
+    /// Ciphertext, base64.
+    pub ciphertext: String,
+    /// The AES key wrapped for this recipient, base64.
+    pub key: String,
+    /// Signature, base64.
+    pub signature: String,
+    /// Which admin endpoint sent it, for messages from the admin.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub via: Option<Via>,
+}
+
+/// A relayed `@all` message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AllIn {
+    /// Message id.
+    pub id: String,
+    /// Sender's timestamp.
+    pub ts: i64,
+    /// Sender, from the server.
+    pub from: Sender,
+    /// Sender key id.
+    pub skid: String,
+    /// Chain index.
+    pub n: u32,
+    /// IV, base64.
+    pub iv: String,
+    /// Ciphertext, base64.
+    pub ciphertext: String,
+    /// Signature, base64.
+    pub signature: String,
+    /// Which admin endpoint sent it, for messages from the admin.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub via: Option<Via>,
+}
+
+/// A relayed sender-key distribution, holding only this recipient's wrapped key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SenderKeyIn {
+    /// Sender, from the server.
+    pub from: Sender,
+    /// Sender key id.
+    pub skid: String,
+    /// Chain index of the distributed state.
+    pub n: u32,
+    /// SHA-256 of the chain key, hex.
+    pub commitment: String,
+    /// Signature over the sender-key bytes, base64.
+    pub signature: String,
+    /// The chain key wrapped for this recipient, base64.
+    pub wrapped: String,
+}
+
+/// Error codes of `error` messages; see the table in `docs/PROTOCOL.md`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not a JSON object with the fields its type needs.
+    BadJson,
+    /// Unknown `type`.
+    UnknownType,
+    /// A field has the wrong encoding or length.
+    BadField,
+    /// A binary WebSocket message.
+    BinaryUnsupported,
+    /// Anything but `join` before `welcome`.
+    NotJoined,
+    /// A second `join`.
+    AlreadyJoined,
+    /// The name breaks the rule.
+    BadName,
+    /// Another connected user has the name.
+    NameTaken,
+    /// The public key is unusable.
+    BadKey,
+    /// The join signature does not verify.
+    BadProof,
+    /// A user with this key is already connected.
+    KeyInUse,
+    /// The admin already has a web seat.
+    AdminSeatTaken,
+    /// The allow list does not list this key.
+    NotAllowed,
+    /// The connection limit is reached.
+    ServerFull,
+    /// No `join` in time.
+    JoinTimeout,
+    /// The recipient is not connected or not visible.
+    UnknownRecipient,
+    /// The destination is not allowed for this client.
+    Forbidden,
+    /// `direct.keys` is not exactly the recipient and the sender.
+    BadKeys,
+    /// The id was seen recently.
+    DuplicateId,
+    /// The timestamp is too far from the server's clock.
+    Stale,
+    /// Too many messages per second.
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after this error.
+    pub fn closes(self) -> bool {
+        matches!(
+            self,
+            Self::BadName
+                | Self::NameTaken
+                | Self::BadKey
+                | Self::BadProof
+                | Self::KeyInUse
+                | Self::AdminSeatTaken
+                | Self::NotAllowed
+                | Self::ServerFull
+                | Self::JoinTimeout
+        )
+    }
+}
+
+/// WebSocket close codes used by the server.
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// WebSocket protocol error.
+    pub const PROTOCOL: u16 = 1002;
+    /// Message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Kicked by the admin.
+    pub const KICKED: u16 = 4000;
+    /// Removed from the allow list.
+    pub const REMOVED: u16 = 4001;
+    /// The outgoing queue overflowed.
+    pub const TOO_SLOW: u16 = 4002;
+    /// Nothing received for too long.
+    pub const IDLE: u16 = 4003;
+    /// The join was refused.
+    pub const JOIN_REFUSED: u16 = 4005;
+}
+
+fn canonical(fields: &[&str]) -> Vec<u8> {
+    fields.join("\n").into_bytes()
+}
+
+/// The bytes a join proof signs.
+///
+/// ```
+/// let b = dyspatcher::protocol::join_bytes("Tm9uY2U=", "alice", "ab12");
+/// assert_eq!(b, b"dyspatcher-v1-join\nTm9uY2U=\nalice\nab12");
+/// ```
+pub fn join_bytes(nonce: &str, name: &str, key_id: &str) -> Vec<u8> {
+    canonical(&["dyspatcher-v1-join", nonce, name, key_id])
+}
+
+/// The bytes a direct message signs.
+///
+/// ```
+/// let b = dyspatcher::protocol::direct_bytes("id1", 5, "from", "to", "iv", "ct");
+/// assert_eq!(b, b"dyspatcher-v1-direct\nid1\n5\nfrom\nto\niv\nct");
+/// ```
+pub fn direct_bytes(id: &str, ts: i64, from: &str, to: &str, iv: &str, ct: &str) -> Vec<u8> {
+    canonical(&[
+        "dyspatcher-v1-direct",
+        id,
+        &ts.to_string(),
+        from,
+        to,
+        iv,
+        ct,
+    ])
+}
+
+/// The bytes an `@all` message signs.
+///
+/// ```
+/// let b = dyspatcher::protocol::all_bytes("id1", 5, "from", "sk", 7, "iv", "ct");
+/// assert_eq!(b, b"dyspatcher-v1-all\nid1\n5\nfrom\nsk\n7\niv\nct");
+/// ```
+pub fn all_bytes(id: &str, ts: i64, from: &str, skid: &str, n: u32, iv: &str, ct: &str) -> Vec<u8> {
+    let (ts, n) = (ts.to_string(), n.to_string());
+    canonical(&["dyspatcher-v1-all", id, &ts, from, skid, &n, iv, ct])
+}
+
+/// The bytes a sender-key distribution signs.
+///
+/// ```
+/// let b = dyspatcher::protocol::sender_key_bytes("from", "sk", 3, "c0ffee");
+/// assert_eq!(b, b"dyspatcher-v1-sender-key\nfrom\nsk\n3\nc0ffee");
+/// ```
+pub fn sender_key_bytes(from: &str, skid: &str, n: u32, commitment: &str) -> Vec<u8> {
+    canonical(&[
+        "dyspatcher-v1-sender-key",
+        from,
+        skid,
+        &n.to_string(),
+        commitment,
+    ])
+}
+
+/// Whether `s` is exactly `len` lowercase hex characters.
+pub fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `s` looks like padded standard base64 (checked cheaply, without decoding).
+pub fn is_base64(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    s.len() % 4 == 0
+        && s.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Whether `name` is a valid user name: `^[a-z0-9]{4,15}$`.
+pub fn valid_user_name(name: &str) -> bool {
+    (4..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Whether `name` is a valid admin name: `^[A-Z0-9]{4,15}$`.
+pub fn valid_admin_name(name: &str) -> bool {
+    (4..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Milliseconds since the Unix epoch on this machine's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_client_direct() {
+        let json = r#"{"type":"direct","id":"00112233445566778899aabbccddeeff","ts":1,"to":"k","iv":"aXY=","ciphertext":"Y3Q=","keys":{"k":"d3I="},"signature":"c2ln"}"#;
+        let msg: ClientMsg = serde_json::from_str(json).unwrap();
+        assert!(matches!(&msg, ClientMsg::Direct(d) if d.keys["k"] == "d3I="));
+        assert_eq!(serde_json::to_string(&msg).unwrap(), json);
+    }
+
+    #[test]
+    fn golden_server_messages() {
+        let left = ServerMsg::Left {
+            key_id: "k".into(),
+            name: "alice".into(),
+            reason: "kicked".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&left).unwrap(),
+            r#"{"type":"left","key_id":"k","name":"alice","reason":"kicked"}"#
+        );
+        let err = ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","code":"rate_limited","message":"slow down"}"#
+        );
+        let all = ServerMsg::All(AllIn {
+            id: "i".into(),
+            ts: 2,
+            from: Sender {
+                name: "ADMIN".into(),
+                key_id: "k".into(),
+            },
+            skid: "s".into(),
+            n: 0,
+            iv: "v".into(),
+            ciphertext: "c".into(),
+            signature: "g".into(),
+            via: Some(Via::Prompt),
+        });
+        assert_eq!(
+            serde_json::to_string(&all).unwrap(),
+            r#"{"type":"all","id":"i","ts":2,"from":{"name":"ADMIN","key_id":"k"},"skid":"s","n":0,"iv":"v","ciphertext":"c","signature":"g","via":"prompt"}"#
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_user_name("alice"));
+        assert!(valid_user_name("a1b2"));
+        assert!(!valid_user_name("abc"));
+        assert!(!valid_user_name("Alice"));
+        assert!(!valid_user_name("alice_bob"));
+        assert!(!valid_user_name("abcdefghijklmnop"));
+        assert!(valid_admin_name("ADMIN"));
+        assert!(!valid_admin_name("admin"));
+        assert!(!valid_admin_name("ADM"));
+    }
+
+    #[test]
+    fn encodings() {
+        assert!(is_base64("aGVsbG8="));
+        assert!(is_base64(""));
+        assert!(!is_base64("aGVsbG8"));
+        assert!(!is_base64("aGVs*G8="));
+        assert!(!is_base64("a==="));
+        assert!(is_hex("00ff", 4));
+        assert!(!is_hex("00FF", 4));
+        assert!(!is_hex("00f", 4));
+    }
+}

@@ -1,0 +1,331 @@
+//! The server runtime: listeners on one port (plus the optional WebSocket-only port), connection
+//! limits, and the start and stop of everything else (hub, admin endpoint, allow-list watcher).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use smol::net::{TcpListener, TcpStream};
+use smol::Executor;
+
+use crate::config::{Config, Limits};
+use crate::console::{self, Line};
+use crate::hub::{self, Hub, HubSettings};
+use crate::{conn, http};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A port cannot be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The transcript cannot be created.
+    #[error("--transcription: {0}")]
+    Transcript(String),
+}
+
+/// Shared by every connection task.
+pub struct Ctx {
+    /// The hub's event channel.
+    pub hub: async_channel::Sender<hub::Event>,
+    /// Protective limits.
+    pub limits: Limits,
+    /// Next connection id.
+    pub next_id: AtomicU64,
+    /// Operator output.
+    pub out: console::Output,
+    /// Connection slots in use.
+    slots: Mutex<Slots>,
+    /// Executor for connection tasks.
+    pub ex: Arc<Executor<'static>>,
+    /// The allow list file and its current entries.
+    pub allow: Mutex<Option<(std::path::PathBuf, Arc<crate::allowlist::AllowList>)>>,
+    stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A held connection slot, released on drop.
+pub struct Slot {
+    ctx: Arc<Ctx>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.ctx.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.total -= 1;
+        if let Some(n) = slots.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                slots.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Whether a new connection from `ip` fits the limits; loopback counts only toward the total,
+/// because everyone arriving through the SSH tunnel comes from loopback.
+pub fn admits(limits: &Limits, total: usize, from_ip: usize, ip: IpAddr) -> bool {
+    total < limits.max_connections && (ip.is_loopback() || from_ip < limits.max_per_ip)
+}
+
+impl Ctx {
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let from_ip = slots.per_ip.get(&ip).copied().unwrap_or(0);
+        if !admits(&self.limits, slots.total, from_ip, ip) {
+            return None;
+        }
+        slots.total += 1;
+        *slots.per_ip.entry(ip).or_default() += 1;
+        Some(Slot {
+            ctx: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A running server.
+pub struct Running {
+    /// Where the page and the WebSocket are served.
+    pub addr: SocketAddr,
+    /// The extra WebSocket-only listener, if any.
+    pub ws_addr: Option<SocketAddr>,
+    /// Lines typed at the admin prompt.
+    pub prompt: async_channel::Sender<String>,
+    /// What the server shows the operator.
+    pub output: async_channel::Receiver<Line>,
+    stop: async_channel::Sender<()>,
+    done: async_channel::Receiver<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Asks the server to stop: clients get a close frame, the transcript its last line.
+    pub fn shutdown(&self) {
+        let _ = self.stop.try_send(());
+    }
+
+    /// Waits until the server has stopped (after `/quit` or [`Running::shutdown`]).
+    pub fn wait(mut self) {
+        let _ = smol::block_on(self.done.recv());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.try_send(());
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need root; use a port like 8080)"
+            }
+            std::io::ErrorKind::AddrInUse => {
+                " (another program uses this port; pick another with -p)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
+            _ => "",
+        };
+        StartError::Bind { addr, source, hint }
+    })
+}
+
+/// Starts the server: binds the ports, then runs everything on its own threads.
+pub fn start(config: Config) -> Result<Running, StartError> {
+    let ex = Arc::new(Executor::new());
+    let listener = smol::block_on(bind(config.listen))?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+        hint: "",
+    })?;
+    let ws_listener = match config.ws_port {
+        Some(port) => Some(smol::block_on(bind(SocketAddr::new(
+            config.listen.ip(),
+            port,
+        )))?),
+        None => None,
+    };
+    let ws_addr = ws_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let transcript = match &config.transcript {
+        Some(path) => {
+            Some(crate::transcript::Transcript::create(path).map_err(StartError::Transcript)?)
+        }
+        None => None,
+    };
+    let (out, output) = console::Output::new(transcript);
+    let (hub_tx, hub_rx) = async_channel::bounded(4096);
+    let ctx = Arc::new(Ctx {
+        hub: hub_tx,
+        limits: config.limits.clone(),
+        next_id: AtomicU64::new(1),
+        out: out.clone(),
+        slots: Mutex::new(Slots::default()),
+        ex: ex.clone(),
+        allow: Mutex::new(
+            config
+                .allow_list
+                .as_ref()
+                .map(|(p, l, _)| (p.clone(), l.clone())),
+        ),
+        stopping: AtomicBool::new(false),
+    });
+    let settings = HubSettings {
+        admin_name: config.admin_name.clone(),
+        disable_all: config.disable_all,
+        only_admin: config.only_admin,
+        rate_per_sec: config.limits.rate_per_sec,
+        burst: config.limits.burst,
+    };
+    let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
+    let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));
+    let (prompt, prompt_rx) = async_channel::bounded(64);
+    let (stop, stop_rx) = async_channel::bounded(4);
+    ex.spawn(accept_loop(listener, ctx.clone(), false)).detach();
+    if let Some(l) = ws_listener {
+        ex.spawn(accept_loop(l, ctx.clone(), true)).detach();
+    }
+    if let Some((path, _, problems)) = &config.allow_list {
+        for p in problems {
+            out.notice(format!("allow list {}: {p}", path.display()));
+        }
+        ex.spawn(crate::admin::watch_allow_list(path.clone(), ctx.clone()))
+            .detach();
+    }
+    ex.spawn(console::run(
+        config.clone(),
+        ctx.clone(),
+        prompt_rx,
+        stop.clone(),
+    ))
+    .detach();
+
+    let (done_tx, done) = async_channel::bounded(1);
+    let threads = spawn_threads(ex.clone(), stop_rx, ctx, hub_task, out, done_tx);
+    Ok(Running {
+        addr,
+        ws_addr,
+        prompt,
+        output,
+        stop,
+        done,
+        threads,
+    })
+}
+
+fn spawn_threads(
+    ex: Arc<Executor<'static>>,
+    stop_rx: async_channel::Receiver<()>,
+    ctx: Arc<Ctx>,
+    hub_task: smol::Task<()>,
+    out: console::Output,
+    done_tx: async_channel::Sender<()>,
+) -> Vec<JoinHandle<()>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let (quit_tx, quit_rx) = async_channel::bounded::<()>(1);
+    let mut threads = Vec::new();
+    for i in 0..workers {
+        let ex = ex.clone();
+        let quit = quit_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("dyspatcher-{i}"))
+                .spawn(move || {
+                    let _ = smol::block_on(ex.run(quit.recv()));
+                })
+                .expect("cannot start a thread"),
+        );
+    }
+    // The stopper: waits for a stop request, then closes everything in order.
+    threads.push(
+        std::thread::Builder::new()
+            .name("dyspatcher-stop".into())
+            .spawn(move || {
+                smol::block_on(async {
+                    let _ = stop_rx.recv().await;
+                    ctx.stopping.store(true, Ordering::SeqCst);
+                    out.notice("the server is stopping".to_string());
+                    let _ = ctx.hub.send(hub::Event::Shutdown).await;
+                    hub_task.await;
+                    // Give writers a moment to deliver their close frames.
+                    smol::Timer::after(Duration::from_millis(300)).await;
+                    out.notice("stopped".to_string());
+                    out.close();
+                });
+                drop(quit_tx);
+                let _ = done_tx.try_send(());
+            })
+            .expect("cannot start a thread"),
+    );
+    threads
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, ws_only: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: report, breathe, go on.
+                ctx.out.notice(format!("accept failed: {e}"));
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if ctx.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let slot = ctx.acquire(peer.ip());
+        let task_ctx = ctx.clone();
+        ctx.ex
+            .spawn(async move {
+                match slot {
+                    Some(slot) => serve(stream, peer, task_ctx, ws_only, slot).await,
+                    None => refuse_full(stream).await,
+                }
+            })
+            .detach();
+    }
+}
+
+async fn refuse_full(mut stream: TcpStream) {
+    let _ = http::respond_error(
+        &mut stream,
+        "503 Service Unavailable",
+        "the server is full; try again later",
+    )
+    .await;
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, ctx: Arc<Ctx>, ws_only: bool, slot: Slot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    conn::serve(stream, peer, ctx, ws_only).await;
+    drop(slot);
+}

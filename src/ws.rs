@@ -1,0 +1,299 @@
+//! Server-side WebSocket framing (RFC 6455). The server writes frames itself so that a frame fanned
+//! out to many members is encoded once and shared, and no connection keeps a write buffer sized
+//! by the largest frame it was ever sent.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// An encoded frame, ready to write, shared between recipients.
+pub type Frame = Arc<[u8]>;
+
+/// A complete message or control frame read from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text message.
+    Text(String),
+    /// A binary message (refused by the protocol, but read whole).
+    Binary,
+    /// A ping with its payload.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong,
+    /// The client closes.
+    Close,
+}
+
+/// Why reading a frame failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    /// The message exceeds the size limit.
+    #[error("message over {0} bytes")]
+    TooBig(usize),
+    /// The peer broke the framing rules.
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+    /// The socket failed or closed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+const OP_CONT: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Reads client frames, enforcing masking and a maximum message size.
+pub struct FrameReader<R> {
+    inner: R,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps `inner`; messages over `max` bytes are refused.
+    pub fn new(inner: R, max: usize) -> Self {
+        Self { inner, max }
+    }
+
+    /// Reads the next whole message or control frame.
+    pub async fn next(&mut self) -> Result<Incoming, WsError> {
+        let mut message: Vec<u8> = Vec::new();
+        let mut kind: Option<u8> = None;
+        loop {
+            let (fin, opcode, payload) = self.frame(self.max - message.len()).await?;
+            match opcode {
+                OP_PING => return Ok(Incoming::Ping(payload)),
+                OP_PONG => return Ok(Incoming::Pong),
+                OP_CLOSE => return Ok(Incoming::Close),
+                OP_TEXT | OP_BINARY if kind.is_none() => kind = Some(opcode),
+                OP_CONT if kind.is_some() => {}
+                OP_CONT => return Err(WsError::Protocol("continuation without a message")),
+                OP_TEXT | OP_BINARY => {
+                    return Err(WsError::Protocol("new message inside a fragmented one"))
+                }
+                _ => return Err(WsError::Protocol("unknown opcode")),
+            }
+            message.extend_from_slice(&payload);
+            if fin {
+                return match kind {
+                    Some(OP_TEXT) => String::from_utf8(message)
+                        .map(Incoming::Text)
+                        .map_err(|_| WsError::Protocol("text message is not UTF-8")),
+                    _ => Ok(Incoming::Binary),
+                };
+            }
+        }
+    }
+
+    async fn frame(&mut self, room: usize) -> Result<(bool, u8, Vec<u8>), WsError> {
+        let mut head = [0u8; 2];
+        self.inner.read_exact(&mut head).await?;
+        let fin = head[0] & 0x80 != 0;
+        if head[0] & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let opcode = head[0] & 0x0f;
+        if head[1] & 0x80 == 0 {
+            return Err(WsError::Protocol("client frames must be masked"));
+        }
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.inner.read_exact(&mut b).await?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.inner.read_exact(&mut b).await?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let control = opcode & 0x8 != 0;
+        if control && (len > 125 || !fin) {
+            return Err(WsError::Protocol("bad control frame"));
+        }
+        if !control && len > room as u64 {
+            return Err(WsError::TooBig(self.max));
+        }
+        let mut mask = [0u8; 4];
+        self.inner.read_exact(&mut mask).await?;
+        let mut payload = vec![0u8; len as usize];
+        self.inner.read_exact(&mut payload).await?;
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i & 3];
+        }
+        Ok((fin, opcode, payload))
+    }
+}
+
+fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A text frame holding `payload`.
+///
+/// ```
+/// assert_eq!(&*dyspatcher::ws::text_frame(b"hi"), &[0x81, 2, b'h', b'i']);
+/// ```
+pub fn text_frame(payload: &[u8]) -> Frame {
+    encode(OP_TEXT, payload).into()
+}
+
+/// A close frame with a code and a reason (cut to fit a control frame).
+pub fn close_frame(code: u16, reason: &str) -> Frame {
+    let mut payload = code.to_be_bytes().to_vec();
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    encode(OP_CLOSE, &payload).into()
+}
+
+/// A ping frame.
+pub fn ping_frame() -> Frame {
+    encode(OP_PING, b"").into()
+}
+
+/// A pong frame answering a ping's payload.
+pub fn pong_frame(payload: &[u8]) -> Frame {
+    encode(OP_PONG, payload).into()
+}
+
+/// The payload of a frame encoded by this module (header skipped).
+pub fn payload(frame: &[u8]) -> &[u8] {
+    let skip = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => frame.len(),
+    };
+    &frame[skip.min(frame.len())..]
+}
+
+/// Writes every frame of `batch` with as few system calls as the stream allows, then flushes.
+pub async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, batch: &[Frame]) -> io::Result<()> {
+    let mut index = 0;
+    let mut offset = 0;
+    while index < batch.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&batch[index][offset..])
+            .chain(batch[index + 1..].iter().map(|f| &f[..]))
+            .take(64)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = w.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while index < batch.len() && written >= batch[index].len() - offset {
+            written -= batch[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    fn read(bytes: Vec<u8>, max: usize) -> Result<Incoming, WsError> {
+        smol::block_on(FrameReader::new(futures_lite::io::Cursor::new(bytes), max).next())
+    }
+
+    #[test]
+    fn reads_fragmented_text() {
+        let mut bytes = masked(OP_TEXT, false, b"hel");
+        bytes.extend(masked(OP_PING, true, b"p"));
+        let mut reader = FrameReader::new(futures_lite::io::Cursor::new(bytes), 100);
+        // A control frame may arrive between fragments; it is returned on its own.
+        assert_eq!(
+            smol::block_on(reader.next()).unwrap(),
+            Incoming::Ping(b"p".to_vec())
+        );
+        let mut bytes = masked(OP_TEXT, false, b"hel");
+        bytes.extend(masked(OP_CONT, true, b"lo"));
+        assert_eq!(read(bytes, 100).unwrap(), Incoming::Text("hello".into()));
+    }
+
+    #[test]
+    fn refuses_oversized_unmasked_and_bad_utf8() {
+        assert!(matches!(
+            read(masked(OP_TEXT, true, &[b'a'; 300]), 200),
+            Err(WsError::TooBig(200))
+        ));
+        assert!(matches!(
+            read(vec![0x81, 0x02, b'h', b'i'], 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert!(matches!(
+            read(masked(OP_TEXT, true, &[0xff, 0xfe]), 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert!(matches!(
+            read(masked(OP_CONT, true, b"x"), 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert!(matches!(
+            read(masked(0x3, true, b"x"), 100),
+            Err(WsError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn encodes_lengths_and_payload_roundtrip() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let data = vec![7u8; len];
+            let frame = text_frame(&data);
+            assert_eq!(payload(&frame), &data[..]);
+        }
+        let close = close_frame(4000, "kicked");
+        assert_eq!(&close[..4], &[0x88, 8, 0x0f, 0xa0]);
+    }
+
+    #[test]
+    fn batch_writes_everything() {
+        let frames: Vec<Frame> = (0..100)
+            .map(|i| text_frame(&vec![i as u8; i * 7]))
+            .collect();
+        let mut out = futures_lite::io::Cursor::new(Vec::new());
+        smol::block_on(write_batch(&mut out, &frames)).unwrap();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        assert_eq!(out.into_inner(), expected);
+    }
+}
