@@ -17,15 +17,11 @@ ensure_host_tools
 ensure_debian_rust
 ensure_musl_sysroot
 use_debian_rust
-
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=yes"
-export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
-export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
+use_musl_env
 
 log "cargo build --release --target $TARGET (std built from source; a few minutes)"
 start=$SECONDS
-cargo build --release --target "$TARGET" -Zbuild-std=std,panic_abort \
+cargo build --release --target "$TARGET" \
     --manifest-path "$REPO_DIR/Cargo.toml" >&2
 bin="$CARGO_TARGET_DIR/$TARGET/release/dyspatcher"
 [ -x "$bin" ] || die "no binary at $bin"

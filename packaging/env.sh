@@ -196,5 +196,16 @@ EOF
     MUSL_SELF_CONTAINED="$sc"; export MUSL_SELF_CONTAINED
 }
 
+# Environment for building aarch64-unknown-linux-musl with the sysroot above
+# (after use_debian_rust): std from source, gcc's cross linker, musl's libc.a.
+use_musl_env() {
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=yes"
+    export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+    export AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
+    # Same as -Zbuild-std=std,panic_abort, for cargo commands we do not spell.
+    export CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+}
+
 # Size of a file in bytes.
 file_size() { stat -c %s "$1"; }

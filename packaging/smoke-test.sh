@@ -9,7 +9,8 @@
 #
 # Both clients run from the same aarch64 binary under qemu, unless
 # SMOKE_HOST_CLIENT=/path/to/host/dyspatcher: then alice uses that build.
-# SMOKE_TIMEOUT (seconds, default 90) bounds each wait.
+# SMOKE_TIMEOUT (seconds, default 90) bounds each wait; SMOKE_SHOW_LOGS=1
+# prints the server's and clients' output at the end even on success.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 BIN="${1:-${CARGO_TARGET_DIR_MUSL:-$REPO_DIR/target-aarch64-musl}/aarch64-unknown-linux-musl/release/dyspatcher}"
@@ -34,11 +35,11 @@ pids=()
 fds=()
 cleanup() {
     local rc=$? p fd
-    for fd in "${fds[@]}"; do exec {fd}>&- 2>/dev/null || true; done
+    for fd in "${fds[@]}"; do { exec {fd}>&-; } 2>/dev/null || true; done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ $rc -ne 0 ]; then
-        echo "---- smoke test failed; logs from $work ----" >&2
+    if [ $rc -ne 0 ] || [ -n "${SMOKE_SHOW_LOGS:-}" ]; then
+        [ $rc -ne 0 ] && echo "---- smoke test failed; logs from $work ----" >&2
         local f
         for f in "$work"/*.log; do
             [ -f "$f" ] || continue
@@ -116,7 +117,8 @@ say() { local fd; eval "fd=\$${1}_fd"; printf '%s\n' "$2" >&"$fd"; }
 deliver() {
     local from="$1" prefix="$2" to="$3" text="$4" what="$5" pid t=0 n=0
     eval "pid=\$${to}_pid"
-    while ! grep -Fq -- "$text" "$work/$to.log"; do
+    # The receiver's line must carry the text and name the sender.
+    while ! grep -F -- "$text" "$work/$to.log" 2>/dev/null | grep -qF -- "$from"; do
         if [ $((t % 25)) -eq 0 ]; then
             n=$((n + 1))
             say "$from" "$prefix $text"
@@ -140,9 +142,14 @@ deliver alice "@carol" carol "direct-a2c-$token" "direct alice -> carol"
 deliver carol "@alice" alice "direct-c2a-$token" "direct carol -> alice"
 deliver alice "@all" carol "all-from-alice-$token" "@all alice -> carol"
 
-# The texts must never reach the server in the clear.
-if grep -Fq -- "$token" "$work/server.log"; then fail "a message text shows in the server's log"; fi
-ok "no message text in the server's output"
+# Direct messages between users must never reach the server in the clear
+# (the admin's console does show @all messages: the admin is a member).
+for t in "direct-a2c-$token" "direct-c2a-$token"; do
+    if grep -Fq -- "$t" "$work/server.log" "$work/transcript.txt" 2>/dev/null; then
+        fail "a direct message between users shows on the server ($t)"
+    fi
+done
+ok "no direct message text on the server's console or transcript"
 
 # --- orderly end ------------------------------------------------------------
 say alice "/quit"; say carol "/quit"
