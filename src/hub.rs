@@ -140,7 +140,7 @@ pub struct Hub {
     admin_key_id: Option<String>,
     seen: HashMap<String, i64>,
     seen_order: VecDeque<(i64, String)>,
-    slow: Vec<ConnId>,
+    slow: Vec<(ConnId, &'static str)>,
     console_dropped: u64,
 }
 
@@ -221,22 +221,22 @@ impl Hub {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        if c.outbox.queue.try_send(frame.clone()).is_err() {
-            if c.kind == Kind::Console {
-                // The prompt never stalls the relay; it learns how much it missed instead.
-                self.console_dropped += 1;
-            } else {
-                self.slow.push(conn);
-            }
+        match c.outbox.queue.try_send(frame.clone()) {
+            Ok(()) => {}
+            // The prompt never stalls the relay; it learns how much it missed instead.
+            Err(_) if c.kind == Kind::Console => self.console_dropped += 1,
+            Err(async_channel::TrySendError::Full(_)) => self.slow.push((conn, "too_slow")),
+            // The connection ended; its Gone event is on the way.
+            Err(async_channel::TrySendError::Closed(_)) => self.slow.push((conn, "left")),
         }
     }
 
     fn drop_slow(&mut self) {
-        while let Some(conn) = self.slow.pop() {
+        while let Some((conn, reason)) = self.slow.pop() {
             if let Some(c) = self.conns.get(&conn) {
                 c.outbox
                     .close(close::TOO_SLOW, "too slow: messages were piling up");
-                self.remove(conn, "too_slow");
+                self.remove(conn, reason);
             }
         }
         if self.console_dropped > 0 {

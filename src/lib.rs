@@ -14,6 +14,7 @@ pub mod conn;
 pub mod console;
 pub mod crypto;
 pub mod http;
+pub mod keycache;
 pub mod hub;
 pub mod protocol;
 pub mod server;

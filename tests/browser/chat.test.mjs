@@ -32,8 +32,9 @@ test('two pages chat directly and via @all, with verified signatures', { timeout
   const bob = await openPage(browser, server.url, { name: 'bob', viewport: { width: 360, height: 740 } });
   await joinWithKeys(alice, 'alice', keys.alice);
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await alice.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all)').length === 2);
-  assert.deepEqual(await memberNames(alice), ['alice', 'bobby']);
+  await alice.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === 2);
+  assert.deepEqual(await memberNames(alice), ['ADMIN', 'alice', 'bobby']);
+  assert.equal(await alice.textContent('#member-list .member.admin .badge.admin'), 'admin');
   const bobKid = await alice.textContent(`#member-list .member[data-key="${keys.bob.keyId}"] .kid`);
   assert.equal(bobKid, keys.bob.keyId.slice(0, 12));
 
@@ -92,14 +93,15 @@ test('after a member leaves, @all goes on under fresh sender keys that the leave
   await joinWithKeys(a, 'alice', keys.alice);
   await joinWithKeys(b, 'bobby', keys.bob);
   await joinWithKeys(c, 'carol', keys.carol);
-  await a.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all)').length === 3);
+  await a.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === 3);
+  const adminKey = await a.getAttribute('#member-list .member.admin', 'data-key');
   await sendTo(a, '@all', 'before carol leaves');
   await waitMessage(b, 'before carol leaves');
   await waitMessage(c, 'before carol leaves');
   const allBefore = sent.filter((m) => m.type === 'all');
   assert.equal(allBefore.length, 1);
   const keysBefore = sent.filter((m) => m.type === 'sender_key' && m.skid === allBefore[0].skid);
-  assert.deepEqual(keysBefore.flatMap((m) => Object.keys(m.keys)).sort(), [keys.bob.keyId, keys.carol.keyId].sort());
+  assert.deepEqual(keysBefore.flatMap((m) => Object.keys(m.keys)).sort(), [adminKey, keys.bob.keyId, keys.carol.keyId].sort());
 
   await c.click('#leave');
   await a.waitForSelector('.notice:text("carol left")');
@@ -110,7 +112,7 @@ test('after a member leaves, @all goes on under fresh sender keys that the leave
   assert.notEqual(allAfter.skid, allBefore[0].skid, 'a fresh sender key after someone left');
   assert.equal(allAfter.n, 0);
   const keysAfter = sent.filter((m) => m.type === 'sender_key' && m.skid === allAfter.skid);
-  assert.deepEqual(keysAfter.flatMap((m) => Object.keys(m.keys)), [keys.bob.keyId], 'only bob gets the new key');
+  assert.deepEqual(keysAfter.flatMap((m) => Object.keys(m.keys)).sort(), [adminKey, keys.bob.keyId].sort(), 'carol does not get the new key');
   await sendTo(b, '@all', 'bob after carol left');
   await waitMessage(a, 'bob after carol left');
   assert.equal(await a.locator('.notice.warning').count(), 0);
