@@ -280,6 +280,11 @@ impl Client {
         Ok(id)
     }
 
+    /// The underlying WebSocket, for callers that drive it themselves (the load generator).
+    pub fn into_websocket(self) -> WebSocketStream<BoxedStream> {
+        self.ws
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

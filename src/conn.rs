@@ -294,7 +294,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Incoming::Text(t) => t,
         };
         let now = Instant::now();
-        if !bucket.take(now) {
+        if *joined && !bucket.take(now) {
             if last_rate_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                 last_rate_error = Some(now);
                 send_error(

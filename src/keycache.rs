@@ -33,10 +33,12 @@ pub fn load_or_make(dir: &Path, count: usize, bits: usize) -> Result<Vec<Identit
                     for i in chunk {
                         let path = path_of(i);
                         let name = path.display().to_string();
-                        let id = Identity::generate(bits).map_err(|e| KeyCacheError::Key(name.clone(), e))?;
+                        let id = Identity::generate(bits)
+                            .map_err(|e| KeyCacheError::Key(name.clone(), e))?;
                         // Write then rename, so a half-written file is never taken for a key.
                         let tmp = path.with_extension("tmp");
-                        std::fs::write(&tmp, id.private_pem().as_bytes()).map_err(|e| KeyCacheError::Io(name.clone(), e))?;
+                        std::fs::write(&tmp, id.private_pem().as_bytes())
+                            .map_err(|e| KeyCacheError::Io(name.clone(), e))?;
                         std::fs::rename(&tmp, &path).map_err(|e| KeyCacheError::Io(name, e))?;
                     }
                     Ok(())
@@ -51,7 +53,8 @@ pub fn load_or_make(dir: &Path, count: usize, bits: usize) -> Result<Vec<Identit
         .map(|i| {
             let path = path_of(i);
             let name = path.display().to_string();
-            let pem = std::fs::read_to_string(&path).map_err(|e| KeyCacheError::Io(name.clone(), e))?;
+            let pem =
+                std::fs::read_to_string(&path).map_err(|e| KeyCacheError::Io(name.clone(), e))?;
             Identity::from_pem(&pem).map_err(|e| KeyCacheError::Key(name, e))
         })
         .collect()

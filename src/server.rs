@@ -314,6 +314,14 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, ws_only: bool) {
 }
 
 async fn refuse_full(mut stream: TcpStream) {
+    // Read the request first: closing on unread bytes would reset the connection and lose the answer.
+    let mut buf = Vec::new();
+    let read = http::read_head(&mut stream, &mut buf);
+    let _ = futures_lite::future::or(async { read.await.ok() }, async {
+        smol::Timer::after(Duration::from_secs(2)).await;
+        None
+    })
+    .await;
     let _ = http::respond_error(
         &mut stream,
         "503 Service Unavailable",

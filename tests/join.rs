@@ -9,12 +9,20 @@ fn valid_proof_joins_and_lists_members() {
         server.admin_ready().await;
         let keys = keys(2);
         let alice = server.join("alice", &keys[0]).await;
-        let names: Vec<_> = alice.session().members().iter().map(|m| m.name.clone()).collect();
+        let names: Vec<_> = alice
+            .session()
+            .members()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
         assert_eq!(names, ["ADMIN", "alice"]);
         let mut bob = server.join("bobby", &keys[1]).await;
         assert_eq!(bob.session().members().len(), 3);
         // Each member's key ID is the SHA-256 of the key it proved.
-        assert_eq!(bob.session().key_id_of("alice"), Some(keys[0].public().key_id()));
+        assert_eq!(
+            bob.session().key_id_of("alice"),
+            Some(keys[0].public().key_id())
+        );
         drop(alice);
         assert_eq!(wait_left(&mut bob, "alice").await, "left");
     });
@@ -57,7 +65,11 @@ fn someone_elses_key_without_its_private_half_is_refused() {
         // A proof made for another challenge does not count either.
         let mut ws = raw(&server).await;
         let _challenge = raw_next(&mut ws).await;
-        let sig = keys[0].sign(&dyspatcher::protocol::join_bytes("b3RoZXI=", "alice", keys[0].public().key_id()));
+        let sig = keys[0].sign(&dyspatcher::protocol::join_bytes(
+            "b3RoZXI=",
+            "alice",
+            keys[0].public().key_id(),
+        ));
         let b64 = base64::engine::general_purpose::STANDARD;
         let join = serde_json::json!({"type": "join", "name": "alice",
             "public_key": base64::Engine::encode(&b64, keys[0].public().spki_der()),
@@ -101,7 +113,10 @@ fn small_or_foreign_keys_are_refused() {
         for (public_key, expect) in [
             (base64::Engine::encode(&b64, der.as_bytes()), "1024 bits"),
             ("not base64!".to_string(), "not base64"),
-            (base64::Engine::encode(&b64, b"not a key"), "not an RSA public key"),
+            (
+                base64::Engine::encode(&b64, b"not a key"),
+                "not an RSA public key",
+            ),
         ] {
             let mut ws = raw(&server).await;
             raw_next(&mut ws).await;
@@ -109,7 +124,10 @@ fn small_or_foreign_keys_are_refused() {
             raw_send(&mut ws, join.to_string()).await;
             let answer = raw_next(&mut ws).await;
             assert_eq!(answer["code"], "bad_key", "{answer}");
-            assert!(answer["message"].as_str().unwrap().contains(expect), "{answer}");
+            assert!(
+                answer["message"].as_str().unwrap().contains(expect),
+                "{answer}"
+            );
         }
     });
 }
@@ -121,11 +139,23 @@ fn messages_before_join_and_second_joins_are_refused() {
         let keys = keys(1);
         let mut ws = raw(&server).await;
         raw_next(&mut ws).await;
-        raw_send(&mut ws, r#"{"type":"key_request","to":"x","skid":"00000000000000000000000000000000","n":0}"#.into()).await;
+        raw_send(
+            &mut ws,
+            r#"{"type":"key_request","to":"x","skid":"00000000000000000000000000000000","n":0}"#
+                .into(),
+        )
+        .await;
         assert_eq!(raw_next(&mut ws).await["code"], "not_joined");
         let mut ws = raw(&server).await;
-        assert_eq!(raw_join(&mut ws, "alice", &keys[0], &keys[0]).await["type"], "welcome");
-        raw_send(&mut ws, r#"{"type":"join","name":"alice","public_key":"","signature":""}"#.into()).await;
+        assert_eq!(
+            raw_join(&mut ws, "alice", &keys[0], &keys[0]).await["type"],
+            "welcome"
+        );
+        raw_send(
+            &mut ws,
+            r#"{"type":"join","name":"alice","public_key":"","signature":""}"#.into(),
+        )
+        .await;
         loop {
             let m = raw_next(&mut ws).await;
             if m["type"] == "error" {
@@ -145,13 +175,20 @@ fn the_admin_web_seat_is_one_at_most() {
         let web = server.join("whatever", &admin).await;
         // The typed name is replaced by the admin's.
         assert_eq!(web.session().name(), Some("ADMIN"));
-        server.output_containing("the admin's web seat connected").await;
+        server
+            .output_containing("the admin's web seat connected")
+            .await;
         let mut ws = raw(&server).await;
         let answer = raw_join(&mut ws, "whatever", &admin, &admin).await;
         assert_eq!(answer["code"], "admin_seat_taken", "{answer}");
-        assert!(answer["message"].as_str().unwrap().contains("already taken"));
+        assert!(answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("already taken"));
         drop(web);
-        server.output_containing("the admin's web seat disconnected").await;
+        server
+            .output_containing("the admin's web seat disconnected")
+            .await;
         let again = server.join("whatever", &admin).await;
         assert_eq!(again.session().name(), Some("ADMIN"));
     });

@@ -17,7 +17,10 @@ fn a_direct_message_reaches_its_recipient_and_nobody_else() {
         let long = "é".repeat(5000); // far beyond what raw RSA could carry
         alice.send_direct("bobby", &long).await.unwrap();
         let m = next_message(&mut bob).await;
-        assert_eq!((m.from_name.as_str(), m.text.as_str()), ("alice", long.as_str()));
+        assert_eq!(
+            (m.from_name.as_str(), m.text.as_str()),
+            ("alice", long.as_str())
+        );
         assert_eq!(m.to, Destination::Direct(k[1].public().key_id().into()));
         // Carol's next frame is the sentinel: the direct message never reached her.
         alice.send_direct("carol", "sentinel").await.unwrap();
@@ -30,12 +33,17 @@ fn a_direct_message_reaches_its_recipient_and_nobody_else() {
             }
         })
         .await;
-        let ServerMsg::Direct(d) = &raw else { panic!("expected the sentinel, got {raw:?}") };
+        let ServerMsg::Direct(d) = &raw else {
+            panic!("expected the sentinel, got {raw:?}")
+        };
         assert_eq!(d.to, k[2].public().key_id());
         // And the admin's prompt saw neither (it only shows what is addressed to the admin).
         alice.send_direct("ADMIN", "for the admin").await.unwrap();
         let line = server.output_containing("→").await;
-        assert!(line.contains("alice") && line.contains("for the admin"), "{line}");
+        assert!(
+            line.contains("alice") && line.contains("for the admin"),
+            "{line}"
+        );
     });
 }
 
@@ -56,7 +64,10 @@ fn all_reaches_every_member_and_opens() {
         for c in [&mut bob, &mut carol] {
             for i in 0..3 {
                 let m = next_message(c).await;
-                assert_eq!((m.text.as_str(), &m.to), (format!("hello {i}").as_str(), &Destination::All));
+                assert_eq!(
+                    (m.text.as_str(), &m.to),
+                    (format!("hello {i}").as_str(), &Destination::All)
+                );
             }
         }
         assert!(server.output_containing("hello 2").await.contains("alice"));
@@ -99,10 +110,16 @@ fn no_server_message_carries_a_group_key() {
             let v: serde_json::Value = serde_json::from_str(text).unwrap();
             // Sender keys come only wrapped for this one recipient, never as a shared key.
             if v["type"] == "sender_key" {
-                assert!(v.get("wrapped").is_some() && v.get("keys").is_none(), "{text}");
+                assert!(
+                    v.get("wrapped").is_some() && v.get("keys").is_none(),
+                    "{text}"
+                );
             }
             for field in ["group_key", "aes_key", "key"] {
-                assert!(v.get(field).is_none() || v["type"] == "direct", "{field} in {text}");
+                assert!(
+                    v.get(field).is_none() || v["type"] == "direct",
+                    "{field} in {text}"
+                );
             }
         }
     });
@@ -129,11 +146,16 @@ fn a_newcomer_cannot_open_earlier_all_messages() {
         assert_eq!(next_message(&mut carol).await.text, "after carol");
         // Carol holds alice's chain from index 1 on; the earlier message (index 0) stays closed,
         // even when handed to her directly.
-        let ClientMsg::All(a) = early.last().unwrap().clone() else { panic!() };
+        let ClientMsg::All(a) = early.last().unwrap().clone() else {
+            panic!()
+        };
         let relayed = ServerMsg::All(dyspatcher::protocol::AllIn {
             id: "0123456789abcdef0123456789abcdef".into(),
             ts: a.ts,
-            from: dyspatcher::protocol::Sender { name: "alice".into(), key_id: k[0].public().key_id().into() },
+            from: dyspatcher::protocol::Sender {
+                name: "alice".into(),
+                key_id: k[0].public().key_id().into(),
+            },
             skid: a.skid,
             n: a.n,
             iv: a.iv,
@@ -214,7 +236,9 @@ fn a_message_before_its_sender_key_opens_once_the_key_comes() {
         // Alice sends the message but holds back the distribution, as when she had not yet seen
         // bob join: bob must ask, and alice answers.
         let msgs = alice.session_mut().seal_all("asked for").unwrap();
-        let (dist, msg): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| matches!(m, ClientMsg::SenderKey(_)));
+        let (dist, msg): (Vec<_>, Vec<_>) = msgs
+            .into_iter()
+            .partition(|m| matches!(m, ClientMsg::SenderKey(_)));
         assert_eq!(dist.len(), 1);
         alice.send_msg(&msg[0]).await.unwrap();
         // Alice's client answers bob's key request on its own.
@@ -248,10 +272,16 @@ fn altered_signatures_and_ciphertexts_are_rejected() {
             bytes[0] ^= 1;
             b64.encode(bytes)
         };
-        let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(&bob_id, "x").unwrap() else { panic!() };
+        let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(&bob_id, "x").unwrap()
+        else {
+            panic!()
+        };
         d.signature = flip(&d.signature);
         alice.send_msg(&ClientMsg::Direct(d)).await.unwrap();
-        let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(&bob_id, "y").unwrap() else { panic!() };
+        let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(&bob_id, "y").unwrap()
+        else {
+            panic!()
+        };
         d.ciphertext = flip(&d.ciphertext);
         alice.send_msg(&ClientMsg::Direct(d)).await.unwrap();
         let mut msgs = alice.session_mut().seal_all("z").unwrap();
@@ -284,7 +314,10 @@ fn a_replayed_id_is_dropped() {
         let mut alice = server.join("alice", &k[0]).await;
         let mut bob = server.join("bobby", &k[1]).await;
         wait_joined(&mut alice, "bobby").await;
-        let msg = alice.session_mut().seal_direct(k[1].public().key_id(), "once").unwrap();
+        let msg = alice
+            .session_mut()
+            .seal_direct(k[1].public().key_id(), "once")
+            .unwrap();
         alice.send_msg(&msg).await.unwrap();
         alice.send_msg(&msg).await.unwrap();
         assert_eq!(next_message(&mut bob).await.text, "once");
@@ -298,7 +331,13 @@ fn a_replayed_id_is_dropped() {
         .await;
         assert_eq!(refusal, dyspatcher::protocol::ErrorCode::DuplicateId);
         // A stale timestamp is refused too.
-        let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(k[1].public().key_id(), "old").unwrap() else { panic!() };
+        let ClientMsg::Direct(mut d) = alice
+            .session_mut()
+            .seal_direct(k[1].public().key_id(), "old")
+            .unwrap()
+        else {
+            panic!()
+        };
         d.ts -= 10 * 60 * 1000;
         alice.send_msg(&ClientMsg::Direct(d)).await.unwrap();
         let refusal = within(10, "the refusal", async {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
-  sendTo, waitMessage, memberNames, rmSync,
+  sendTo, waitMessage, memberNames, waitMembers, rmSync,
 } from './helpers.mjs';
 
 let server, browser, dir, keys;
@@ -27,12 +27,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('two pages chat directly and via @all, with verified signatures', { timeout: 90000 }, async () => {
-  const alice = await openPage(browser, server.url, { name: 'alice' });
-  const bob = await openPage(browser, server.url, { name: 'bob', viewport: { width: 360, height: 740 } });
+test('two pages chat directly and via @all, with verified signatures', { timeout: 90000 }, async (t) => {
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  const bob = await openPage(browser, server.url, { t, name: 'bob', viewport: { width: 360, height: 740 } });
   await joinWithKeys(alice, 'alice', keys.alice);
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await alice.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === 2);
+  await waitMembers(alice, 2);
   assert.deepEqual(await memberNames(alice), ['ADMIN', 'alice', 'bobby']);
   assert.equal(await alice.textContent('#member-list .member.admin .badge.admin'), 'admin');
   const bobKid = await alice.textContent(`#member-list .member[data-key="${keys.bob.keyId}"] .kid`);
@@ -61,13 +61,11 @@ test('two pages chat directly and via @all, with verified signatures', { timeout
   await waitMessage(alice, 'second to all');
   assert.equal(await alice.locator('.notice.warning').count(), 0);
   assertClean(alice, bob);
-  await alice.context().close();
-  await bob.context().close();
 });
 
-test('a message holding HTML and script is shown as plain text', { timeout: 60000 }, async () => {
-  const a = await openPage(browser, server.url, { name: 'a' });
-  const b = await openPage(browser, server.url, { name: 'b' });
+test('a message holding HTML and script is shown as plain text', { timeout: 60000 }, async (t) => {
+  const a = await openPage(browser, server.url, { t, name: 'a' });
+  const b = await openPage(browser, server.url, { t, name: 'b' });
   await joinWithKeys(a, 'alice', keys.alice);
   await joinWithKeys(b, 'bobby', keys.bob);
   const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b> & "quotes"';
@@ -80,20 +78,18 @@ test('a message holding HTML and script is shown as plain text', { timeout: 6000
   assert.equal(await b.evaluate(() => window.__pwned ?? null), null);
   assert.equal(await b.locator('#messages img, #messages script, #messages b').count(), 0);
   assertClean(a, b);
-  await a.context().close();
-  await b.context().close();
 });
 
-test('after a member leaves, @all goes on under fresh sender keys that the leaver never gets', { timeout: 90000 }, async () => {
-  const a = await openPage(browser, server.url, { name: 'a' });
-  const b = await openPage(browser, server.url, { name: 'b' });
-  const c = await openPage(browser, server.url, { name: 'c' });
+test('after a member leaves, @all goes on under fresh sender keys that the leaver never gets', { timeout: 90000 }, async (t) => {
+  const a = await openPage(browser, server.url, { t, name: 'a' });
+  const b = await openPage(browser, server.url, { t, name: 'b' });
+  const c = await openPage(browser, server.url, { t, name: 'c' });
   const sent = [];
   a.on('websocket', (ws) => ws.on('framesent', (f) => sent.push(JSON.parse(f.payload))));
   await joinWithKeys(a, 'alice', keys.alice);
   await joinWithKeys(b, 'bobby', keys.bob);
   await joinWithKeys(c, 'carol', keys.carol);
-  await a.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === 3);
+  await waitMembers(a, 3);
   const adminKey = await a.getAttribute('#member-list .member.admin', 'data-key');
   await sendTo(a, '@all', 'before carol leaves');
   await waitMessage(b, 'before carol leaves');
@@ -118,12 +114,11 @@ test('after a member leaves, @all goes on under fresh sender keys that the leave
   assert.equal(await a.locator('.notice.warning').count(), 0);
   assert.equal(await b.locator('.notice.warning').count(), 0);
   assertClean(a, b, c);
-  for (const p of [a, b, c]) await p.context().close();
 });
 
-test('the tab title counts unread messages while the page is hidden; export writes one line per message', { timeout: 60000 }, async () => {
-  const a = await openPage(browser, server.url, { name: 'a' });
-  const b = await openPage(browser, server.url, { name: 'b' });
+test('the tab title counts unread messages while the page is hidden; export writes one line per message', { timeout: 60000 }, async (t) => {
+  const a = await openPage(browser, server.url, { t, name: 'a' });
+  const b = await openPage(browser, server.url, { t, name: 'b' });
   await joinWithKeys(a, 'alice', keys.alice);
   await joinWithKeys(b, 'bobby', keys.bob);
   // Make page b look hidden to itself, as a background tab is.
@@ -152,6 +147,4 @@ test('the tab title counts unread messages while the page is hidden; export writ
   assert.match(lines[1], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice \u2192 @all: unread two$/);
   assert.match(lines[2], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d bobby \u2192 alice: a reply\\nwith two lines$/);
   assertClean(a, b);
-  await a.context().close();
-  await b.context().close();
 });

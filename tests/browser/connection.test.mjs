@@ -27,11 +27,11 @@ function countSockets(page) {
   return counter;
 }
 
-test('the page reconnects with the same name and keys after the server restarts', { timeout: 120000 }, async () => {
+test('the page reconnects with the same name and keys after the server restarts', { timeout: 120000 }, async (t) => {
   let server = await startServer();
   const port = server.port;
   try {
-    const alice = await openPage(browser, server.url, { name: 'alice' });
+    const alice = await openPage(browser, server.url, { t, name: 'alice' });
     await joinWithKeys(alice, 'alice', keys.alice);
     await server.stop('SIGTERM');
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: 15000 });
@@ -44,26 +44,24 @@ test('the page reconnects with the same name and keys after the server restarts'
     assert.equal(await alice.textContent('#me-name'), 'alice');
     assert.equal(await alice.textContent('#me-key'), keys.alice.keyId.slice(0, 12));
 
-    const bob = await openPage(browser, server.url, { name: 'bob' });
+    const bob = await openPage(browser, server.url, { t, name: 'bob' });
     await joinWithKeys(bob, 'bobby', keys.bob);
     await sendTo(bob, 'alice', 'welcome back');
     await waitMessage(alice, 'welcome back');
     await sendTo(alice, '@all', 'glad to be back');
     await waitMessage(bob, 'glad to be back');
     assertClean(alice, bob);
-    await alice.context().close();
-    await bob.context().close();
   } finally {
     await server.stop();
   }
 });
 
-test('a refused join shows the reason and is not retried', { timeout: 60000 }, async () => {
+test('a refused join shows the reason and is not retried', { timeout: 60000 }, async (t) => {
   const server = await startServer();
   try {
-    const alice = await openPage(browser, server.url, { name: 'alice' });
+    const alice = await openPage(browser, server.url, { t, name: 'alice' });
     await joinWithKeys(alice, 'alice', keys.alice);
-    const eve = await openPage(browser, server.url, { name: 'eve' });
+    const eve = await openPage(browser, server.url, { t, name: 'eve' });
     const sockets = countSockets(eve);
     await eve.fill('#name', 'alice');
     await eve.click('#own-keys-toggle');
@@ -82,20 +80,18 @@ test('a refused join shows the reason and is not retried', { timeout: 60000 }, a
     await eve.click('#connect');
     await waitConnected(eve);
     assertClean(alice, eve);
-    await alice.context().close();
-    await eve.context().close();
   } finally {
     await server.stop();
   }
 });
 
-test('a page kicked by the admin says so and does not reconnect', { timeout: 60000 }, async () => {
+test('a page kicked by the admin says so and does not reconnect', { timeout: 60000 }, async (t) => {
   const server = await startServer();
   try {
-    const alice = await openPage(browser, server.url, { name: 'alice' });
+    const alice = await openPage(browser, server.url, { t, name: 'alice' });
     const sockets = countSockets(alice);
     await joinWithKeys(alice, 'alice', keys.alice);
-    const bob = await openPage(browser, server.url, { name: 'bob' });
+    const bob = await openPage(browser, server.url, { t, name: 'bob' });
     await joinWithKeys(bob, 'bobby', keys.bob);
     server.write('/kick alice');
     await alice.waitForSelector('#status[data-state="closed"]');
@@ -104,18 +100,16 @@ test('a page kicked by the admin says so and does not reconnect', { timeout: 600
     await sleep(3000);
     assert.equal(sockets.opened, 1);
     assertClean(alice, bob);
-    await alice.context().close();
-    await bob.context().close();
   } finally {
     await server.stop();
   }
 });
 
-test('on a non-secure origin the page explains why it cannot work and what to run', { timeout: 60000 }, async () => {
+test('on a non-secure origin the page explains why it cannot work and what to run', { timeout: 60000 }, async (t) => {
   const server = await startServer();
   const insecureBrowser = await launchBrowser(['--host-resolver-rules=MAP chat.test 127.0.0.1']);
   try {
-    const page = await openPage(insecureBrowser, `http://chat.test:${server.port}/`, { viewport: { width: 360, height: 740 } });
+    const page = await openPage(insecureBrowser, `http://chat.test:${server.port}/`, { t, viewport: { width: 360, height: 740 } });
     const sockets = countSockets(page);
     assert.equal(await page.evaluate(() => window.isSecureContext), false);
     await page.waitForSelector('#insecure:not([hidden])');
@@ -132,7 +126,6 @@ test('on a non-secure origin the page explains why it cannot work and what to ru
     // remark about the origin, not an error of the page.
     page.problems = page.problems.filter((p) => !/Cross-Origin-Opener-Policy header has been ignored/.test(p));
     assertClean(page);
-    await page.context().close();
   } finally {
     await insecureBrowser.close();
     await server.stop();

@@ -138,8 +138,10 @@ export async function launchBrowser(extraArgs = []) {
  * Opens `url` in a new context. The page records CSP violations, console errors and uncaught
  * exceptions in `page.problems`; `assertClean(page)` fails on any.
  */
-export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', name = 'page' } = {}) {
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', name = 'page', t } = {}) {
   const context = await browser.newContext({ viewport, colorScheme, acceptDownloads: true });
+  // Closed when the test `t` ends, passed or failed, so that no page stays connected.
+  t?.after(() => context.close().catch(() => {}));
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
   page.problems = [];
@@ -209,6 +211,15 @@ export async function waitMessage(page, text, ms = 20000) {
     { timeout: ms },
   );
   return handle.jsonValue();
+}
+
+/** Waits until the member list shows `count` members besides the admin (and the admin itself). */
+export async function waitMembers(page, count) {
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('#member-list .member.admin').length === 1 &&
+      document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === n,
+    count,
+  );
 }
 
 export async function memberNames(page) {

@@ -22,8 +22,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('the name is checked as it is typed, with the rule shown', { timeout: 60000 }, async () => {
-  const page = await openPage(browser, server.url);
+test('the name is checked as it is typed, with the rule shown', { timeout: 60000 }, async (t) => {
+  const page = await openPage(browser, server.url, { t });
   assert.match(await page.textContent('#name-rule'), /4 to 15 characters: lowercase letters a–z and digits 0–9/);
   const cases = [
     ['Alice', /lowercase/, true],
@@ -41,11 +41,10 @@ test('the name is checked as it is typed, with the rule shown', { timeout: 60000
   await page.type('#name', 'abcdefghijklmnopqrst');
   assert.equal(await page.inputValue('#name'), 'abcdefghijklmno');
   assertClean(page);
-  await page.context().close();
 });
 
-test('PKCS#1 and PKCS#8 keys made by openssl import with the Key ID openssl computes', { timeout: 60000 }, async () => {
-  const page = await openPage(browser, server.url);
+test('PKCS#1 and PKCS#8 keys made by openssl import with the Key ID openssl computes', { timeout: 60000 }, async (t) => {
+  const page = await openPage(browser, server.url, { t });
   await page.click('#own-keys-toggle');
   for (const kind of ['pkcs1', 'pkcs8']) {
     const key = opensslKey(dir, kind, kind);
@@ -74,11 +73,10 @@ test('PKCS#1 and PKCS#8 keys made by openssl import with the Key ID openssl comp
   await page.click('#load-keys');
   await page.waitForFunction((id) => document.querySelector('#key-id').textContent === id, other.keyId.slice(0, 12));
   assertClean(page);
-  await page.context().close();
 });
 
-test('a key pair made in the browser (RSA 4096) shows its Key ID, downloads as PEM and connects', { timeout: 120000 }, async () => {
-  const page = await openPage(browser, server.url);
+test('a key pair made in the browser (RSA 4096) shows its Key ID, downloads as PEM and connects', { timeout: 120000 }, async (t) => {
+  const page = await openPage(browser, server.url, { t });
   assert.equal(await page.isVisible('#keygen progress'), true, 'progress is shown while the key is made');
   assert.match(await page.textContent('#keygen-status'), /RSA 4096/);
   assert.equal(await page.isDisabled('#connect'), true);
@@ -115,5 +113,4 @@ test('a key pair made in the browser (RSA 4096) shows its Key ID, downloads as P
   assert.equal(await page.textContent('#me-key'), shown);
   assert.equal(await page.textContent(`#member-list .member[data-key="${full}"] .kid`), shown);
   assertClean(page);
-  await page.context().close();
 });

@@ -24,13 +24,17 @@ pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn admin_key() -> Arc<Identity> {
     static KEY: OnceLock<Arc<Identity>> = OnceLock::new();
     KEY.get_or_init(|| {
-        Arc::new(Identity::from_pem(&std::fs::read_to_string(fixture("admin.pem")).unwrap()).unwrap())
+        Arc::new(
+            Identity::from_pem(&std::fs::read_to_string(fixture("admin.pem")).unwrap()).unwrap(),
+        )
     })
     .clone()
 }
@@ -91,9 +95,13 @@ impl TestServer {
     }
 
     pub async fn join(&self, name: &str, key: &Arc<Identity>) -> Client {
-        within(10, "join", Client::connect(&self.url(), name, key.clone(), None))
-            .await
-            .unwrap_or_else(|e| panic!("{name} cannot join: {e}"))
+        within(
+            10,
+            "join",
+            Client::connect(&self.url(), name, key.clone(), None),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} cannot join: {e}"))
     }
 }
 
@@ -116,7 +124,9 @@ pub async fn next_significant(c: &mut Client) -> Event {
     within(10, "an event", async {
         loop {
             match c.next_event().await.expect("connection alive") {
-                Event::Ack(_) | Event::Joined(_) | Event::Left { .. } | Event::Welcome { .. } => continue,
+                Event::Ack(_) | Event::Joined(_) | Event::Left { .. } | Event::Welcome { .. } => {
+                    continue
+                }
                 e => return e,
             }
         }
@@ -138,7 +148,10 @@ pub async fn wait_joined(c: &mut Client, name: &str) {
 pub async fn wait_left(c: &mut Client, name: &str) -> String {
     within(10, "a leave", async {
         loop {
-            if let Event::Left { name: n, reason, .. } = c.next_event().await.expect("connection alive") {
+            if let Event::Left {
+                name: n, reason, ..
+            } = c.next_event().await.expect("connection alive")
+            {
                 if n == name {
                     return reason;
                 }
@@ -152,8 +165,13 @@ pub type Raw = async_tungstenite::WebSocketStream<smol::net::TcpStream>;
 
 /// A bare WebSocket to the server, for sending what a correct client never would.
 pub async fn raw(server: &TestServer) -> Raw {
-    let tcp = smol::net::TcpStream::connect(server.running.addr).await.unwrap();
-    async_tungstenite::client_async(server.url(), tcp).await.unwrap().0
+    let tcp = smol::net::TcpStream::connect(server.running.addr)
+        .await
+        .unwrap();
+    async_tungstenite::client_async(server.url(), tcp)
+        .await
+        .unwrap()
+        .0
 }
 
 /// The next JSON message on a bare WebSocket, or the close frame as `{"close": code}`.
@@ -182,7 +200,12 @@ pub async fn raw_send(ws: &mut Raw, text: String) {
 
 /// Reads the challenge and answers it with `name`, presenting `presented` but signing with
 /// `signer`; returns the server's answer.
-pub async fn raw_join(ws: &mut Raw, name: &str, signer: &Identity, presented: &Identity) -> serde_json::Value {
+pub async fn raw_join(
+    ws: &mut Raw,
+    name: &str,
+    signer: &Identity,
+    presented: &Identity,
+) -> serde_json::Value {
     use base64::Engine;
     let challenge = raw_next(ws).await;
     let nonce = challenge["nonce"].as_str().unwrap();
