@@ -164,7 +164,7 @@ function memberButton({ key, selected, onPick, label, detail, admin, self, class
     'button',
     {
       type: 'button',
-      class: `member ${classes}${admin ? ' admin' : ''}${self ? ' self' : ''}`.trim(),
+      class: ['member', classes, admin && 'admin', self && 'self'].filter(Boolean).join(' '),
       'aria-pressed': selected ? 'true' : 'false',
       disabled: !onPick,
       title: key === 'all' ? 'Write to everyone' : `Key ID ${key}`,

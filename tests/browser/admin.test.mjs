@@ -1,0 +1,108 @@
+// The admin's web seat: a page that loads the server's admin key becomes the admin, and the
+// admin prompt (the server's stdin/stdout) and the web seat mirror each other both ways.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitConnected,
+  sendTo, waitMessage, waitMembers, rmSync,
+} from './helpers.mjs';
+
+let server, browser, dir, keys;
+
+before(async () => {
+  dir = tempDir();
+  keys = { admin: opensslKey(dir, 'admin', 'pkcs1'), bob: opensslKey(dir, 'bob', 'pkcs8') };
+  server = await startServer(['--admin-private-key', keys.admin.priv]);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the admin web seat and the prompt mirror each other both ways', { timeout: 120000 }, async (t) => {
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await waitMembers(bob, 1);
+  assert.equal(await bob.getAttribute('#member-list .member.admin', 'data-key'), keys.admin.keyId);
+  // bob gives his sender key to the admin (the prompt) before the web seat exists.
+  await sendTo(bob, '@all', 'bob to all before the web seat');
+  await server.waitFor(/bob to all before the web seat/);
+
+  // Any valid name: the server's admin name replaces it.
+  const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  await joinWithKeys(seat, 'whoever', keys.admin);
+  assert.equal(await seat.textContent('#me-name'), 'ADMIN');
+  assert.equal(await seat.isVisible('#me-admin'), true);
+  assert.equal(await seat.textContent('#me-key'), keys.admin.keyId.slice(0, 12));
+  assert.equal(await seat.title(), 'dyspatcher \u2014 ADMIN');
+
+  // Prompt → user: the user sees "via prompt", the web seat sees what the prompt sent.
+  server.write('@bobby from the prompt to bob');
+  let got = await waitMessage(bob, 'from the prompt to bob');
+  assert.equal(got.from, 'ADMIN');
+  assert.equal(got.via, 'via prompt');
+  assert.match(got.classes, /\bfrom-admin\b/);
+  assert.match(got.state, /verified/);
+  got = await waitMessage(seat, 'from the prompt to bob');
+  assert.equal(got.via, 'via prompt');
+  assert.equal(got.to, 'bobby');
+  assert.match(got.classes, /\bown\b/);
+
+  // Web seat → user: the user sees "via web", the prompt shows what the web seat sent.
+  let mark = server.output.length;
+  await sendTo(seat, 'bobby', 'from the web seat to bob');
+  got = await waitMessage(bob, 'from the web seat to bob');
+  assert.equal(got.via, 'via web');
+  await server.waitFor(/from the web seat to bob/, 15000, mark);
+
+  mark = server.output.length;
+  await sendTo(seat, '@all', 'web seat to everyone');
+  await waitMessage(bob, 'web seat to everyone');
+  await server.waitFor(/web seat to everyone/, 15000, mark);
+
+  server.write('@all prompt to everyone');
+  await waitMessage(bob, 'prompt to everyone');
+  got = await waitMessage(seat, 'prompt to everyone');
+  assert.equal(got.via, 'via prompt');
+
+  // User → admin: both endpoints open it.
+  mark = server.output.length;
+  await sendTo(bob, 'ADMIN', 'bob to the admin');
+  got = await waitMessage(seat, 'bob to the admin');
+  assert.equal(got.from, 'bobby');
+  await server.waitFor(/bob to the admin/, 15000, mark);
+
+  // bob's @all after the web seat joined is given to it too ("joined" for a known key).
+  mark = server.output.length;
+  await sendTo(bob, '@all', 'bob to all after the web seat');
+  await waitMessage(seat, 'bob to all after the web seat');
+  await server.waitFor(/bob to all after the web seat/, 15000, mark);
+
+  // The web seat writes to the prompt (the admin's own key).
+  mark = server.output.length;
+  await sendTo(seat, 'ADMIN', 'web seat to the prompt');
+  await server.waitFor(/web seat to the prompt/, 15000, mark);
+
+  assert.equal(await bob.locator('.notice.warning').count(), 0);
+  assert.equal(await seat.locator('.notice.warning').count(), 0);
+  assert.doesNotMatch(server.output, /refused/);
+  assertClean(bob, seat);
+});
+
+test('a second admin web seat is refused with the reason', { timeout: 60000 }, async (t) => {
+  const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  await joinWithKeys(seat, 'whoever', keys.admin);
+  const second = await openPage(browser, server.url, { t, name: 'second' });
+  await second.fill('#name', 'another');
+  await second.click('#own-keys-toggle');
+  await second.setInputFiles('#private-file', keys.admin.priv);
+  await second.waitForSelector('#key-info:not([hidden])');
+  await second.click('#connect');
+  await second.waitForSelector('#status[data-state="closed"]');
+  assert.match(await second.textContent('#closed-text'), /refused/);
+  await waitConnected(seat);
+  assertClean(seat, second);
+});
