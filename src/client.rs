@@ -156,25 +156,19 @@ impl Client {
         };
         let join = self.session.answer_challenge(&nonce, time, name);
         self.send_msg(&join).await?;
-        loop {
-            match self.recv_msg().await? {
-                ServerMsg::Error { message, code, .. } => {
-                    return Err(ClientError::Refused(format!(
-                        "{} ({message})",
-                        serde_json::to_string(&code).unwrap_or_default()
-                    )))
-                }
-                msg @ ServerMsg::Welcome { .. } => {
-                    let out = self.session.handle(msg);
-                    self.queued.extend(out.events);
-                    return Ok(());
-                }
-                other => {
-                    return Err(ClientError::Protocol(format!(
-                        "expected welcome, got {other:?}"
-                    )))
-                }
+        match self.recv_msg().await? {
+            ServerMsg::Error { message, code, .. } => Err(ClientError::Refused(format!(
+                "{} ({message})",
+                serde_json::to_string(&code).unwrap_or_default()
+            ))),
+            msg @ ServerMsg::Welcome { .. } => {
+                let out = self.session.handle(msg);
+                self.queued.extend(out.events);
+                Ok(())
             }
+            other => Err(ClientError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
         }
     }
 

@@ -159,12 +159,12 @@ async fn admin_identity(
     loop {
         let tick = smol::Timer::after(Duration::from_secs(5));
         enum Step {
-            Key(Result<Identity, crate::crypto::CryptoError>),
+            Key(Box<Result<Identity, crate::crypto::CryptoError>>),
             Tick,
             Line(Option<String>),
         }
         let step = future::or(
-            async { Step::Key((&mut key).await) },
+            async { Step::Key(Box::new((&mut key).await)) },
             future::or(async { Step::Line(prompt.recv().await.ok()) }, async {
                 tick.await;
                 Step::Tick
@@ -172,18 +172,20 @@ async fn admin_identity(
         )
         .await;
         match step {
-            Step::Key(Ok(id)) => {
-                out.notice(format!(
-                    "admin key ready after {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ));
-                return Some(Arc::new(id));
-            }
-            Step::Key(Err(e)) => {
-                out.notice(format!("cannot generate the admin key: {e}"));
-                let _ = stop.try_send(());
-                return None;
-            }
+            Step::Key(result) => match *result {
+                Ok(id) => {
+                    out.notice(format!(
+                        "admin key ready after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    return Some(Arc::new(id));
+                }
+                Err(e) => {
+                    out.notice(format!("cannot generate the admin key: {e}"));
+                    let _ = stop.try_send(());
+                    return None;
+                }
+            },
             Step::Tick => out.notice(format!(
                 "still generating the admin key… {} s",
                 started.elapsed().as_secs()

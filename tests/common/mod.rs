@@ -67,6 +67,10 @@ pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 impl TestServer {
+    pub fn url_of(addr: &str) -> String {
+        format!("ws://{addr}/ws")
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.running.addr)
     }
