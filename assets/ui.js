@@ -55,6 +55,12 @@ export class Conversation {
     this.scroller = scroller;
     this.records = []; // shown messages, for the export
     this.items = new Map(); // id -> li of own messages, for their status
+    // Keep the newest message in view when the screen changes size (rotation, keyboard).
+    this.stuck = true;
+    scroller.addEventListener('scroll', () => (this.stuck = this.atBottom()), { passive: true });
+    new ResizeObserver(() => {
+      if (this.stuck) this.scroller.scrollTop = this.scroller.scrollHeight;
+    }).observe(scroller);
   }
 
   atBottom() {
@@ -65,7 +71,10 @@ export class Conversation {
   append(node, force = false) {
     const stick = force || this.atBottom();
     this.list.append(node);
-    if (stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    if (stick) {
+      this.scroller.scrollTop = this.scroller.scrollHeight;
+      this.stuck = true;
+    }
   }
 
   /** Shows a verified message, or one written on this page (`local`) with its delivery status. */
