@@ -4,6 +4,8 @@
 #   (b) static aarch64-unknown-linux-musl release    packaging/build-musl.sh
 #       x86_64 release build (cargo build --release)
 #   (c) smoke test of (b) under qemu-aarch64-static  packaging/smoke-test.sh
+#   (d) termux/build.sh's steps, the runit service   packaging/test-termux.sh
+#   (e) the systemd unit's command lines             packaging/test-systemd.sh
 # then prints both binaries' sizes and fails if either is 4 MB or more.
 #
 # Installs what it needs idempotently (apt packages; .deb downloads cached in
@@ -24,6 +26,7 @@ t=$SECONDS
 ensure_host_tools
 ensure_debian_rust
 ensure_musl_sysroot
+ensure_apt runit
 step "tools and toolchain" $((SECONDS - t))
 
 log "(a) cargo check for aarch64-linux-android"
@@ -50,6 +53,16 @@ t=$SECONDS
 # both client builds and the emulated server are exercised together.
 SMOKE_HOST_CLIENT="$host_bin" bash "$HERE/smoke-test.sh" "$musl_bin"
 step "(c) smoke test under qemu" $((SECONDS - t))
+
+log "(d) Termux recipe and runit service"
+t=$SECONDS
+bash "$HERE/test-termux.sh"
+step "(d) termux/build.sh and the runit service" $((SECONDS - t))
+
+log "(e) systemd unit"
+t=$SECONDS
+bash "$HERE/test-systemd.sh" "$host_bin"
+step "(e) systemd unit" $((SECONDS - t))
 
 musl_size="$(file_size "$musl_bin")"
 host_size="$(file_size "$host_bin")"

@@ -36,7 +36,7 @@ _apt_updated=""
 apt_update_once() {
     if [ -z "$_apt_updated" ]; then
         log "apt-get update"
-        $SUDO apt-get update -qq >&2
+        $SUDO apt-get update -qq -o DPkg::Lock::Timeout=600 >&2
         _apt_updated=1
     fi
 }
@@ -52,14 +52,15 @@ ensure_apt() {
     if [ ${#missing[@]} -gt 0 ]; then
         apt_update_once
         log "apt-get install ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
     fi
 }
 
 # The host tools every packaging script uses.
 ensure_host_tools() {
     ensure_apt gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
-        clang-14 llvm-14 openssl curl ca-certificates binutils
+        clang-14 llvm-14 openssl curl ca-certificates binutils file python3
 }
 
 # apt_candidate PKG : the version apt would install (empty if none).
@@ -106,6 +107,13 @@ ensure_debian_rust() {
     local short="${ver%%+*}"          # 1.96.0
     local mm="${short%.*}"            # 1.96
     DEB_RUST_ROOT="$PKG_CACHE/rust-web-$ver"
+    if [ ! -f "$DEB_RUST_ROOT/.complete" ] && [ -z "$_apt_updated" ]; then
+        # About to download: make sure the lists name files the mirror still has.
+        apt_update_once
+        ver="$(apt_candidate rustc-web)"
+        DEB_RUST_ROOT="$PKG_CACHE/rust-web-$ver"
+        short="${ver%%+*}"; mm="${short%.*}"
+    fi
     if [ ! -f "$DEB_RUST_ROOT/.complete" ]; then
         local llvm
         llvm="$(apt-cache show "libstd-rust-web-$mm=$ver" | sed -n 's/^Depends: //p' | head -n1 \
@@ -124,15 +132,27 @@ ensure_debian_rust() {
         touch "$DEB_RUST_ROOT/.complete"
     fi
     DEB_RUSTC="$DEB_RUST_ROOT/usr/bin/rustc"
+    DEB_CARGO="$DEB_RUST_ROOT/usr/bin/cargo"
     DEB_RUST_LIBS="$DEB_RUST_ROOT/usr/lib/x86_64-linux-gnu"
-    export DEB_RUST_ROOT DEB_RUSTC DEB_RUST_LIBS
+    export DEB_RUST_ROOT DEB_RUSTC DEB_CARGO DEB_RUST_LIBS
     [ -d "$DEB_RUST_ROOT/usr/lib/rustlib/src/rust/library" ] || die "rust-web-src is missing library/"
+    # Debian's cargo links to a few shared libraries (libgit2, ...): install
+    # the ones missing (amd64 libraries only; the toolchain stays extracted).
+    if LD_LIBRARY_PATH="$DEB_RUST_LIBS" ldd "$DEB_CARGO" | grep -q 'not found'; then
+        local deps
+        deps="$(apt-cache show "cargo-web=$ver" | sed -n 's/^Depends: //p' | head -n1 | tr ',' '\n' \
+            | sed -E 's/\(.*\)//; s/\|.*//; s/^ +//; s/ +$//' | grep '^lib' || true)"
+        # shellcheck disable=SC2086
+        ensure_apt $deps
+    fi
     LD_LIBRARY_PATH="$DEB_RUST_LIBS" "$DEB_RUSTC" -V >/dev/null || die "Debian's rustc does not run"
+    LD_LIBRARY_PATH="$DEB_RUST_LIBS" "$DEB_CARGO" -V >/dev/null || die "Debian's cargo does not run"
 }
 
-# Environment for a cargo run that builds std itself with Debian's rustc.
-# The cargo on PATH (rustup's) is used; RUSTC_BOOTSTRAP lets both accept -Z.
+# Environment for a cargo run that builds std itself with Debian's cargo and
+# rustc (first on PATH from here on); RUSTC_BOOTSTRAP lets both accept -Z.
 use_debian_rust() {
+    export PATH="$DEB_RUST_ROOT/usr/bin:$PATH"
     export RUSTC="$DEB_RUSTC"
     export RUSTDOC="$DEB_RUST_ROOT/usr/bin/rustdoc"
     export LD_LIBRARY_PATH="$DEB_RUST_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -154,8 +174,7 @@ ensure_musl_sysroot() {
         $SUDO dpkg --add-architecture arm64
         _apt_updated=""
     fi
-    if [ -z "$(apt_candidate musl-dev:arm64)" ]; then apt_update_once; fi
-    [ -n "$(apt_candidate musl-dev:arm64)" ] || { apt_update_once; }
+    apt_update_once
     [ -n "$(apt_candidate musl-dev:arm64)" ] || die "no musl-dev:arm64 in the package lists"
 
     local debs="$PKG_CACHE/debs/arm64"
