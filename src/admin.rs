@@ -26,6 +26,8 @@ pub enum Command {
     AllowList,
     /// `/reload`.
     Reload,
+    /// `/tunnel`.
+    Tunnel,
     /// `/help`, `/h`.
     Help,
     /// `/quit`, `/q`.
@@ -49,6 +51,7 @@ Commands:
   /key public|private   print the admin's public or private key (/k pub, /k pri)
   /allowlist, /a        list the allow list and who of it is connected
   /reload               re-read the allow list now
+  /tunnel               show the SSH tunnel's state
   /help, /h             this help
   /quit, /q             close every connection and stop the server";
 
@@ -83,6 +86,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/key" | "/k", _) => return Err("usage: /key public, or /key private".into()),
         ("/allowlist" | "/a", None) => Command::AllowList,
         ("/reload", None) => Command::Reload,
+        ("/tunnel", None) => Command::Tunnel,
         ("/help" | "/h", None) => Command::Help,
         ("/quit" | "/q", None) => Command::Quit,
         (
@@ -109,6 +113,14 @@ pub fn users(session: &Session) -> String {
         out += &format!("\n  {:<15} {}{mark}", m.name, &m.key_id[..12]);
     }
     out
+}
+
+/// The `/tunnel` answer.
+pub fn tunnel(ctx: &Ctx) -> String {
+    match ctx.tunnel.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(t) => t.state().to_string(),
+        None => "no SSH tunnel (start with --sshpfw-ip-address, --sshpfw-port, --sshpfw-user and --sshpfw-keyfile)".into(),
+    }
 }
 
 /// The `/allowlist` listing.

@@ -33,12 +33,45 @@ pub struct Args {
     /// users see and write only to the admin; implies --disable-all for users
     #[argh(switch)]
     pub only_admin: bool,
+    /// TLS certificate (PEM); serves https and wss on the same port (default port 8443)
+    #[argh(option)]
+    pub ssl_certificate: Option<PathBuf>,
+    /// TLS private key (PEM) for --ssl-certificate
+    #[argh(option)]
+    pub ssl_key: Option<PathBuf>,
+    /// CA bundle (PEM) completing the certificate's chain
+    #[argh(option)]
+    pub ssl_cabundle: Option<PathBuf>,
+    /// make a self-signed certificate for the addresses served and print its fingerprint
+    #[argh(switch)]
+    pub ssl_self_signed: bool,
+    /// one flag for a LAN chat: listen on every interface with a self-signed certificate
+    #[argh(switch)]
+    pub lan: bool,
     /// CSV file of `keyid,name` rows: only these keys may join, under these names
     #[argh(option)]
     pub allow_list: Option<PathBuf>,
     /// file for a transcript of what the admin sees (must not exist)
     #[argh(option)]
     pub transcription: Option<PathBuf>,
+    /// run in the background (needs --transcription and --admin-private-key)
+    #[argh(switch, short = 'd')]
+    pub daemon: bool,
+    /// pid file in daemon mode (default $XDG_RUNTIME_DIR, $TMPDIR or /tmp, dyspatcher-PORT.pid)
+    #[argh(option)]
+    pub pid_file: Option<PathBuf>,
+    /// SSH server for a reverse tunnel that makes the chat reachable from the internet
+    #[argh(option)]
+    pub sshpfw_ip_address: Option<String>,
+    /// SSH server port for the tunnel
+    #[argh(option)]
+    pub sshpfw_port: Option<u16>,
+    /// user on the SSH server for the tunnel
+    #[argh(option)]
+    pub sshpfw_user: Option<String>,
+    /// private key file for the tunnel's SSH login
+    #[argh(option)]
+    pub sshpfw_keyfile: Option<PathBuf>,
     /// messages per second each connection may send (default 20; bursts of twice that)
     #[argh(option)]
     pub rate_limit: Option<u32>,
@@ -81,4 +114,10 @@ pub struct ConnectArgs {
     /// bits of the fresh key when --key is not given (default 2048)
     #[argh(option, default = "2048")]
     pub bits: usize,
+    /// for wss://: the server certificate's SHA-256 fingerprint, as the server prints it
+    #[argh(option)]
+    pub fingerprint: Option<String>,
+    /// for wss://: a CA certificate file (PEM) to verify the server with
+    #[argh(option)]
+    pub ca_file: Option<PathBuf>,
 }

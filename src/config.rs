@@ -13,6 +13,8 @@ use crate::protocol;
 
 /// Default port without TLS.
 pub const DEFAULT_PORT: u16 = 8080;
+/// Default port with TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8443;
 
 /// Why the server cannot start. Each message names the option and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,18 @@ pub enum ConfigError {
     /// The allow list cannot be used.
     #[error(transparent)]
     AllowList(#[from] AllowListError),
+    /// TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// TLS options that do not go together.
+    #[error("{0}")]
+    TlsOptions(&'static str),
+    /// Tunnel options are incomplete or wrong.
+    #[error(transparent)]
+    Tunnel(#[from] crate::tunnel::TunnelError),
+    /// Daemon mode lacks what it needs.
+    #[error("--daemon: {0}")]
+    Daemon(&'static str),
     /// The transcript file exists already.
     #[error("--transcription: `{0}` already exists; choose a new file (a transcript is never overwritten)")]
     TranscriptExists(PathBuf),
@@ -120,6 +134,29 @@ pub struct Config {
     pub transcript: Option<PathBuf>,
     /// Protective limits.
     pub limits: Limits,
+    /// TLS, if the port serves https and wss.
+    pub tls: Option<Tls>,
+    /// The SSH reverse tunnel, if asked for (its forwards are filled in at start).
+    pub tunnel: Option<crate::tunnel::TunnelSettings>,
+    /// Run in the background with this pid file.
+    pub daemon: Option<PathBuf>,
+}
+
+/// The TLS setup of the listener.
+#[derive(Clone)]
+pub struct Tls {
+    /// The rustls configuration.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The generated certificate, when self-signed (its fingerprint is printed at start).
+    pub self_signed: Option<crate::tls::SelfSigned>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("self_signed", &self.self_signed.is_some())
+            .finish()
+    }
 }
 
 impl Config {
@@ -136,6 +173,9 @@ impl Config {
             allow_list: None,
             transcript: None,
             limits: Limits::default(),
+            tls: None,
+            tunnel: None,
+            daemon: None,
         }
     }
 
@@ -183,7 +223,17 @@ impl Config {
             }
             limits.max_per_ip = n;
         }
-        let port = args.port.unwrap_or(DEFAULT_PORT);
+        let ip = args.ip_address.unwrap_or(IpAddr::V4(if args.lan {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            Ipv4Addr::LOCALHOST
+        }));
+        let tls = tls_from_args(args, ip)?;
+        let port = args.port.unwrap_or(if tls.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        });
         if args.wsport.is_some_and(|w| w == port && port != 0) {
             return Err(ConfigError::SamePort);
         }
@@ -199,11 +249,33 @@ impl Config {
                 return Err(ConfigError::TranscriptExists(path.clone()));
             }
         }
+        let tunnel = crate::tunnel::validate(
+            args.sshpfw_ip_address.as_deref(),
+            args.sshpfw_port,
+            args.sshpfw_user.as_deref(),
+            args.sshpfw_keyfile.as_deref(),
+        )?;
+        let daemon = if args.daemon {
+            if args.transcription.is_none() {
+                return Err(ConfigError::Daemon(
+                    "needs --transcription FILE: in the background the transcript is where everything goes",
+                ));
+            }
+            if args.admin_private_key.is_none() {
+                return Err(ConfigError::Daemon(
+                    "needs --admin-private-key FILE, so that the admin can log in from a browser",
+                ));
+            }
+            Some(
+                args.pid_file
+                    .clone()
+                    .unwrap_or_else(|| default_pid_file(port)),
+            )
+        } else {
+            None
+        };
         Ok(Self {
-            listen: SocketAddr::new(
-                args.ip_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                port,
-            ),
+            listen: SocketAddr::new(ip, port),
             ws_port: args.wsport,
             admin_name,
             admin_key,
@@ -213,8 +285,57 @@ impl Config {
             allow_list,
             transcript: args.transcription.clone(),
             limits,
+            tls,
+            tunnel,
+            daemon,
         })
     }
+}
+
+fn tls_from_args(args: &Args, ip: IpAddr) -> Result<Option<Tls>, ConfigError> {
+    match (&args.ssl_certificate, &args.ssl_key) {
+        (Some(cert), Some(key)) => {
+            if args.ssl_self_signed {
+                return Err(ConfigError::TlsOptions(
+                    "--ssl-self-signed: not together with --ssl-certificate; choose one",
+                ));
+            }
+            let server = crate::tls::load_server_config(cert, key, args.ssl_cabundle.as_deref())?;
+            Ok(Some(Tls {
+                server,
+                self_signed: None,
+            }))
+        }
+        (Some(_), None) => Err(ConfigError::TlsOptions(
+            "--ssl-certificate: needs --ssl-key too",
+        )),
+        (None, Some(_)) => Err(ConfigError::TlsOptions(
+            "--ssl-key: needs --ssl-certificate too",
+        )),
+        (None, None) if args.ssl_cabundle.is_some() => Err(ConfigError::TlsOptions(
+            "--ssl-cabundle: needs --ssl-certificate and --ssl-key",
+        )),
+        (None, None) if args.ssl_self_signed || args.lan => {
+            let names = crate::onboard::certificate_names(ip);
+            let (server, self_signed) = crate::tls::self_signed(&names)?;
+            Ok(Some(Tls {
+                server,
+                self_signed: Some(self_signed),
+            }))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Where the pid file goes when `--pid-file` is not given: a per-user runtime or temporary
+/// folder (Termux sets `$TMPDIR`; Android has no writable `/tmp`).
+pub fn default_pid_file(port: u16) -> PathBuf {
+    let dir = ["XDG_RUNTIME_DIR", "TMPDIR"]
+        .iter()
+        .find_map(|v| std::env::var_os(v).filter(|d| !d.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    dir.join(format!("dyspatcher-{port}.pid"))
 }
 
 /// Loads a private key file, with errors that name the option.

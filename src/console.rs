@@ -380,6 +380,7 @@ impl Endpoint {
             Ok(Command::Send { to, text }) => self.say(to, &text).await,
             Ok(Command::AllowList) => self.out.reply(admin::allow_list(&self.ctx, &self.session)),
             Ok(Command::Reload) => admin::reload_allow_list(&self.ctx).await,
+            Ok(Command::Tunnel) => self.out.reply(admin::tunnel(&self.ctx)),
         }
         true
     }

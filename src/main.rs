@@ -1,25 +1,25 @@
-//! The `dyspatcher` executable: parse the command line, then run the server or the terminal
-//! client. Everything else lives in the library.
+//! The `dyspatcher` executable: parse the command line, bind, maybe go to the background, then
+//! run the server (or the terminal client). Everything else lives in the library.
 
 use argh::FromArgs;
 use dyspatcher::cli::{Args, Command};
 use dyspatcher::config::Config;
+
+fn fail(code: i32, message: impl std::fmt::Display) -> ! {
+    eprintln!("dyspatcher: {message}");
+    std::process::exit(code);
+}
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["dyspatcher"], &strs[1..]) {
         Ok(args) => args,
-        Err(early) => match early.status {
-            Ok(()) => {
-                println!("{}", early.output);
-                std::process::exit(0);
-            }
-            Err(()) => {
-                eprintln!("dyspatcher: {}", early.output.trim_end());
-                std::process::exit(2);
-            }
-        },
+        Err(early) if early.status.is_ok() => {
+            println!("{}", early.output);
+            return;
+        }
+        Err(early) => fail(2, early.output.trim_end()),
     };
     if args.version {
         println!("dyspatcher {}", env!("CARGO_PKG_VERSION"));
@@ -28,24 +28,32 @@ fn main() {
     if let Some(Command::Connect(c)) = args.command {
         std::process::exit(dyspatcher::terminal::connect(c));
     }
-    let config = match Config::from_args(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("dyspatcher: {e}");
-            std::process::exit(2);
+    let config = Config::from_args(&args).unwrap_or_else(|e| fail(2, e));
+    let daemon = config.daemon.clone();
+    let tls = config.tls.clone();
+    // Bind before going to the background, so that a busy port is reported here.
+    let bound = dyspatcher::server::bind_all(config).unwrap_or_else(|e| fail(1, e));
+    let banner = dyspatcher::terminal::banner(bound.addr, tls.as_ref());
+    println!("{banner}");
+    if let Some(pid_file) = &daemon {
+        println!(
+            "going to the background; pid file {0}; stop with: kill $(cat {0})",
+            pid_file.display()
+        );
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        if let Err(e) = daemonize::Daemonize::new()
+            .pid_file(pid_file)
+            .working_directory(cwd)
+            .start()
+        {
+            fail(1, format!("--daemon: {e}"));
         }
-    };
-    let running = match dyspatcher::server::start(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("dyspatcher: {e}");
-            std::process::exit(1);
-        }
-    };
-    println!(
-        "dyspatcher {} listening on http://{}/",
-        env!("CARGO_PKG_VERSION"),
-        running.addr
-    );
-    dyspatcher::terminal::run_prompt(running);
+    }
+    let running = bound.run().unwrap_or_else(|e| fail(1, e));
+    dyspatcher::terminal::handle_signals(&running, daemon.is_some());
+    if daemon.is_some() {
+        dyspatcher::terminal::run_headless(running);
+    } else {
+        dyspatcher::terminal::run_prompt(running);
+    }
 }

@@ -30,6 +30,9 @@ pub enum StartError {
         /// What to do about it.
         hint: &'static str,
     },
+    /// The tunnel cannot be started.
+    #[error(transparent)]
+    Tunnel(#[from] crate::tunnel::TunnelError),
     /// The transcript cannot be created.
     #[error("--transcription: {0}")]
     Transcript(String),
@@ -51,6 +54,10 @@ pub struct Ctx {
     pub ex: Arc<Executor<'static>>,
     /// The allow list file and its current entries.
     pub allow: Mutex<Option<(std::path::PathBuf, Arc<crate::allowlist::AllowList>)>>,
+    /// The SSH tunnel, if any.
+    pub tunnel: Mutex<Option<crate::tunnel::Tunnel>>,
+    /// TLS for the listeners.
+    tls: Option<futures_rustls::TlsAcceptor>,
     stopping: AtomicBool,
 }
 
@@ -122,6 +129,11 @@ impl Running {
         let _ = self.stop.try_send(());
     }
 
+    /// A handle that stops the server from another thread (signal handlers).
+    pub fn stopper(&self) -> async_channel::Sender<()> {
+        self.stop.clone()
+    }
+
     /// Waits until the server has stopped (after `/quit` or [`Running::shutdown`]).
     pub fn wait(mut self) {
         let _ = smol::block_on(self.done.recv());
@@ -137,8 +149,8 @@ impl Drop for Running {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| {
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    std::net::TcpListener::bind(addr).map_err(|source| {
         let hint = match source.kind() {
             std::io::ErrorKind::PermissionDenied => {
                 " (ports below 1024 need root; use a port like 8080)"
@@ -153,20 +165,28 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     })
 }
 
-/// Starts the server: binds the ports, then runs everything on its own threads.
-pub fn start(config: Config) -> Result<Running, StartError> {
-    let ex = Arc::new(Executor::new());
-    let listener = smol::block_on(bind(config.listen))?;
+/// Ports bound and files opened, nothing running yet: safe to fork (daemon mode) after this.
+pub struct Bound {
+    config: Config,
+    listener: std::net::TcpListener,
+    ws_listener: Option<std::net::TcpListener>,
+    transcript: Option<crate::transcript::Transcript>,
+    /// The main address.
+    pub addr: SocketAddr,
+    /// The WebSocket-only address.
+    pub ws_addr: Option<SocketAddr>,
+}
+
+/// Binds the ports and creates the transcript, without starting any thread.
+pub fn bind_all(config: Config) -> Result<Bound, StartError> {
+    let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
         hint: "",
     })?;
     let ws_listener = match config.ws_port {
-        Some(port) => Some(smol::block_on(bind(SocketAddr::new(
-            config.listen.ip(),
-            port,
-        )))?),
+        Some(port) => Some(bind(SocketAddr::new(config.listen.ip(), port))?),
         None => None,
     };
     let ws_addr = ws_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -176,64 +196,113 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let (out, output) = console::Output::new(transcript);
-    let (hub_tx, hub_rx) = async_channel::bounded(4096);
-    let ctx = Arc::new(Ctx {
-        hub: hub_tx,
-        limits: config.limits.clone(),
-        next_id: AtomicU64::new(1),
-        out: out.clone(),
-        slots: Mutex::new(Slots::default()),
-        ex: ex.clone(),
-        allow: Mutex::new(
-            config
-                .allow_list
-                .as_ref()
-                .map(|(p, l, _)| (p.clone(), l.clone())),
-        ),
-        stopping: AtomicBool::new(false),
-    });
-    let settings = HubSettings {
-        admin_name: config.admin_name.clone(),
-        disable_all: config.disable_all,
-        only_admin: config.only_admin,
-        rate_per_sec: config.limits.rate_per_sec,
-        burst: config.limits.burst,
-    };
-    let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
-    let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));
-    let (prompt, prompt_rx) = async_channel::bounded(64);
-    let (stop, stop_rx) = async_channel::bounded(4);
-    ex.spawn(accept_loop(listener, ctx.clone(), false)).detach();
-    if let Some(l) = ws_listener {
-        ex.spawn(accept_loop(l, ctx.clone(), true)).detach();
-    }
-    if let Some((path, _, problems)) = &config.allow_list {
-        for p in problems {
-            out.notice(format!("allow list {}: {p}", path.display()));
-        }
-        ex.spawn(crate::admin::watch_allow_list(path.clone(), ctx.clone()))
-            .detach();
-    }
-    ex.spawn(console::run(
-        config.clone(),
-        ctx.clone(),
-        prompt_rx,
-        stop.clone(),
-    ))
-    .detach();
-
-    let (done_tx, done) = async_channel::bounded(1);
-    let threads = spawn_threads(ex.clone(), stop_rx, ctx, hub_task, out, done_tx);
-    Ok(Running {
+    Ok(Bound {
+        config,
+        listener,
+        ws_listener,
+        transcript,
         addr,
         ws_addr,
-        prompt,
-        output,
-        stop,
-        done,
-        threads,
     })
+}
+
+/// Starts the server: binds the ports, then runs everything on its own threads.
+pub fn start(config: Config) -> Result<Running, StartError> {
+    bind_all(config)?.run()
+}
+
+fn listen(l: std::net::TcpListener, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::try_from(l).map_err(|source| StartError::Bind {
+        addr,
+        source,
+        hint: "",
+    })
+}
+
+impl Bound {
+    /// Runs the server on its own threads.
+    pub fn run(self) -> Result<Running, StartError> {
+        let Bound {
+            config,
+            listener,
+            ws_listener,
+            transcript,
+            addr,
+            ws_addr,
+        } = self;
+        let ex = Arc::new(Executor::new());
+        let listener = listen(listener, addr)?;
+        let ws_listener = match (ws_listener, ws_addr) {
+            (Some(l), Some(a)) => Some(listen(l, a)?),
+            _ => None,
+        };
+        let (out, output) = console::Output::new(transcript);
+        let (hub_tx, hub_rx) = async_channel::bounded(4096);
+        let ctx = Arc::new(Ctx {
+            hub: hub_tx,
+            limits: config.limits.clone(),
+            next_id: AtomicU64::new(1),
+            out: out.clone(),
+            slots: Mutex::new(Slots::default()),
+            ex: ex.clone(),
+            allow: Mutex::new(
+                config
+                    .allow_list
+                    .as_ref()
+                    .map(|(p, l, _)| (p.clone(), l.clone())),
+            ),
+            tunnel: Mutex::new(None),
+            tls: config
+                .tls
+                .as_ref()
+                .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
+            stopping: AtomicBool::new(false),
+        });
+        let settings = HubSettings {
+            admin_name: config.admin_name.clone(),
+            disable_all: config.disable_all,
+            only_admin: config.only_admin,
+            rate_per_sec: config.limits.rate_per_sec,
+            burst: config.limits.burst,
+        };
+        let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
+        let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));
+        let (prompt, prompt_rx) = async_channel::bounded(64);
+        let (stop, stop_rx) = async_channel::bounded(4);
+        ex.spawn(accept_loop(listener, ctx.clone(), false)).detach();
+        if let Some(l) = ws_listener {
+            ex.spawn(accept_loop(l, ctx.clone(), true)).detach();
+        }
+        if let Some((path, _, problems)) = &config.allow_list {
+            for p in problems {
+                out.notice(format!("allow list {}: {p}", path.display()));
+            }
+            ex.spawn(crate::admin::watch_allow_list(path.clone(), ctx.clone()))
+                .detach();
+        }
+        ex.spawn(console::run(
+            config.clone(),
+            ctx.clone(),
+            prompt_rx,
+            stop.clone(),
+        ))
+        .detach();
+        if let Some(settings) = config.tunnel.clone() {
+            start_tunnel(settings, &ctx, addr, ws_addr, config.tls.is_some())?;
+        }
+
+        let (done_tx, done) = async_channel::bounded(1);
+        let threads = spawn_threads(ex.clone(), stop_rx, ctx, hub_task, out, done_tx);
+        Ok(Running {
+            addr,
+            ws_addr,
+            prompt,
+            output,
+            stop,
+            done,
+            threads,
+        })
+    }
 }
 
 fn spawn_threads(
@@ -270,6 +339,10 @@ fn spawn_threads(
                     let _ = stop_rx.recv().await;
                     ctx.stopping.store(true, Ordering::SeqCst);
                     out.notice("the server is stopping".to_string());
+                    let tunnel = ctx.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(tunnel) = tunnel {
+                        tunnel.stop();
+                    }
                     let _ = ctx.hub.send(hub::Event::Shutdown).await;
                     hub_task.await;
                     // Give writers a moment to deliver their close frames.
@@ -304,13 +377,54 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, ws_only: bool) {
         let task_ctx = ctx.clone();
         ctx.ex
             .spawn(async move {
-                match slot {
-                    Some(slot) => serve(stream, peer, task_ctx, ws_only, slot).await,
-                    None => refuse_full(stream).await,
+                match (slot, task_ctx.tls.clone()) {
+                    (Some(slot), None) => serve(stream, peer, task_ctx, ws_only, slot).await,
+                    (Some(slot), Some(acceptor)) => {
+                        let handshake = acceptor.accept(stream);
+                        let limit = task_ctx.limits.head_timeout;
+                        let tls = futures_lite::future::or(async { handshake.await.ok() }, async {
+                            smol::Timer::after(limit).await;
+                            None
+                        })
+                        .await;
+                        // A refused handshake is ordinary (a browser meeting a self-signed certificate).
+                        if let Some(tls) = tls {
+                            serve(tls, peer, task_ctx, ws_only, slot).await;
+                        }
+                    }
+                    (None, None) => refuse_full(stream).await,
+                    (None, Some(_)) => {}
                 }
             })
             .detach();
     }
+}
+
+fn start_tunnel(
+    mut settings: crate::tunnel::TunnelSettings,
+    ctx: &Arc<Ctx>,
+    addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+    tls: bool,
+) -> Result<(), StartError> {
+    let local = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    settings.forwards = std::iter::once(addr)
+        .chain(ws_addr)
+        .map(|a| (a.port(), local.clone(), a.port()))
+        .collect();
+    let out = ctx.out.clone();
+    let tunnel =
+        crate::tunnel::Tunnel::start(settings, move |state| out.notice(state.to_string()))?;
+    ctx.out.notice(format!(
+        "from the internet, through the tunnel: {}",
+        tunnel.public_url(tls)
+    ));
+    *ctx.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel);
+    Ok(())
 }
 
 async fn refuse_full(mut stream: TcpStream) {

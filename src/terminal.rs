@@ -80,6 +80,63 @@ pub fn run_prompt(running: Running) {
     let _ = printer_thread.join();
 }
 
+/// What is printed at start: the URLs to open, the certificate's fingerprint, a QR code.
+pub fn banner(addr: std::net::SocketAddr, tls: Option<&crate::config::Tls>) -> String {
+    let urls = crate::onboard::urls(addr, tls.is_some());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut out = format!(
+        "dyspatcher {} listening on {scheme}://{addr}/",
+        env!("CARGO_PKG_VERSION")
+    );
+    if addr.ip().is_unspecified() {
+        out += "\nopen one of these in a browser:";
+        for u in &urls {
+            out += &format!("\n  {u}");
+        }
+    }
+    if let Some(cert) = tls.and_then(|t| t.self_signed.as_ref()) {
+        out += &format!(
+            "\nself-signed certificate; browsers will ask you to accept it. Check that its SHA-256 \
+             fingerprint is\n  {}",
+            cert.fingerprint
+        );
+    }
+    if std::io::stdout().is_terminal() {
+        if let Some(code) = urls.first().and_then(|u| crate::onboard::qr(u)) {
+            out += &format!("\n{code}");
+        }
+    }
+    out
+}
+
+/// Turns SIGTERM and SIGINT into a graceful stop; SIGHUP stops a daemon (as in Dyspatcher) and
+/// makes an interactive server re-read its allow list.
+pub fn handle_signals(running: &Running, daemon: bool) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+        return;
+    };
+    let stop = running.stopper();
+    let prompt = running.prompt.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal == SIGHUP && !daemon {
+                let _ = prompt.send_blocking("/reload".into());
+            } else {
+                let _ = stop.try_send(());
+            }
+        }
+    });
+}
+
+/// Runs without a terminal: everything goes to the transcript.
+pub fn run_headless(running: Running) {
+    let output = running.output.clone();
+    let drain = std::thread::spawn(move || while output.recv_blocking().is_ok() {});
+    running.wait();
+    let _ = drain.join();
+}
+
 fn plain_print(s: String) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{s}");
@@ -120,7 +177,14 @@ pub fn connect(args: ConnectArgs) -> i32 {
 }
 
 async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientError> {
-    let tls = None;
+    let tls = if args.url.starts_with("wss://") {
+        let config =
+            crate::tls::client_config(args.fingerprint.as_deref(), args.ca_file.as_deref())
+                .map_err(|e| ClientError::Url(format!("{}: {e}", args.url)))?;
+        Some(config)
+    } else {
+        None
+    };
     let mut client = Client::connect(&args.url, &args.name, identity, tls).await?;
     let me = client.session().name().unwrap_or(&args.name).to_string();
     println!(

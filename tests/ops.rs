@@ -6,7 +6,8 @@ use common::*;
 use dyspatcher::allowlist::AllowList;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ops-{name}-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ops-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -25,13 +26,19 @@ fn the_allow_list_admits_refuses_and_forces_names() {
         let dir = temp_dir("allow");
         let k = keys(3);
         let list = dir.join("allow.csv");
-        std::fs::write(&list, format!(
-            "# team\n{},listedname\nthis,is,bad\n{},ADMIN\n",
-            k[0].public().key_id(),
-            admin_key().public().key_id()
-        )).unwrap();
+        std::fs::write(
+            &list,
+            format!(
+                "# team\n{},listedname\nthis,is,bad\n{},ADMIN\n",
+                k[0].public().key_id(),
+                admin_key().public().key_id()
+            ),
+        )
+        .unwrap();
         let server = start(with_list(&list));
-        server.output_containing("line 3: expected `keyid,name`, found 3 fields").await;
+        server
+            .output_containing("line 3: expected `keyid,name`, found 3 fields")
+            .await;
         server.admin_ready().await;
         // Listed: joins under the listed name, whatever it typed.
         let alice = server.join("typedname", &k[0]).await;
@@ -46,7 +53,10 @@ fn the_allow_list_admits_refuses_and_forces_names() {
         assert_eq!(web.session().name(), Some("ADMIN"));
         server.prompt("/a");
         let listing = server.output_containing("allow list").await;
-        assert!(listing.contains("listedname") && listing.contains("connected"), "{listing}");
+        assert!(
+            listing.contains("listedname") && listing.contains("connected"),
+            "{listing}"
+        );
     });
 }
 
@@ -75,15 +85,34 @@ fn changes_apply_without_a_restart_and_removal_disconnects() {
         server.admin_ready().await;
         let mut alice = server.join("alice", &k[0]).await;
         let mut ws = raw(&server).await;
-        assert_eq!(raw_join(&mut ws, "bobby", &k[1], &k[1]).await["code"], "not_allowed");
+        assert_eq!(
+            raw_join(&mut ws, "bobby", &k[1], &k[1]).await["code"],
+            "not_allowed"
+        );
         // Add bob: the watcher picks the change up by itself.
-        std::fs::write(&list, format!("{},alice\n{},bobby\n", k[0].public().key_id(), k[1].public().key_id())).unwrap();
-        server.output_containing("allow list reloaded: 2 entries").await;
+        std::fs::write(
+            &list,
+            format!(
+                "{},alice\n{},bobby\n",
+                k[0].public().key_id(),
+                k[1].public().key_id()
+            ),
+        )
+        .unwrap();
+        server
+            .output_containing("allow list reloaded: 2 entries")
+            .await;
         let _bob = server.join("bobby", &k[1]).await;
         // Remove alice: she is disconnected with the reason.
-        std::fs::write(&list, format!("{},bobby\n# alice removed\n", k[1].public().key_id())).unwrap();
+        std::fs::write(
+            &list,
+            format!("{},bobby\n# alice removed\n", k[1].public().key_id()),
+        )
+        .unwrap();
         server.prompt("/reload");
-        server.output_containing("allow list reloaded: 1 entries").await;
+        server
+            .output_containing("allow list reloaded: 1 entries")
+            .await;
         let end = within(10, "alice's removal", async {
             loop {
                 if let Err(e) = alice.next_event().await {
@@ -92,12 +121,17 @@ fn changes_apply_without_a_restart_and_removal_disconnects() {
             }
         })
         .await;
-        assert!(end.contains("4001") && end.contains("removed from the allow list"), "{end}");
+        assert!(
+            end.contains("4001") && end.contains("removed from the allow list"),
+            "{end}"
+        );
         server.output_containing("alice (").await;
         // A broken file keeps the previous list.
         std::fs::remove_file(&list).unwrap();
         server.prompt("/reload");
-        server.output_containing("keeping the previous allow list").await;
+        server
+            .output_containing("keeping the previous allow list")
+            .await;
     });
 }
 
@@ -115,7 +149,10 @@ fn the_transcript_holds_what_the_admin_sees_and_never_a_private_key() {
         wait_joined(&mut alice, "carol").await;
         wait_joined(&mut bob, "carol").await;
         alice.send_direct("ADMIN", "to the admin").await.unwrap();
-        alice.send_direct("bobby", "private between users").await.unwrap();
+        alice
+            .send_direct("bobby", "private between users")
+            .await
+            .unwrap();
         assert_eq!(next_message(&mut bob).await.text, "private between users");
         bob.send_all("to everyone").await.unwrap();
         server.output_containing("to everyone").await;
@@ -128,16 +165,40 @@ fn the_transcript_holds_what_the_admin_sees_and_never_a_private_key() {
         let TestServer { running } = server;
         running.wait();
         let text = std::fs::read_to_string(&path).unwrap();
-        for needle in ["alice (", "joined", "→ ADMIN: to the admin", "bobby (", "→ @all: to everyone", "(via prompt) → alice: from the admin", "carol was kicked", "the server is stopping", "stopped"] {
-            assert!(text.contains(needle), "{needle:?} missing from the transcript:\n{text}");
+        for needle in [
+            "alice (",
+            "joined",
+            "→ ADMIN: to the admin",
+            "bobby (",
+            "→ @all: to everyone",
+            "(via prompt) → alice: from the admin",
+            "carol was kicked",
+            "the server is stopping",
+            "stopped",
+        ] {
+            assert!(
+                text.contains(needle),
+                "{needle:?} missing from the transcript:\n{text}"
+            );
         }
-        assert!(!text.contains("private between users"), "user-to-user content cannot be in the transcript");
-        assert!(!text.contains("PRIVATE KEY"), "a private key reached the transcript");
+        assert!(
+            !text.contains("private between users"),
+            "user-to-user content cannot be in the transcript"
+        );
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "a private key reached the transcript"
+        );
         for line in text.lines().filter(|l| !l.starts_with("    ")) {
-            assert!(line.len() > 21 && line.as_bytes()[4] == b'-' && &line[19..21] == "Z ", "untimestamped line: {line}");
+            assert!(
+                line.len() > 21 && line.as_bytes()[4] == b'-' && &line[19..21] == "Z ",
+                "untimestamped line: {line}"
+            );
         }
         // Never overwritten.
-        let err = dyspatcher::transcript::Transcript::create(&path).err().unwrap();
+        let err = dyspatcher::transcript::Transcript::create(&path)
+            .err()
+            .unwrap();
         assert!(err.contains("already exists"));
     });
 }

@@ -1,0 +1,75 @@
+// Server options as the page shows them: --disable-all hides @all from users (not from the
+// admin), --only-admin shows users only the admin, --welcome arrives from the admin, verified.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, sendTo,
+  waitMessage, memberNames, rmSync,
+} from './helpers.mjs';
+
+let browser, dir, keys;
+
+before(async () => {
+  dir = tempDir();
+  keys = { admin: opensslKey(dir, 'admin'), alice: opensslKey(dir, 'alice'), bob: opensslKey(dir, 'bob') };
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('--disable-all: users have no @all, the admin web seat has it', { timeout: 90000 }, async (t) => {
+  const server = await startServer(['--disable-all', '--admin-private-key', keys.admin.priv]);
+  t.after(() => server.stop());
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await alice.waitForSelector('#member-list .member.admin');
+  assert.equal(await alice.locator('#member-list .member.all').count(), 0);
+  // The admin is the only other member: it is the destination without asking.
+  assert.equal(await alice.textContent('#to-name'), 'ADMIN');
+  await sendTo(alice, 'ADMIN', 'to the admin without @all');
+  await server.waitFor(/to the admin without @all/);
+
+  const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  await joinWithKeys(seat, 'whoever', keys.admin);
+  assert.equal(await seat.locator('#member-list .member.all').count(), 1);
+  await sendTo(seat, '@all', 'the admin can still write to all');
+  const got = await waitMessage(alice, 'the admin can still write to all');
+  assert.equal(got.to, '@all');
+  assertClean(alice, seat);
+});
+
+test('--only-admin: users see and write only to the admin', { timeout: 90000 }, async (t) => {
+  const server = await startServer(['--only-admin', '--admin-private-key', keys.admin.priv]);
+  t.after(() => server.stop());
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  await joinWithKeys(seat, 'whoever', keys.admin);
+  await seat.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all)').length === 3);
+  assert.deepEqual(await memberNames(seat), ['ADMIN', 'alice', 'bobby']);
+  assert.deepEqual(await memberNames(alice), ['ADMIN', 'alice']);
+  assert.deepEqual(await memberNames(bob), ['ADMIN', 'bobby']);
+  assert.equal(await alice.locator('#member-list .member.all').count(), 0);
+  await sendTo(alice, 'ADMIN', 'only the admin reads this');
+  await waitMessage(seat, 'only the admin reads this');
+  await sendTo(seat, 'alice', 'and only alice reads this');
+  await waitMessage(alice, 'and only alice reads this');
+  assertClean(alice, bob, seat);
+});
+
+test('--welcome: the welcome text arrives from the admin, verified', { timeout: 60000 }, async (t) => {
+  const server = await startServer(['--welcome', 'Welcome to the <b>test</b> chat']);
+  t.after(() => server.stop());
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  const got = await waitMessage(alice, 'Welcome to the <b>test</b> chat');
+  assert.equal(got.from, 'ADMIN');
+  assert.match(got.state, /verified/);
+  assert.equal(got.elements, 0);
+  assertClean(alice);
+});
