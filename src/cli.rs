@@ -69,6 +69,9 @@ pub struct Args {
     /// user on the SSH server for the tunnel
     #[argh(option)]
     pub sshpfw_user: Option<String>,
+    /// port to open on the SSH server (default: the same as --port)
+    #[argh(option)]
+    pub sshpfw_remote_port: Option<u16>,
     /// private key file for the tunnel's SSH login
     #[argh(option)]
     pub sshpfw_keyfile: Option<PathBuf>,

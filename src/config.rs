@@ -138,6 +138,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The SSH reverse tunnel, if asked for (its forwards are filled in at start).
     pub tunnel: Option<crate::tunnel::TunnelSettings>,
+    /// The port the tunnel opens on the SSH server (default: the listening port).
+    pub tunnel_remote_port: Option<u16>,
     /// Run in the background with this pid file.
     pub daemon: Option<PathBuf>,
 }
@@ -175,6 +177,7 @@ impl Config {
             limits: Limits::default(),
             tls: None,
             tunnel: None,
+            tunnel_remote_port: None,
             daemon: None,
         }
     }
@@ -287,6 +290,7 @@ impl Config {
             limits,
             tls,
             tunnel,
+            tunnel_remote_port: args.sshpfw_remote_port,
             daemon,
         })
     }

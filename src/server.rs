@@ -288,7 +288,13 @@ impl Bound {
         ))
         .detach();
         if let Some(settings) = config.tunnel.clone() {
-            start_tunnel(settings, &ctx, addr, ws_addr, config.tls.is_some())?;
+            start_tunnel(
+                settings,
+                &ctx,
+                (addr, config.tunnel_remote_port),
+                ws_addr,
+                config.tls.is_some(),
+            )?;
         }
 
         let (done_tx, done) = async_channel::bounded(1);
@@ -403,7 +409,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, ws_only: bool) {
 fn start_tunnel(
     mut settings: crate::tunnel::TunnelSettings,
     ctx: &Arc<Ctx>,
-    addr: SocketAddr,
+    (addr, remote): (SocketAddr, Option<u16>),
     ws_addr: Option<SocketAddr>,
     tls: bool,
 ) -> Result<(), StartError> {
@@ -412,9 +418,9 @@ fn start_tunnel(
     } else {
         addr.ip().to_string()
     };
-    settings.forwards = std::iter::once(addr)
-        .chain(ws_addr)
-        .map(|a| (a.port(), local.clone(), a.port()))
+    settings.forwards = std::iter::once((remote.unwrap_or(addr.port()), addr.port()))
+        .chain(ws_addr.map(|a| (a.port(), a.port())))
+        .map(|(remote, local_port)| (remote, local.clone(), local_port))
         .collect();
     let out = ctx.out.clone();
     let tunnel =

@@ -53,6 +53,20 @@ fn bad_values_name_the_option_and_exit_2() {
         ),
         (vec!["-p", "8080", "-w", "8080"], "--wsport: must differ"),
         (vec!["--bogus"], "Unrecognized argument: --bogus"),
+        (
+            vec!["--ssl-certificate", "/nonexistent.crt", "--ssl-key", "x"],
+            "--ssl-certificate: file `/nonexistent.crt` not found",
+        ),
+        (
+            vec!["--ssl-certificate", "Cargo.toml"],
+            "--ssl-certificate: needs --ssl-key too",
+        ),
+        (
+            vec!["--ssl-certificate", "Cargo.toml", "--ssl-key", "Cargo.toml"],
+            "--ssl-certificate",
+        ),
+        (vec!["--sshpfw-ip-address", "example.org"], "--sshpfw-port"),
+        (vec!["-d"], "--daemon: needs --transcription"),
     ] {
         let (code, _, err) = dyspatcher(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -202,3 +202,46 @@ fn the_transcript_holds_what_the_admin_sees_and_never_a_private_key() {
         assert!(err.contains("already exists"));
     });
 }
+
+#[test]
+fn a_tls_join_with_a_pinned_self_signed_certificate() {
+    smol::block_on(async {
+        let (server_config, cert) =
+            dyspatcher::tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let server = start(|c| {
+            c.tls = Some(dyspatcher::config::Tls {
+                server: server_config,
+                self_signed: Some(cert.clone()),
+            })
+        });
+        server.admin_ready().await;
+        let url = format!("wss://{}/ws", server.running.addr);
+        let k = keys(2);
+        let pinned = dyspatcher::tls::client_config(Some(&cert.fingerprint), None).unwrap();
+        let mut alice =
+            dyspatcher::client::Client::connect(&url, "alice", k[0].clone(), Some(pinned))
+                .await
+                .unwrap();
+        alice.send_direct("ADMIN", "over tls").await.unwrap();
+        assert!(server.output_containing("over tls").await.contains("alice"));
+        // A different pin is refused during the handshake.
+        let other = "00:".repeat(31) + "00";
+        let wrong = dyspatcher::tls::client_config(Some(&other), None).unwrap();
+        let err = dyspatcher::client::Client::connect(&url, "bobby", k[1].clone(), Some(wrong))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("fingerprint"), "{err}");
+        // Plain HTTP on the TLS port gets nothing usable, and the server carries on.
+        let plain = dyspatcher::client::Client::connect(
+            &format!("ws://{}/ws", server.running.addr),
+            "carol",
+            k[1].clone(),
+            None,
+        )
+        .await;
+        assert!(plain.is_err());
+        alice.send_direct("ADMIN", "still fine").await.unwrap();
+        server.output_containing("still fine").await;
+    });
+}

@@ -482,3 +482,68 @@ fn taken_remote_port_is_reported() {
     round_trip(remote).unwrap();
     stop_leaves_nothing(first, &first_rx, remote);
 }
+
+mod common;
+
+/// The chat itself through a real tunnel: a client on the forwarded port joins and talks to the
+/// admin; killing ssh is followed by a restart; stopping the server leaves no ssh behind.
+#[test]
+fn the_chat_is_reachable_through_the_tunnel() {
+    let Some(sshd) = Sshd::start() else { return };
+    let remote = free_port();
+    let server = common::start(|c| {
+        c.tunnel = Some(sshd.settings("client", Vec::new()));
+        c.tunnel_remote_port = Some(remote);
+    });
+    smol::block_on(async {
+        server
+            .output_containing(&format!("through the tunnel: http://127.0.0.1:{remote}/"))
+            .await;
+        server.output_containing("ssh tunnel: up").await;
+        let url = format!("ws://127.0.0.1:{remote}/ws");
+        let keys = common::keys(2);
+        let mut alice = dyspatcher::client::Client::connect(&url, "alice", keys[0].clone(), None)
+            .await
+            .unwrap();
+        alice
+            .send_direct("ADMIN", "hello through ssh")
+            .await
+            .unwrap();
+        assert!(server
+            .output_containing("hello through ssh")
+            .await
+            .contains("alice"));
+        server.prompt("/tunnel");
+        let state = server.output_containing("ssh tunnel: up (pid ").await;
+        let pid: u32 = state
+            .split("pid ")
+            .nth(1)
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Kill ssh: the supervisor restarts it and the chat is reachable again.
+        run("kill", &["-9", &pid.to_string()]);
+        server.output_containing("ssh tunnel: up").await;
+        let bob = dyspatcher::client::Client::connect(&url, "bobby", keys[1].clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(bob.session().name(), Some("bobby"));
+        server.prompt("/tunnel");
+        let state = server.output_containing("ssh tunnel: up (pid ").await;
+        assert!(state.contains("1 restart"), "{state}");
+    });
+    let forward = format!("*:{remote}:127.0.0.1:{}", server.running.addr.port());
+    assert_eq!(
+        processes_with_arg(&forward).len(),
+        1,
+        "one ssh runs the forward"
+    );
+    server.running.shutdown();
+    let common::TestServer { running } = server;
+    running.wait();
+    let leftover = processes_with_arg(&forward);
+    assert!(leftover.is_empty(), "ssh left running: {leftover:?}");
+}
