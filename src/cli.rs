@@ -98,6 +98,8 @@ pub struct Args {
 pub enum Command {
     /// Chat from the terminal.
     Connect(ConnectArgs),
+    /// Measure a server with simulated members.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// join a dyspatcher chat from the terminal: incoming messages are printed; type `@name text`

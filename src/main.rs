@@ -25,8 +25,10 @@ fn main() {
         println!("dyspatcher {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    if let Some(Command::Connect(c)) = args.command {
-        std::process::exit(dyspatcher::terminal::connect(c));
+    match args.command {
+        Some(Command::Connect(c)) => std::process::exit(dyspatcher::terminal::connect(c)),
+        Some(Command::Bench(b)) => std::process::exit(dyspatcher::bench::run(b)),
+        None => {}
     }
     let config = Config::from_args(&args).unwrap_or_else(|e| fail(2, e));
     let daemon = config.daemon.clone();
