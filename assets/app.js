@@ -217,7 +217,7 @@ const hooks = {
   members(list) {
     app.members = list;
     const exists = app.selected === 'all' ? canWriteAll() : list.some((m) => m.keyId === app.selected);
-    if (!exists) app.selected = canWriteAll() ? 'all' : null;
+    if (!exists) app.selected = canWriteAll() ? 'all' : onlyOther(list);
     showMembers();
   },
   message(m) {
@@ -252,6 +252,12 @@ const hooks = {
 };
 
 const canWriteAll = () => !!app.me && (app.me.admin || !app.options.disable_all);
+
+/** Without @all, a lone other member (the admin, with --only-admin) is the obvious destination. */
+function onlyOther(list) {
+  const others = list.filter((m) => m.keyId !== app.me?.keyId);
+  return others.length === 1 ? others[0].keyId : null;
+}
 
 function showMembers() {
   if (!app.me) return;

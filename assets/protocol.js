@@ -12,6 +12,7 @@ const RECENT_TTL = 10_000; // how long a sender keeps states to answer key reque
 const SKEW = 5 * 60_000; // accepted distance of `ts` from the corrected clock
 const SEEN_WINDOW = 10 * 60_000; // how long message ids are remembered
 const MAX_SENDER_KEY_ENTRIES = 256;
+const MAX_CHAINS_PER_SENDER = 3; // a sender's older chains still open messages in flight
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
 
@@ -307,8 +308,11 @@ export class Chat {
     return peer;
   }
 
-  /** Checks the timestamp and the id; remembers the id. Throws on a stale or replayed message. */
-  checkFresh(id, ts) {
+  /**
+   * Checks the timestamp and the id, and remembers the id. Throws on a stale message; false for
+   * an id already seen (a repeat, dropped without a word).
+   */
+  isFresh(id, ts) {
     const now = this.now();
     if (!Number.isSafeInteger(ts) || Math.abs(ts - now) > SKEW) {
       throw new Error('its time is too far from the server\u2019s clock (stale or replayed)');
@@ -317,8 +321,9 @@ export class Chat {
       if (now - t <= SEEN_WINDOW) break;
       this.seen.delete(old);
     }
-    if (this.seen.has(id)) throw new Error('it repeats a message already received (replayed)');
+    if (this.seen.has(id)) return false;
     this.seen.set(id, now);
+    return true;
   }
 
   opened(msg, to, text) {
@@ -346,7 +351,7 @@ export class Chat {
       if (msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) {
         throw new Error('it is addressed to someone else');
       }
-      this.checkFresh(msg.id, msg.ts);
+      if (!this.isFresh(msg.id, msg.ts)) return;
       const key = await c.unwrap(this.identity, msg.key).catch(() => {
         throw new Error('its key cannot be unwrapped with your private key');
       });
@@ -366,7 +371,7 @@ export class Chat {
       const signed = c.canonical.all(msg, msg.from.key_id);
       if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error('its signature does not verify');
       if (!this.chains.has(`${msg.from.key_id} ${msg.skid}`)) return this.park(msg);
-      this.checkFresh(msg.id, msg.ts);
+      if (!this.isFresh(msg.id, msg.ts)) return undefined;
       const text = await this.openAll(msg);
       this.hooks.message?.(this.opened(msg, { kind: 'all' }, text));
     } catch (e) {
@@ -423,6 +428,9 @@ export class Chat {
       const { msg } = this.pending.shift();
       this.reject(msg, 'the sender\u2019s key never came, so the message cannot be opened');
     }
+    // A later message under a chain whose key never came may ask again.
+    const waiting = new Set(this.pending.map((p) => `${p.msg.from.key_id} ${p.msg.skid}`));
+    for (const id of this.requested) if (!waiting.has(id)) this.requested.delete(id);
   }
 
   async onSenderKey(msg) {
@@ -436,13 +444,22 @@ export class Chat {
       });
       if ((await c.sha256hex(ck)) !== msg.commitment) throw new Error('the key does not match its commitment');
       const chainId = `${msg.from.key_id} ${msg.skid}`;
-      const known = this.chains.get(chainId);
-      // Never move a chain backwards: that would bring back used message keys.
-      if (!known || known.n < msg.n) this.chains.set(chainId, { ck, n: msg.n, skipped: new Map() });
+      // A chain already held is kept: it derives any later state itself, and replacing it
+      // with an earlier one would bring back used message keys.
+      if (!this.chains.has(chainId)) {
+        this.chains.set(chainId, { ck, n: msg.n, skipped: new Map() });
+        this.forgetOldChains(msg.from.key_id);
+      }
       await this.releasePending(msg.from.key_id, msg.skid);
     } catch (e) {
       this.reject(msg, `a sender key was refused: ${e.message}`);
     }
+  }
+
+  /** Keeps the newest few chains of a sender: older ones were rotated away. */
+  forgetOldChains(sender) {
+    const ids = [...this.chains.keys()].filter((id) => id.startsWith(`${sender} `));
+    for (const id of ids.slice(0, -MAX_CHAINS_PER_SENDER)) this.chains.delete(id);
   }
 
   async releasePending(sender, skid) {

@@ -1,0 +1,295 @@
+// Unit tests of assets/protocol.js under Node: Chat endpoints wired through a tiny in-memory
+// relay that does what docs/PROTOCOL.md says the server does (sender fields, per-recipient keys).
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as c from '../../assets/crypto.js';
+import { Chat, backoffDelay, closeMeaning } from '../../assets/protocol.js';
+
+let ids;
+before(async () => {
+  ids = {};
+  for (const name of ['alice', 'bobby', 'carol']) ids[name] = await c.generateIdentity(2048);
+});
+
+/** Endpoints joined to one relay; `deliver()` hands over everything sent so far. */
+class Relay {
+  constructor() {
+    this.chats = new Map(); // name -> chat
+    this.queue = [];
+  }
+
+  async add(name) {
+    const events = { messages: [], rejected: [], acks: [] };
+    const chat = new Chat({
+      identity: ids[name],
+      name,
+      url: 'ws://unused',
+      hooks: {
+        message: (m) => events.messages.push(m),
+        rejected: (r) => events.rejected.push(r),
+        ack: (id) => events.acks.push(id),
+      },
+    });
+    clearInterval(chat.sweeper);
+    chat.events = events;
+    chat.sent = [];
+    chat.send = (msg) => {
+      chat.sent.push(msg);
+      this.queue.push({ from: chat, msg });
+    };
+    const member = (ch) => ({ name: ch.name, key_id: ch.identity.keyId, public_key: ch.identity.publicB64, admin: false });
+    for (const other of this.chats.values()) await other.receive(JSON.stringify({ type: 'joined', member: member(chat) }));
+    this.chats.set(name, chat);
+    await chat.receive(
+      JSON.stringify({
+        type: 'welcome',
+        you: member(chat),
+        members: [...this.chats.values()].map(member),
+        options: { admin_name: 'ADMIN', disable_all: false, only_admin: false },
+        limits: { max_text: 32768 },
+        time: Date.now(),
+      }),
+    );
+    return chat;
+  }
+
+  async leave(name) {
+    const chat = this.chats.get(name);
+    this.chats.delete(name);
+    for (const other of this.chats.values()) {
+      await other.receive(JSON.stringify({ type: 'left', key_id: chat.identity.keyId, name, reason: 'left' }));
+    }
+  }
+
+  byKey(keyId) {
+    return [...this.chats.values()].find((ch) => ch.identity.keyId === keyId);
+  }
+
+  /** What the server would send for `msg` from `chat`: [[recipient, message]]. */
+  route(chat, msg) {
+    const from = { name: chat.name, key_id: chat.identity.keyId };
+    const { type, keys, ...rest } = msg;
+    if (type === 'direct') return [[this.byKey(msg.to), { type, ...rest, from, key: keys[msg.to] }]];
+    if (type === 'all') return [...this.chats.values()].filter((o) => o !== chat).map((o) => [o, { type, ...rest, from }]);
+    if (type === 'sender_key') {
+      return Object.entries(keys).map(([k, wrapped]) => [
+        this.byKey(k),
+        { type, from, skid: msg.skid, n: msg.n, commitment: msg.commitment, signature: msg.signature, wrapped },
+      ]);
+    }
+    if (type === 'key_request') return [[this.byKey(msg.to), { type, from, skid: msg.skid, n: msg.n }]];
+    return [];
+  }
+
+  /** Delivers what was sent; `filter(recipient, message)` may drop (false) or replace it. */
+  async deliver(filter = () => true) {
+    while (this.queue.length) {
+      const { from, msg } = this.queue.shift();
+      for (const [to, out] of this.route(from, msg)) {
+        if (!to) continue;
+        const verdict = filter(to, out);
+        if (verdict === false) continue;
+        await to.receive(JSON.stringify(verdict === true ? out : verdict));
+      }
+    }
+  }
+}
+
+const texts = (chat) => chat.events.messages.map((m) => m.text);
+
+test('direct messages wrap a fresh key for the recipient and the sender, and open', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  const record = await alice.sendDirect(bobby.identity.keyId, 'hi bob');
+  assert.equal(record.local, true);
+  const sent = alice.sent.at(-1);
+  assert.deepEqual(Object.keys(sent.keys).sort(), [alice.identity.keyId, bobby.identity.keyId].sort());
+  assert.ok(await c.verify(ids.alice.verifyKey, c.canonical.direct(sent, ids.alice.keyId), sent.signature));
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['hi bob']);
+  assert.equal(bobby.events.messages[0].from.name, 'alice');
+  assert.equal(bobby.events.messages[0].to.keyId, bobby.identity.keyId);
+  // The sender's own wrapped key opens it too (what the admin's other endpoint relies on).
+  const own = await c.unwrap(ids.alice, sent.keys[ids.alice.keyId]);
+  assert.equal(await c.open(own, sent.iv, sent.ciphertext), 'hi bob');
+});
+
+test('@all hands out the sender key once, then only messages; out-of-order messages open', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  const carol = await relay.add('carol');
+  await alice.sendAll('one');
+  assert.deepEqual(alice.sent.map((m) => m.type), ['sender_key', 'all']);
+  assert.deepEqual(Object.keys(alice.sent[0].keys).sort(), [bobby.identity.keyId, carol.identity.keyId].sort());
+  await alice.sendAll('two');
+  await alice.sendAll('three');
+  await alice.sendAll('four');
+  assert.deepEqual(alice.sent.map((m) => m.type), ['sender_key', 'all', 'all', 'all', 'all']);
+  assert.deepEqual(alice.sent.slice(1).map((m) => m.n), [0, 1, 2, 3]);
+  // bob gets them in the order 0, 3, 1, 2: the skipped keys are kept.
+  const held = [];
+  await relay.deliver((to, m) => {
+    if (to === bobby && m.type === 'all' && (m.n === 1 || m.n === 2)) {
+      held.push(m);
+      return false;
+    }
+    return true;
+  });
+  for (const m of held) await bobby.receive(JSON.stringify(m));
+  assert.deepEqual(texts(bobby), ['one', 'four', 'two', 'three']);
+  assert.deepEqual(texts(carol), ['one', 'two', 'three', 'four']);
+  assert.deepEqual(bobby.events.rejected, []);
+});
+
+test('a repeated @all is dropped quietly, and a message key opens once only', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  await alice.sendAll('once');
+  let copy;
+  await relay.deliver((to, m) => {
+    if (m.type === 'all') copy = m;
+    return true;
+  });
+  await bobby.receive(JSON.stringify(copy));
+  assert.deepEqual(texts(bobby), ['once']);
+  assert.deepEqual(bobby.events.rejected, []);
+  bobby.seen.clear(); // as if the id had been forgotten: the used key still is
+  await bobby.receive(JSON.stringify(copy));
+  assert.deepEqual(texts(bobby), ['once']);
+  assert.match(bobby.events.rejected[0].reason, /already used/);
+});
+
+test('a chain index that jumps more than 2000 ahead is refused', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  await alice.sendAll('first');
+  await relay.deliver();
+  alice.own.n = 2002; // bob holds n = 1 now
+  await alice.sendAll('far ahead');
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['first']);
+  assert.match(bobby.events.rejected[0].reason, /jumps too far ahead/);
+});
+
+test('when a member leaves, senders rotate and the leaver is not given the new key', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  const carol = await relay.add('carol');
+  await alice.sendAll('before');
+  await carol.sendAll('from carol');
+  await relay.deliver();
+  const oldSkid = alice.own.skid;
+  assert.equal(bobby.chains.size, 2);
+  await relay.leave('carol');
+  assert.notEqual(alice.own.skid, oldSkid);
+  assert.equal(alice.own.n, 0);
+  assert.equal([...bobby.chains.keys()].some((k) => k.startsWith(carol.identity.keyId)), false, "carol's chain is forgotten");
+  alice.sent.length = 0;
+  await alice.sendAll('after');
+  assert.deepEqual(Object.keys(alice.sent[0].keys), [bobby.identity.keyId]);
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['before', 'from carol', 'after']);
+});
+
+test('"joined" for a known key (the admin web seat) makes the next @all give the key again', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  await alice.sendAll('one');
+  await relay.deliver();
+  alice.sent.length = 0;
+  const member = { name: 'bobby', key_id: bobby.identity.keyId, public_key: bobby.identity.publicB64, admin: false };
+  await alice.receive(JSON.stringify({ type: 'joined', member }));
+  await alice.sendAll('two');
+  assert.deepEqual(alice.sent.map((m) => m.type), ['sender_key', 'all']);
+  assert.equal(alice.sent[0].n, 1, 'the current state, not the first one');
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['one', 'two']);
+});
+
+test('key requests are answered for the current key, recent messages and members only', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  await alice.sendAll('lost key');
+  // The sender key to bob is lost, and so is the answer to bob's request: bob parks the
+  // message and asks once.
+  await relay.deliver((to, m) => !(to === bobby && m.type === 'sender_key'));
+  assert.deepEqual(texts(bobby), []);
+  assert.equal(bobby.pending.length, 1);
+  const asks = bobby.sent.filter((m) => m.type === 'key_request');
+  assert.deepEqual(asks.map(({ to, skid, n }) => ({ to, skid, n })), [{ to: alice.identity.keyId, skid: alice.own.skid, n: 0 }]);
+  const answer = alice.sent.at(-1);
+  assert.equal(answer.type, 'sender_key');
+  assert.equal(answer.n, 0);
+  assert.deepEqual(Object.keys(answer.keys), [bobby.identity.keyId]);
+  // The answer comes through this time.
+  relay.queue.push({ from: alice, msg: answer });
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['lost key']);
+  assert.equal(bobby.pending.length, 0);
+
+  // Not answered: an old skid, a message older than 10 s, a non-member.
+  const before = alice.sent.length;
+  const asker = { name: 'bobby', key_id: bobby.identity.keyId };
+  await alice.receive(JSON.stringify({ type: 'key_request', from: asker, skid: 'f'.repeat(32), n: 0 }));
+  alice.own.recent[0].t -= 11_000;
+  await alice.receive(JSON.stringify({ type: 'key_request', from: asker, skid: alice.own.skid, n: 0 }));
+  await alice.sendAll('recent');
+  const after = alice.sent.length;
+  await alice.receive(JSON.stringify({ type: 'key_request', from: { name: 'eve', key_id: 'e'.repeat(64) }, skid: alice.own.skid, n: 1 }));
+  assert.equal(alice.sent.length, after);
+  assert.equal(after - before, 1, 'only the new @all was sent');
+});
+
+test('messages from unknown senders, with bad signatures or stale times are refused', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  await alice.sendDirect(bobby.identity.keyId, 'genuine');
+  const msgs = [];
+  await relay.deliver((to, m) => {
+    msgs.push(m);
+    return false;
+  });
+  const [m] = msgs;
+  await bobby.receive(JSON.stringify({ ...m, from: { name: 'eve', key_id: 'e'.repeat(64) } }));
+  await bobby.receive(JSON.stringify({ ...m, from: { name: 'bobby', key_id: bobby.identity.keyId } }));
+  await bobby.receive(JSON.stringify({ ...m, iv: c.b64encode(c.randomBytes(12)) }));
+  bobby.offset += 6 * 60_000; // bob's corrected clock is now 6 minutes ahead of the message
+  await bobby.receive(JSON.stringify(m));
+  assert.deepEqual(texts(bobby), []);
+  assert.deepEqual(bobby.events.rejected.map((r) => r.reason), [
+    'the sender is not a known member',
+    'its signature does not verify',
+    'its signature does not verify',
+    'its time is too far from the server\u2019s clock (stale or replayed)',
+  ]);
+  bobby.offset -= 6 * 60_000;
+  await bobby.receive(JSON.stringify(m));
+  assert.deepEqual(texts(bobby), ['genuine']);
+});
+
+test('close codes: reconnect after losses, never after kicks and join refusals', () => {
+  for (const code of [1000, 1001, 1006, 1009, 4002, 4003]) assert.equal(closeMeaning(code).retry, true, code);
+  assert.deepEqual(closeMeaning(4000), { text: 'You were kicked by the admin.', retry: false });
+  assert.equal(closeMeaning(4001).retry, false);
+  for (const code of ['name_taken', 'bad_name', 'bad_proof', 'key_in_use', 'admin_seat_taken', 'not_allowed', 'bad_key']) {
+    assert.equal(closeMeaning(4005, { code, message: 'm' }).retry, false, code);
+  }
+  assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, true);
+  assert.match(closeMeaning(4005, { code: 'name_taken', message: 'the name alice is taken' }).text, /the name alice is taken/);
+  // Exponential backoff with jitter, capped at 30 s.
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const ceiling = Math.min(30000, 1000 * 2 ** attempt);
+    for (let i = 0; i < 20; i++) {
+      const d = backoffDelay(attempt);
+      assert.ok(d >= ceiling / 2 && d <= ceiling, `${attempt}: ${d}`);
+    }
+  }
+});
