@@ -209,7 +209,12 @@ impl Hub {
             }
             Event::AllowList(list) => self.set_allow_list(list),
             Event::Shutdown => {
+                let notice = frame_of(&ServerMsg::Notice {
+                    code: "shutting_down".into(),
+                    text: "the server is shutting down".into(),
+                });
                 for c in self.conns.values() {
+                    let _ = c.outbox.queue.try_send(notice.clone());
                     c.outbox
                         .close(close::GOING_AWAY, "the server is shutting down");
                 }
