@@ -335,7 +335,11 @@ fn tls_from_args(args: &Args, ip: IpAddr) -> Result<Option<Tls>, ConfigError> {
 /// folder. Termux sets `$TMPDIR`; Android has no `/tmp` at all, so there the fallbacks are
 /// Termux's `$PREFIX/tmp` and then `$HOME`.
 pub fn default_pid_file(port: u16) -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|d| !d.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    };
     let dir = var("XDG_RUNTIME_DIR").or_else(|| var("TMPDIR"));
     #[cfg(target_os = "android")]
     let dir = dir
@@ -343,4 +347,22 @@ pub fn default_pid_file(port: u16) -> PathBuf {
         .or_else(|| var("HOME"));
     let dir = dir.unwrap_or_else(|| PathBuf::from("/tmp"));
     dir.join(format!("dyspatcher-{port}.pid"))
+}
+
+/// Loads a private key file, with errors that name the option.
+pub fn load_key(path: &Path) -> Result<Identity, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::KeyMissing(path.into()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(ConfigError::KeyInvalid(
+                path.into(),
+                CryptoError::NotRsaPrivateKey,
+            ))
+        }
+        Err(e) => return Err(ConfigError::KeyUnreadable(path.into(), e)),
+    };
+    Identity::from_pem(&text).map_err(|e| ConfigError::KeyInvalid(path.into(), e))
 }
