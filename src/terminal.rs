@@ -101,7 +101,8 @@ pub fn banner(addr: std::net::SocketAddr, tls: Option<&crate::config::Tls>) -> S
             cert.fingerprint
         );
     }
-    if std::io::stdout().is_terminal() {
+    // A QR code helps phones in the room, which cannot reach a loopback address anyway.
+    if std::io::stdout().is_terminal() && !addr.ip().is_loopback() {
         if let Some(code) = urls.first().and_then(|u| crate::onboard::qr(u)) {
             out += &format!("\n{code}");
         }
