@@ -17,6 +17,8 @@ const app = {
   unread: 0,
   conversation: null,
   countdown: null,
+  state: null,
+  reconnecting: false,
 };
 
 // ---------------------------------------------------------------- start screen
@@ -127,7 +129,7 @@ function showInsecure() {
   $('join').hidden = true;
   $('insecure').hidden = false;
   $('insecure-origin').textContent = location.origin;
-  $('insecure-https').textContent = `https://${location.hostname}:\u2026/ (the address the server prints when it starts)`;
+  $('insecure-https').textContent = `https://${location.hostname}:8443/`;
 }
 
 function initStart() {
@@ -186,6 +188,9 @@ function setStatus(state, text) {
 
 const hooks = {
   state({ state, text, retryIn }) {
+    // Failed attempts while the server stays away add no new lines to the conversation.
+    const wasConnected = app.state === 'connected';
+    app.state = state;
     clearInterval(app.countdown);
     $('reconnect-now').hidden = state !== 'reconnecting';
     $('closed').hidden = state !== 'closed';
@@ -194,14 +199,16 @@ const hooks = {
       const tick = () => setStatus(state, `${text} Reconnecting in ${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s\u2026`);
       tick();
       app.countdown = setInterval(tick, 500);
-      app.conversation.notice(text, 'trouble');
+      if (wasConnected) app.conversation.notice(text, 'trouble');
     } else if (state === 'closed') {
       setStatus(state, 'Disconnected');
       $('closed-text').textContent = text;
       app.conversation.notice(text, 'trouble');
     } else {
       setStatus(state, state === 'connected' ? 'Connected' : text);
+      if (state === 'connected' && app.reconnecting) app.conversation.notice('Connected again.');
     }
+    app.reconnecting = state !== 'connected' && (app.reconnecting || state === 'reconnecting');
   },
   welcome({ me, options }) {
     app.me = me;

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitConnected,
-  sendTo, waitMessage, sleep, rmSync,
+  sendTo, waitMessage, waitMembers, sleep, rmSync,
 } from './helpers.mjs';
 
 let browser, dir, keys;
@@ -104,6 +104,7 @@ test('a page kicked by the admin says so and does not reconnect', { timeout: 600
     await joinWithKeys(alice, 'alice', keys.alice);
     const bob = await openPage(browser, server.url, { t, name: 'bob' });
     await joinWithKeys(bob, 'bobby', keys.bob);
+    await waitMembers(bob, 2); // the admin is there to kick
     server.write('/kick alice');
     await alice.waitForSelector('#status[data-state="closed"]');
     assert.match(await alice.textContent('#closed-text'), /kicked by the admin/);

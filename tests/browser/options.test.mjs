@@ -65,11 +65,15 @@ test('--only-admin: users see and write only to the admin', { timeout: 90000 }, 
 test('--welcome: the welcome text arrives from the admin, verified', { timeout: 60000 }, async (t) => {
   const server = await startServer(['--welcome', 'Welcome to the <b>test</b> chat']);
   t.after(() => server.stop());
+  // The admin, who sends the welcome, joins once its fresh key is made.
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await bob.waitForSelector('#member-list .member.admin');
   const alice = await openPage(browser, server.url, { t, name: 'alice' });
   await joinWithKeys(alice, 'alice', keys.alice);
   const got = await waitMessage(alice, 'Welcome to the <b>test</b> chat');
   assert.equal(got.from, 'ADMIN');
   assert.match(got.state, /verified/);
   assert.equal(got.elements, 0);
-  assertClean(alice);
+  assertClean(alice, bob);
 });
