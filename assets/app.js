@@ -200,15 +200,19 @@ const hooks = {
       tick();
       app.countdown = setInterval(tick, 500);
       if (wasConnected) app.conversation.notice(text, 'trouble');
+      app.reconnecting = true;
     } else if (state === 'closed') {
       setStatus(state, 'Disconnected');
       $('closed-text').textContent = text;
       app.conversation.notice(text, 'trouble');
+      app.reconnecting = false;
+    } else if (state === 'connected') {
+      setStatus(state, 'Connected');
+      if (app.reconnecting) app.conversation.notice('Connected again.');
+      app.reconnecting = false;
     } else {
-      setStatus(state, state === 'connected' ? 'Connected' : text);
-      if (state === 'connected' && app.reconnecting) app.conversation.notice('Connected again.');
+      setStatus(state, text);
     }
-    app.reconnecting = state !== 'connected' && (app.reconnecting || state === 'reconnecting');
   },
   welcome({ me, options }) {
     app.me = me;
@@ -238,7 +242,8 @@ const hooks = {
     app.conversation.warning(`A message from ${fromName} was not shown: ${reason}.`);
   },
   joined(member, again) {
-    app.conversation.notice(again ? `${member.name} connected another endpoint` : `${member.name} joined`);
+    // Only the admin has a second endpoint: its web seat beside the prompt.
+    app.conversation.notice(again && member.admin ? `${member.name} opened the admin's web seat` : `${member.name} joined`);
   },
   left({ name, reason }) {
     app.conversation.notice(`${name} ${LEFT_REASONS[reason] ?? 'left'}`, reason === 'left' ? 'info' : 'trouble');
@@ -251,7 +256,7 @@ const hooks = {
     app.conversation.status(id, 'sent');
   },
   refused({ id, message }) {
-    if (!app.conversation.status(id, 'refused', message)) app.conversation.warning(`The server refused a message: ${message}`);
+    app.conversation.status(id, 'refused', message);
   },
   serverError({ message }) {
     app.conversation.warning(`The server said: ${message}`);

@@ -18,6 +18,8 @@ export function el(tag, props = {}, ...children) {
 
 export const shortId = (keyId) => keyId.slice(0, 12);
 
+const UNCONFIRMED_AFTER = 10_000;
+
 const pad = (n) => String(n).padStart(2, '0');
 export const clock = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
 export const fullTime = (d) =>
@@ -55,6 +57,7 @@ export class Conversation {
     this.scroller = scroller;
     this.records = []; // shown messages, for the export
     this.items = new Map(); // id -> li of own messages, for their status
+    this.early = new Map(); // id -> [state, detail] that came before the message was shown
     // Keep the newest message in view when the screen changes size (rotation, keyboard).
     this.stuck = true;
     scroller.addEventListener('scroll', () => (this.stuck = this.atBottom()), { passive: true });
@@ -104,23 +107,41 @@ export class Conversation {
       meta,
       el('p', { class: 'text', text: m.text }),
     );
-    if (m.local) this.items.set(m.id, li);
     this.records.push(m);
     this.append(li, m.local);
+    if (m.local) {
+      this.items.set(m.id, li);
+      const early = this.early.get(m.id);
+      if (early) this.status(m.id, ...early);
+      // The server answers every message; silence means it may be lost (an ack may still come).
+      setTimeout(() => {
+        if (li.querySelector('.state.sending')) this.mark(li, 'unconfirmed', 'no answer from the server');
+      }, UNCONFIRMED_AFTER);
+    }
     return li;
   }
 
   /** Updates the status of one of our messages: 'sent' or 'refused'. */
   status(id, state, detail = '') {
     const li = this.items.get(id);
-    if (!li) return false;
+    if (!li) {
+      // An answer may overtake the showing of the message it is about: keep it for a moment.
+      this.early.set(id, [state, detail]);
+      setTimeout(() => this.early.delete(id), 5000);
+      return false;
+    }
+    this.early.delete(id);
+    this.items.delete(id);
+    this.mark(li, state, detail);
+    return true;
+  }
+
+  mark(li, state, detail) {
     const span = li.querySelector('.state');
     span.className = `state ${state}`;
-    span.textContent = state === 'sent' ? '\u2713 sent' : `not delivered: ${detail}`;
+    span.textContent = { sent: '\u2713 sent', refused: 'not delivered', unconfirmed: 'not confirmed' }[state] + (detail ? `: ${detail}` : '');
     span.title = state === 'sent' ? 'The server accepted and routed it' : detail;
-    if (state === 'refused') li.classList.add('refused');
-    this.items.delete(id);
-    return true;
+    li.classList.toggle('refused', state !== 'sent');
   }
 
   notice(text, kind = 'info') {

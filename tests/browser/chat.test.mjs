@@ -148,3 +148,37 @@ test('the tab title counts unread messages while the page is hidden; export writ
   assert.match(lines[2], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d bobby \u2192 alice: a reply\\nwith two lines$/);
   assertClean(a, b);
 });
+
+test('keyboard only: join with Enter, pick a member with Tab and Enter, Shift+Enter for a new line', { timeout: 60000 }, async (t) => {
+  const a = await openPage(browser, server.url, { t, name: 'a' });
+  const b = await openPage(browser, server.url, { t, name: 'b' });
+  await joinWithKeys(b, 'bobby', keys.bob);
+  await a.click('#own-keys-toggle');
+  await a.setInputFiles('#private-file', keys.alice.priv);
+  await a.waitForSelector('#key-info:not([hidden])');
+  await a.focus('#name');
+  await a.keyboard.type('alice');
+  await a.keyboard.press('Enter');
+  await a.waitForSelector('#status[data-state="connected"]');
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'text');
+  await waitMembers(a, 2);
+  // "To" leads into the member list; Tab walks it.
+  const target = `#member-list .member[data-key="${keys.bob.keyId}"]`;
+  await a.focus('#to');
+  await a.keyboard.press('Enter'); // on a wide screen "To" moves focus into the member list
+  for (let i = 0; i < 6 && !(await a.evaluate((s) => document.activeElement === document.querySelector(s), target)); i++) {
+    await a.keyboard.press('Tab');
+  }
+  assert.equal(await a.evaluate((s) => document.activeElement === document.querySelector(s), target), true);
+  await a.keyboard.press('Enter');
+  assert.equal(await a.textContent('#to-name'), 'bobby');
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'text');
+  await a.keyboard.type('first line');
+  await a.keyboard.press('Shift+Enter');
+  await a.keyboard.type('second line');
+  await a.keyboard.press('Enter');
+  const got = await waitMessage(b, 'first line\nsecond line');
+  assert.equal(got.from, 'alice');
+  assert.equal(await a.inputValue('#text'), '');
+  assertClean(a, b);
+});

@@ -77,3 +77,28 @@ test('--welcome: the welcome text arrives from the admin, verified', { timeout: 
   assert.equal(got.elements, 0);
   assertClean(alice, bob);
 });
+
+test('a message the server refuses (rate limit) is marked as not delivered, with the reason', { timeout: 60000 }, async (t) => {
+  const server = await startServer(['--rate-limit', '1']);
+  t.after(() => server.stop());
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await alice.click(`#member-list .member[data-key="${keys.bob.keyId}"]`);
+  for (let i = 1; i <= 6; i++) {
+    await alice.fill('#text', `burst ${i}`);
+    await alice.press('#text', 'Enter');
+  }
+  await alice.waitForFunction(() => document.querySelectorAll('.msg.own .state.sending').length === 0, null, { timeout: 20000 });
+  const states = await alice.$$eval('.msg.own', (els) => els.map((e) => [e.querySelector('.text').textContent, e.querySelector('.state').textContent, e.classList.contains('refused')]));
+  const refused = states.filter(([, , r]) => r);
+  const sent = states.filter(([, s]) => s === '\u2713 sent');
+  assert.ok(refused.length >= 1, JSON.stringify(states));
+  assert.equal(refused.length + sent.length, 6);
+  // Refused with the server's reason, or, when the refusal names no message, unconfirmed.
+  for (const [, s] of refused) assert.match(s, /^not (delivered|confirmed): .+/);
+  for (const [text] of sent) await waitMessage(bob, text);
+  assert.equal(await bob.locator('.msg.in').count(), sent.length);
+  assertClean(alice, bob);
+});
