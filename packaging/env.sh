@@ -52,8 +52,12 @@ ensure_apt() {
     if [ ${#missing[@]} -gt 0 ]; then
         apt_update_once
         log "apt-get install ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-            -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+        mkdir -p "$PKG_CACHE"
+        if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            -o DPkg::Lock::Timeout=600 "${missing[@]}" >"$PKG_CACHE/apt-install.log" 2>&1; then
+            tail -n 30 "$PKG_CACHE/apt-install.log" >&2
+            die "apt-get install ${missing[*]} failed"
+        fi
     fi
 }
 
