@@ -134,6 +134,7 @@ ensure_debian_rust() {
         rm -rf "$DEB_RUST_ROOT"/usr/src/rustc-*/src "$DEB_RUST_ROOT"/usr/src/rustc-*/compiler \
             "$DEB_RUST_ROOT"/usr/share/doc "$DEB_RUST_ROOT"/usr/share/man
         touch "$DEB_RUST_ROOT/.complete"
+        rm -rf "$debs"
     fi
     DEB_RUSTC="$DEB_RUST_ROOT/usr/bin/rustc"
     DEB_CARGO="$DEB_RUST_ROOT/usr/bin/cargo"
@@ -216,6 +217,7 @@ EOF
     chmod u+w "$sc/libunwind.a"
     aarch64-linux-gnu-ar rs "$sc/libunwind.a" "$x/fprintf_chk.o" 2>/dev/null
     touch "$sc/.complete"
+    rm -rf "$x" "$debs"
     MUSL_SELF_CONTAINED="$sc"; export MUSL_SELF_CONTAINED
 }
 
