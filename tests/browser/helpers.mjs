@@ -2,7 +2,7 @@
 // playwright-core, openssl-made keys, and the checks every page must pass (no CSP violation,
 // no console error).
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -231,4 +231,4 @@ export function screenshotPath(name) {
   return join(SCREENSHOTS, `${name}.png`);
 }
 
-export { writeFileSync, rmSync, join };
+export { rmSync, join };
