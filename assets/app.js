@@ -243,7 +243,7 @@ const hooks = {
   },
   joined(member, again) {
     // Only the admin has a second endpoint: its web seat beside the prompt.
-    app.conversation.notice(again && member.admin ? `${member.name} opened the admin's web seat` : `${member.name} joined`);
+    app.conversation.notice(again && member.admin ? `${member.name} joined from the admin's web seat` : `${member.name} joined`);
   },
   left({ name, reason }) {
     app.conversation.notice(`${name} ${LEFT_REASONS[reason] ?? 'left'}`, reason === 'left' ? 'info' : 'trouble');
