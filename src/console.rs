@@ -308,10 +308,20 @@ impl Endpoint {
     async fn show(&mut self, event: Event) {
         let me = self.session.key_id().to_string();
         match event {
-            Event::Welcome { members, .. } => self.out.notice(format!(
-                "admin connected; {} member(s) online",
-                members.len()
-            )),
+            Event::Welcome { members, .. } => {
+                self.out.notice(format!(
+                    "admin connected; {} member(s) online",
+                    members.len()
+                ));
+                // Users who joined while the admin's key was being made get their welcome now.
+                if let Some(text) = self.welcome.clone() {
+                    for m in members.iter().filter(|m| !m.admin) {
+                        if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
+                            self.send(msg).await;
+                        }
+                    }
+                }
+            }
             Event::Joined(m) if m.key_id == me => {
                 self.out.notice("the admin's web seat connected".into())
             }

@@ -17,8 +17,7 @@ base-uri 'none'; form-action 'none'\r\n\
 X-Content-Type-Options: nosniff\r\n\
 Referrer-Policy: no-referrer\r\n\
 Cache-Control: no-store\r\n\
-X-Frame-Options: DENY\r\n\
-Cross-Origin-Opener-Policy: same-origin\r\n";
+X-Frame-Options: DENY\r\n";
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 

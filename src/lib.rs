@@ -6,8 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod bench;
 pub mod allowlist;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

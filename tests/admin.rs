@@ -255,3 +255,36 @@ fn only_admin_hides_users_from_each_other() {
         assert!(bob.session().key_id_of("carol").is_none());
     });
 }
+
+#[test]
+fn the_chat_works_while_the_admin_key_is_being_made() {
+    smol::block_on(async {
+        let server = start(|c| {
+            c.admin_key = dyspatcher::config::AdminKey::Generate(4096);
+            c.welcome = Some("late welcome".into());
+        });
+        server
+            .output_containing("generating the admin's 4096-bit RSA key")
+            .await;
+        // Users join at once; the admin is not there yet.
+        let k = keys(1);
+        let mut alice = server.join("alice", &k[0]).await;
+        let names: Vec<_> = alice
+            .session()
+            .members()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        assert_eq!(names, ["alice"]);
+        // When the key is ready the admin joins, and alice still gets the welcome.
+        within(120, "the admin", async {
+            wait_joined(&mut alice, "ADMIN").await
+        })
+        .await;
+        let m = within(120, "the welcome", next_message(&mut alice)).await;
+        assert_eq!(
+            (m.text.as_str(), m.from_name.as_str()),
+            ("late welcome", "ADMIN")
+        );
+    });
+}

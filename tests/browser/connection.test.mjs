@@ -134,9 +134,6 @@ test('on a non-secure origin the page explains why it cannot work and what to ru
     assert.match(await page.textContent('#insecure-origin'), /http:\/\/chat\.test:\d+/);
     await sleep(500);
     assert.equal(sockets.opened, 0);
-    // Chromium notes that it ignores the server's Cross-Origin-Opener-Policy on plain HTTP: a
-    // remark about the origin, not an error of the page.
-    page.problems = page.problems.filter((p) => !/Cross-Origin-Opener-Policy header has been ignored/.test(p));
     assertClean(page);
   } finally {
     await insecureBrowser.close();

@@ -1,0 +1,596 @@
+//! One load run: reach (or start) the server, join the members, seal every message, send them on
+//! a fixed schedule, wait for what is still on its way, and read the server's CPU and memory
+//! around the timed phase.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures_lite::io::WriteHalf;
+use smol::{Executor, Task};
+
+use super::members::{self, JoinSpec, Role};
+use super::proc::{self, ChildServer, Launch};
+use super::report::{LoadReport, Summary};
+use super::tally::{self, Shared, Table, Tally};
+use super::wire::{self, Stream, Target, OP_TEXT};
+use super::{within, BenchError, Mode, Plan};
+use crate::client::{BoxedStream, Client};
+use crate::crypto::{self, Identity};
+use crate::protocol::ClientMsg;
+
+/// Runs the load described by `plan`.
+pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
+    let a = &plan.args;
+    let keys_dir = plan.keys_dir();
+    let keys: Vec<Arc<Identity>> = if a.bare {
+        Vec::new()
+    } else {
+        crate::keycache::load_or_make(&keys_dir, a.members, a.bits)?
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
+    let transcript = std::env::temp_dir().join(format!(
+        "dyspatcher-bench-{}-{}.txt",
+        std::process::id(),
+        crypto::random_id()
+    ));
+    let child = match &a.url {
+        Some(_) => None,
+        None => Some(start_child(plan, &keys_dir, &transcript)?),
+    };
+    let (url, fingerprint) = match (&a.url, &child) {
+        (Some(url), _) => (url.clone(), a.fingerprint.clone()),
+        (None, Some(c)) => (
+            format!("{}://{}/ws", if c.tls { "wss" } else { "ws" }, c.addr),
+            c.fingerprint.clone(),
+        ),
+        (None, None) => unreachable!("a child is started without --url"),
+    };
+    let tls = match &fingerprint {
+        Some(f) if url.starts_with("wss://") => Some(
+            crate::tls::client_config(Some(f), None)
+                .map_err(|e| BenchError::Option(format!("--fingerprint: {e}")))?,
+        ),
+        _ => None,
+    };
+    let target = Target::new(&url, tls).map_err(|e| BenchError::Option(format!("--url: {e}")))?;
+    let pid = child.as_ref().map(|c| c.pid).or(a.server_pid);
+
+    let ex = Arc::new(Executor::<'static>::new());
+    let (quit, quit_rx) = async_channel::bounded::<()>(1);
+    let threads: Vec<_> = (0..client_threads())
+        .map(|i| {
+            let ex = ex.clone();
+            let quit = quit_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("bench-{i}"))
+                .spawn(move || smol::block_on(ex.run(quit.recv())))
+                .expect("cannot start a thread")
+        })
+        .collect();
+    let run = Run {
+        plan,
+        ex: ex.clone(),
+        target,
+        keys,
+        pid,
+        child: child.as_ref(),
+    };
+    let result = smol::block_on(run.drive());
+    drop(quit);
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut report = result?;
+    if let Some(child) = child {
+        report.server_stopped = Some(child.stop(Duration::from_secs(10)));
+        report.transcript_all_lines = proc::count_lines(&transcript, " → @all: ");
+        let _ = std::fs::remove_file(&transcript);
+    }
+    Ok(report)
+}
+
+fn client_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4)
+}
+
+fn start_child(
+    plan: &Plan,
+    keys_dir: &std::path::Path,
+    transcript: &std::path::Path,
+) -> Result<ChildServer, BenchError> {
+    let a = &plan.args;
+    let program = match &a.server_command {
+        Some(p) => p.clone(),
+        None => proc::this_executable()
+            .ok_or_else(|| BenchError::Run("cannot find this executable".into()))?,
+    };
+    let mut args: Vec<String> = vec!["-p".into(), "0".into()];
+    let mut ready = None;
+    if !a.bare {
+        let admin_dir = keys_dir.join(format!("admin-{}", a.bits));
+        crate::keycache::load_or_make(&admin_dir, 1, a.bits)?;
+        let admin = admin_dir.join(format!("rsa{}-00000.pem", a.bits));
+        args.extend([
+            "--admin-private-key".into(),
+            admin.display().to_string(),
+            "--rate-limit".into(),
+            "100000".into(),
+            "--max-connections".into(),
+            (a.members + 16).to_string(),
+            "--transcription".into(),
+            transcript.display().to_string(),
+        ]);
+        if a.tls {
+            args.push("--ssl-self-signed".into());
+        }
+        ready = Some("admin connected");
+    }
+    let launch = Launch {
+        program,
+        args,
+        ready_line: ready,
+    };
+    Ok(ChildServer::start(&launch, Duration::from_secs(30))?)
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    ex: Arc<Executor<'static>>,
+    target: Target,
+    keys: Vec<Arc<Identity>>,
+    pid: Option<u32>,
+    child: Option<&'a ChildServer>,
+}
+
+/// A sender's messages, ready to go.
+enum Outgoing {
+    /// Encoded, masked frames for a light connection.
+    Frames(WriteHalf<Stream>, Vec<Vec<u8>>),
+    /// JSON texts for a client's WebSocket.
+    Texts(async_tungstenite::WebSocketSender<BoxedStream>, Vec<String>),
+}
+
+/// How a sender kept to its schedule.
+#[derive(Default)]
+struct Sent {
+    count: u64,
+    lag_max: Duration,
+    late: u64,
+    error: Option<String>,
+}
+
+impl Run<'_> {
+    fn role(&self, i: usize) -> Role {
+        if i < self.plan.senders {
+            Role::Sender
+        } else if i < self.plan.senders + self.plan.audit {
+            Role::Auditor
+        } else {
+            Role::Receiver
+        }
+    }
+
+    async fn drive(&self) -> Result<LoadReport, BenchError> {
+        let a = &self.plan.args;
+        let mut report = LoadReport::new(self.plan, &self.target.url);
+        report.idle = self.pid.and_then(proc::memory);
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let shared = Arc::new(Shared {
+            table: OnceLock::new(),
+            delivered: AtomicU64::new(0),
+            keys_received: AtomicUsize::new(0),
+            stop: stop_rx,
+        });
+        let role = |i| self.role(i);
+        let spec = JoinSpec {
+            target: &self.target,
+            keys: &self.keys,
+            members: a.members,
+            role: &role,
+            sessions: !self.plan.raw,
+            expect_members: a.members + 1,
+        };
+        let joined = members::join_all(&spec, &self.ex, &shared).await?;
+        report.join_wall = joined.wall;
+        report.join_each = Summary::of(&joined.each);
+        report.join_server = Summary::of(&joined.server_part);
+        let mut full = Vec::new();
+        for (i, role, task) in joined.full {
+            let limit = Duration::from_secs(30);
+            full.push((
+                i,
+                role,
+                within(limit, "members seeing everyone", task).await?,
+            ));
+        }
+        report.joined = self.pid.and_then(proc::memory);
+        let mut receivers = joined.receivers;
+        if a.seconds == 0 {
+            drop(stop_tx);
+            for r in receivers {
+                report.add(r.await);
+            }
+            report.end = self.pid.and_then(proc::memory);
+            return Ok(report);
+        }
+
+        let (mut outgoing, table) = self
+            .prepare(full, joined.writers, &shared, &mut receivers)
+            .await?;
+        let keys_expected = self.plan.senders * self.plan.audit;
+        let waited = within(
+            Duration::from_secs(60),
+            "auditors receiving sender keys",
+            async {
+                while shared.keys_received.load(Ordering::Relaxed) < keys_expected {
+                    smol::Timer::after(Duration::from_millis(5)).await;
+                }
+                Ok(())
+            },
+        );
+        waited.await?;
+        smol::Timer::after(Duration::from_millis(200)).await;
+
+        let t0 = Instant::now() + Duration::from_millis(50);
+        let interval_ns = 1e9 / f64::from(a.rate);
+        let _ = shared.table.set(Table {
+            t0,
+            interval_ns,
+            ..table
+        });
+        let cpu0 = self.pid.and_then(proc::cpu_seconds);
+        let own0 = proc::cpu_seconds(std::process::id());
+        let senders = self.plan.senders;
+        let tasks: Vec<Task<Sent>> = outgoing
+            .drain(..)
+            .enumerate()
+            .map(|(s, out)| {
+                let shared = shared.clone();
+                self.ex.spawn(send(out, s, senders, shared))
+            })
+            .collect();
+        let limit = Duration::from_secs(u64::from(a.seconds) + 30);
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(within(limit, "senders", async { Ok(t.await) }).await?);
+        }
+        let sent_total: u64 = sent.iter().map(|s| s.count).sum();
+        let per_message = match a.mode {
+            Mode::All => (a.members - 1) as u64,
+            Mode::Direct => 1,
+        };
+        report.expected = sent_total * per_message;
+        let drain_until = Instant::now() + Duration::from_secs(u64::from(a.drain));
+        while shared.delivered.load(Ordering::Relaxed) < report.expected
+            && Instant::now() < drain_until
+        {
+            smol::Timer::after(Duration::from_millis(2)).await;
+        }
+        let done = Instant::now();
+        report.server_cpu = match (cpu0, self.pid.and_then(proc::cpu_seconds)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        report.client_cpu = match (own0, proc::cpu_seconds(std::process::id())) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        report.end = self.pid.and_then(proc::memory);
+        drop(stop_tx);
+        for r in receivers {
+            let tally = within(Duration::from_secs(10), "receivers stopping", async {
+                Ok(r.await)
+            })
+            .await?;
+            report.add(tally);
+        }
+        report.t0 = Some(t0);
+        report.finished = done;
+        for s in sent {
+            report.add_sent(s.count, s.lag_max, s.late, s.error);
+        }
+        self.wait_for_prompt(&mut report).await;
+        Ok(report)
+    }
+
+    /// Seals (or makes up) every message, sends the sender-key distributions, and starts the
+    /// receiving tasks of the full members.
+    async fn prepare(
+        &self,
+        full: Vec<(usize, Role, Client)>,
+        writers: Vec<(usize, WriteHalf<Stream>)>,
+        shared: &Arc<Shared>,
+        receivers: &mut Vec<Task<Tally>>,
+    ) -> Result<(Vec<Outgoing>, Table), BenchError> {
+        let a = &self.plan.args;
+        let s_count = self.plan.senders;
+        let total = self.plan.messages as usize;
+        let text = text_of(a.bytes);
+        let recipient_of = |s: usize, k: usize| (s + 1 + k % (a.members - 1)) % a.members;
+        let mut ids = HashMap::with_capacity(total);
+        let mut recipient = Vec::new();
+        if a.mode == Mode::Direct {
+            recipient = (0..total)
+                .map(|i| recipient_of(i % s_count, i / s_count) as u32)
+                .collect();
+        }
+        let mut outgoing = Vec::new();
+        if self.plan.raw {
+            let fake = Fake::new(a.bytes);
+            let mut writers = writers;
+            writers.sort_by_key(|(i, _)| *i);
+            for (s, w) in writers {
+                let mut frames = Vec::new();
+                for i in (s..total).step_by(s_count) {
+                    let id = fake.id(i);
+                    let to = (a.mode == Mode::Direct).then(|| {
+                        let r = recipient[i] as usize;
+                        (self.key_id(r), self.key_id(s))
+                    });
+                    let json = fake.message(&id, i, i / s_count, to, a.rate);
+                    frames.push(wire::client_frame(OP_TEXT, json.as_bytes()));
+                    ids.insert(id_bytes(&id), i as u32);
+                }
+                outgoing.push(Outgoing::Frames(w, frames));
+            }
+        } else {
+            let (mut senders, auditors): (Vec<_>, Vec<_>) =
+                full.into_iter().partition(|(_, r, _)| *r == Role::Sender);
+            senders.sort_by_key(|(i, _, _)| *i);
+            for (i, _, client) in auditors {
+                receivers.push(self.ex.spawn(tally::audit(client, i, shared.clone())));
+            }
+            let sealed = self.seal(&mut senders, total, &text, &recipient)?;
+            for ((i, _, mut client), (setup, texts, sealed_ids)) in senders.into_iter().zip(sealed)
+            {
+                for m in &setup {
+                    client
+                        .send_msg(m)
+                        .await
+                        .map_err(|e| BenchError::Run(format!("{}: {e}", members::name(i))))?;
+                }
+                for (id, index) in sealed_ids {
+                    ids.insert(id_bytes(&id), index);
+                }
+                let (sink, stream) = client.into_websocket().split();
+                receivers.push(self.ex.spawn(tally::receive_ws(stream, i, shared.clone())));
+                outgoing.push(Outgoing::Texts(sink, texts));
+            }
+        }
+        if ids.len() != total {
+            return Err(BenchError::Run(format!(
+                "prepared {} messages, expected {total}",
+                ids.len()
+            )));
+        }
+        let table = Table {
+            ids,
+            t0: Instant::now(),
+            interval_ns: 0.0,
+            messages: total,
+            recipient,
+        };
+        Ok((outgoing, table))
+    }
+
+    fn key_id(&self, member: usize) -> String {
+        self.keys[member].public().key_id().to_string()
+    }
+
+    /// Seals every sender's messages, senders spread over threads. Returns, per sender, the
+    /// setup messages (sender keys), the message texts and their (id, index) pairs.
+    #[allow(clippy::type_complexity)]
+    fn seal(
+        &self,
+        senders: &mut [(usize, Role, Client)],
+        total: usize,
+        text: &str,
+        recipient: &[u32],
+    ) -> Result<Vec<(Vec<ClientMsg>, Vec<String>, Vec<(String, u32)>)>, BenchError> {
+        let s_count = self.plan.senders;
+        let keys: Vec<String> = (0..self.keys.len()).map(|i| self.key_id(i)).collect();
+        let workers = client_threads();
+        let per = senders.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = senders
+                .chunks_mut(per)
+                .map(|chunk| {
+                    let keys = &keys;
+                    scope.spawn(move || {
+                        chunk
+                            .iter_mut()
+                            .map(|(s, _, client)| {
+                                seal_one(client, *s, s_count, total, text, recipient, keys)
+                            })
+                            .collect::<Result<Vec<_>, BenchError>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                out.extend(h.join().expect("sealing thread panicked")?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn wait_for_prompt(&self, report: &mut LoadReport) {
+        let Some(child) = self.child else { return };
+        if self.plan.args.mode != Mode::All || self.plan.args.bare {
+            return;
+        }
+        let want = report.sent;
+        let until = Instant::now() + Duration::from_secs(5);
+        while child.prompt.all_lines.load(Ordering::Relaxed) < want && Instant::now() < until {
+            smol::Timer::after(Duration::from_millis(5)).await;
+        }
+        report.prompt_all_lines = Some(child.prompt.all_lines.load(Ordering::Relaxed));
+        report.prompt_behind = child.prompt.behind.load(Ordering::Relaxed);
+        let last_us = child.prompt.last_all_us.load(Ordering::Relaxed);
+        report.prompt_last = Some(child.started + Duration::from_micros(last_us));
+        report.notes.extend(
+            child
+                .prompt
+                .notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn seal_one(
+    client: &mut Client,
+    s: usize,
+    s_count: usize,
+    total: usize,
+    text: &str,
+    recipient: &[u32],
+    keys: &[String],
+) -> Result<(Vec<ClientMsg>, Vec<String>, Vec<(String, u32)>), BenchError> {
+    let mut setup = Vec::new();
+    let mut texts = Vec::new();
+    let mut ids = Vec::new();
+    for i in (s..total).step_by(s_count) {
+        let session = client.session_mut();
+        let msgs = match recipient.get(i) {
+            Some(&r) => session
+                .seal_direct(&keys[r as usize], text)
+                .map(|m| vec![m]),
+            None => session.seal_all(text),
+        }
+        .map_err(|e| BenchError::Run(format!("{}: {e}", members::name(s))))?;
+        for m in msgs {
+            match &m {
+                ClientMsg::All(x) => ids.push((x.id.clone(), i as u32)),
+                ClientMsg::Direct(x) => ids.push((x.id.clone(), i as u32)),
+                _ => {
+                    setup.push(m);
+                    continue;
+                }
+            }
+            texts.push(serde_json::to_string(&m).expect("client messages encode"));
+        }
+    }
+    Ok((setup, texts, ids))
+}
+
+/// Sends one sender's messages on schedule: message `i` is due at `t0 + i / rate`.
+async fn send(out: Outgoing, s: usize, senders: usize, shared: Arc<Shared>) -> Sent {
+    let table = shared.table.get().expect("the table is set before sending");
+    let mut sent = Sent::default();
+    let note = |sent: &mut Sent, i: usize| {
+        let lag = Instant::now().saturating_duration_since(table.due(i));
+        sent.lag_max = sent.lag_max.max(lag);
+        if lag > Duration::from_millis(10) {
+            sent.late += 1;
+        }
+    };
+    match out {
+        Outgoing::Frames(mut w, frames) => {
+            for (k, frame) in frames.into_iter().enumerate() {
+                let i = k * senders + s;
+                smol::Timer::at(table.due(i)).await;
+                note(&mut sent, i);
+                if let Err(e) = wire::send(&mut w, &frame).await {
+                    sent.error = Some(e.to_string());
+                    break;
+                }
+                sent.count += 1;
+            }
+        }
+        Outgoing::Texts(mut sink, texts) => {
+            for (k, text) in texts.into_iter().enumerate() {
+                let i = k * senders + s;
+                smol::Timer::at(table.due(i)).await;
+                note(&mut sent, i);
+                if let Err(e) = sink.send(Message::text(text)).await {
+                    sent.error = Some(e.to_string());
+                    break;
+                }
+                sent.count += 1;
+            }
+        }
+    }
+    sent
+}
+
+fn id_bytes(id: &str) -> [u8; 32] {
+    id.as_bytes().try_into().expect("ids are 32 characters")
+}
+
+/// `bytes` bytes of readable text.
+fn text_of(bytes: usize) -> String {
+    "dyspatcher bench message "
+        .chars()
+        .cycle()
+        .take(bytes)
+        .collect()
+}
+
+/// Made-up fields of the right shapes and sizes, for `--raw`.
+struct Fake {
+    prefix: String,
+    skid: String,
+    iv: String,
+    ciphertext: String,
+    signature: String,
+    wrapped: String,
+}
+
+impl Fake {
+    fn new(bytes: usize) -> Self {
+        let filler =
+            |n: usize| B64.encode((0..n).map(|i| (i * 131 % 251) as u8).collect::<Vec<_>>());
+        Self {
+            prefix: crypto::random_id()[..16].to_string(),
+            skid: crypto::random_id(),
+            iv: B64.encode(crypto::random_bytes::<12>()),
+            ciphertext: filler(bytes + 16),
+            signature: filler(256),
+            wrapped: filler(256),
+        }
+    }
+
+    fn id(&self, i: usize) -> String {
+        format!("{}{i:016x}", self.prefix)
+    }
+
+    fn message(
+        &self,
+        id: &str,
+        i: usize,
+        n: usize,
+        to: Option<(String, String)>,
+        rate: u32,
+    ) -> String {
+        let ts = crate::protocol::now_ms() + (i as u64 * 1000 / u64::from(rate)) as i64;
+        let Fake {
+            skid,
+            iv,
+            ciphertext,
+            signature,
+            wrapped,
+            ..
+        } = self;
+        match to {
+            None => format!(
+                r#"{{"type":"all","id":"{id}","ts":{ts},"skid":"{skid}","n":{n},"iv":"{iv}","ciphertext":"{ciphertext}","signature":"{signature}"}}"#
+            ),
+            Some((to, own)) => format!(
+                r#"{{"type":"direct","id":"{id}","ts":{ts},"to":"{to}","iv":"{iv}","ciphertext":"{ciphertext}","keys":{{"{to}":"{wrapped}","{own}":"{wrapped}"}},"signature":"{signature}"}}"#
+            ),
+        }
+    }
+}

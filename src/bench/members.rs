@@ -1,0 +1,204 @@
+//! Joining the simulated members, one after another. Members who seal or open messages join
+//! through [`Client`] (the project's client, with its end-to-end session); the others join with
+//! the same proof of possession over a light connection that never parses the member list, so a
+//! thousand of them cost the machine little next to the server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use futures_lite::io::{ReadHalf, WriteHalf};
+use smol::{Executor, Task};
+
+use super::tally::{self, Shared, Tally};
+use super::wire::{self, FrameReader, Stream, Target, OP_TEXT};
+use super::{within, BenchError};
+use crate::client::Client;
+use crate::crypto::Identity;
+use crate::protocol::{self, ClientMsg, ServerMsg};
+
+/// What a member does in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends (and receives).
+    Sender,
+    /// Receives, opening everything.
+    Auditor,
+    /// Receives, counting by id.
+    Receiver,
+}
+
+/// The joined members.
+pub struct Joined {
+    /// Receiving tasks already running (light members).
+    pub receivers: Vec<Task<Tally>>,
+    /// Writing halves of light senders, by member index.
+    pub writers: Vec<(usize, WriteHalf<Stream>)>,
+    /// Full members (with a session), by member index, once they have seen everyone join.
+    pub full: Vec<(usize, Role, Task<Result<Client, BenchError>>)>,
+    /// Wall time of all joins.
+    pub wall: Duration,
+    /// Each join: connection to welcome.
+    pub each: Vec<Duration>,
+    /// Each light join: join sent to welcome received (the server's part).
+    pub server_part: Vec<Duration>,
+}
+
+/// How the members join.
+pub struct JoinSpec<'a> {
+    /// Where.
+    pub target: &'a Target,
+    /// Member keys (empty for a bare relay: nobody joins).
+    pub keys: &'a [Arc<Identity>],
+    /// Members.
+    pub members: usize,
+    /// Role of each member.
+    pub role: &'a dyn Fn(usize) -> Role,
+    /// Whether roles other than receivers need a session.
+    pub sessions: bool,
+    /// Members each full member must see before it is ready (admin and itself included).
+    pub expect_members: usize,
+}
+
+/// The name of member `i`.
+pub fn name(i: usize) -> String {
+    format!("bench{i:04}")
+}
+
+/// Joins every member in turn.
+pub async fn join_all(
+    spec: &JoinSpec<'_>,
+    ex: &Arc<Executor<'static>>,
+    shared: &Arc<Shared>,
+) -> Result<Joined, BenchError> {
+    let mut joined = Joined {
+        receivers: Vec::new(),
+        writers: Vec::new(),
+        full: Vec::new(),
+        wall: Duration::ZERO,
+        each: Vec::new(),
+        server_part: Vec::new(),
+    };
+    let start = Instant::now();
+    for i in 0..spec.members {
+        let role = (spec.role)(i);
+        let key = spec.keys.get(i).cloned();
+        let began = Instant::now();
+        if spec.sessions && role != Role::Receiver {
+            let key = key.ok_or_else(|| BenchError::Run("no key for a member".into()))?;
+            let client = within(
+                Duration::from_secs(30),
+                &format!("{} joining", name(i)),
+                async {
+                    Client::connect(&spec.target.url, &name(i), key, spec.target.tls.clone())
+                        .await
+                        .map_err(|e| BenchError::Run(format!("{} cannot join: {e}", name(i))))
+                },
+            )
+            .await?;
+            joined.each.push(began.elapsed());
+            let expect = spec.expect_members;
+            let task = ex.spawn(see_everyone(client, expect, i));
+            joined.full.push((i, role, task));
+            continue;
+        }
+        let (reader, writer, server_part) = within(
+            Duration::from_secs(30),
+            &format!("{} joining", name(i)),
+            join_light(spec.target, &name(i), key.as_deref()),
+        )
+        .await?;
+        joined.each.push(began.elapsed());
+        if let Some(t) = server_part {
+            joined.server_part.push(t);
+        }
+        let shared = shared.clone();
+        if role == Role::Sender {
+            joined.writers.push((i, writer));
+            let none: Option<WriteHalf<Stream>> = None;
+            joined
+                .receivers
+                .push(ex.spawn(tally::receive(reader, none, i, shared)));
+        } else {
+            joined
+                .receivers
+                .push(ex.spawn(tally::receive(reader, Some(writer), i, shared)));
+        }
+    }
+    joined.wall = start.elapsed();
+    Ok(joined)
+}
+
+type Light = (
+    FrameReader<ReadHalf<Stream>>,
+    WriteHalf<Stream>,
+    Option<Duration>,
+);
+
+/// Connects and, when `key` is given, joins: challenge, proof, welcome. Returns the halves and
+/// the time from sending the join to the welcome.
+async fn join_light(
+    target: &Target,
+    name: &str,
+    key: Option<&Identity>,
+) -> Result<Light, BenchError> {
+    let fail = |e: String| BenchError::Run(format!("{name} cannot join: {e}"));
+    let (stream, leftover) = wire::connect(target)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let (r, mut w) = futures_lite::io::split(stream);
+    let mut reader = FrameReader::new(r, leftover);
+    let Some(key) = key else {
+        return Ok((reader, w, None));
+    };
+    let nonce = loop {
+        let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
+        if op != OP_TEXT {
+            continue;
+        }
+        match serde_json::from_slice::<ServerMsg>(p) {
+            Ok(ServerMsg::Challenge { nonce, .. }) => break nonce,
+            _ => {
+                return Err(fail(format!(
+                    "expected a challenge, got {}",
+                    String::from_utf8_lossy(&p[..p.len().min(200)])
+                )))
+            }
+        }
+    };
+    let public = key.public();
+    let join = ClientMsg::Join {
+        name: name.to_string(),
+        public_key: B64.encode(public.spki_der()),
+        signature: B64.encode(key.sign(&protocol::join_bytes(&nonce, name, public.key_id()))),
+    };
+    let text = serde_json::to_vec(&join).expect("join encodes");
+    let sent = Instant::now();
+    wire::send(&mut w, &wire::client_frame(OP_TEXT, &text))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    loop {
+        let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
+        if op != OP_TEXT {
+            continue;
+        }
+        if p.starts_with(br#"{"type":"welcome""#) {
+            return Ok((reader, w, Some(sent.elapsed())));
+        }
+        if p.starts_with(br#"{"type":"error""#) {
+            return Err(fail(String::from_utf8_lossy(p).into_owned()));
+        }
+    }
+}
+
+/// Reads a full member's events until its session knows `expect` members.
+async fn see_everyone(mut client: Client, expect: usize, i: usize) -> Result<Client, BenchError> {
+    while client.session().members().len() < expect {
+        client
+            .next_event()
+            .await
+            .map_err(|e| BenchError::Run(format!("{}: {e}", name(i))))?;
+    }
+    Ok(client)
+}
