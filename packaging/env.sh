@@ -24,7 +24,7 @@ export PKG_DIR REPO_DIR PKG_CACHE
 
 # Android API level the type check aims at (Termux needs 24 or later; ring's
 # C code only needs 21).
-ANDROID_API="${DYSPATCHER_ANDROID_API:-24}"
+export ANDROID_API="${DYSPATCHER_ANDROID_API:-24}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -48,7 +48,8 @@ export TERMUX_PREFIX="$work/usr"
 export TERMUX_ANDROID_HOME="$work/home"
 export TERMUX_PKG_BUILDER_DIR="$REPO_DIR/termux"
 export TERMUX_PKG_SRCDIR="$work/src"
-export TERMUX_PKG_MAKE_PROCESSES="$(nproc)"
+TERMUX_PKG_MAKE_PROCESSES="$(nproc)"
+export TERMUX_PKG_MAKE_PROCESSES
 mkdir -p "$TERMUX_PREFIX" "$TERMUX_ANDROID_HOME"
 
 # Not `( ... ) || fail`: that would switch set -e off inside.
