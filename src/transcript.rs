@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// An open transcript file.
@@ -11,11 +12,13 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Creates the file; fails if it exists.
+    /// Creates the file, readable by its owner only (it holds opened messages); fails if it
+    /// exists.
     pub fn create(path: &Path) -> Result<Self, String> {
         OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)
             .map(|file| Self { file })
             .map_err(|e| match e.kind() {
