@@ -138,8 +138,9 @@ export async function launchBrowser(extraArgs = []) {
  * Opens `url` in a new context. The page records CSP violations, console errors and uncaught
  * exceptions in `page.problems`; `assertClean(page)` fails on any.
  */
-export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', name = 'page', t } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, acceptDownloads: true });
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', name = 'page', t, acceptCertificate = false } = {}) {
+  // `acceptCertificate`: the user has accepted the server's self-signed certificate.
+  const context = await browser.newContext({ viewport, colorScheme, acceptDownloads: true, ignoreHTTPSErrors: acceptCertificate });
   // Closed when the test `t` ends, passed or failed, so that no page stays connected.
   t?.after(() => context.close().catch(() => {}));
   const page = await context.newPage();
