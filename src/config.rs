@@ -151,6 +151,8 @@ pub struct Tls {
     pub server: Arc<rustls::ServerConfig>,
     /// The generated certificate, when self-signed (its fingerprint is printed at start).
     pub self_signed: Option<crate::tls::SelfSigned>,
+    /// Where a self-signed certificate is kept, and whether it was reused from an earlier start.
+    pub kept_in: Option<(PathBuf, bool)>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -308,6 +310,7 @@ fn tls_from_args(args: &Args, ip: IpAddr) -> Result<Option<Tls>, ConfigError> {
             Ok(Some(Tls {
                 server,
                 self_signed: None,
+                kept_in: None,
             }))
         }
         (Some(_), None) => Err(ConfigError::TlsOptions(
@@ -321,14 +324,36 @@ fn tls_from_args(args: &Args, ip: IpAddr) -> Result<Option<Tls>, ConfigError> {
         )),
         (None, None) if args.ssl_self_signed || args.lan => {
             let names = crate::onboard::certificate_names(ip);
-            let (server, self_signed) = crate::tls::self_signed(&names)?;
+            let (server, self_signed, kept_in) = match state_dir() {
+                Some(dir) => {
+                    let dir = dir.join("tls");
+                    let (server, cert, reused) = crate::tls::persistent_self_signed(&names, &dir)?;
+                    (server, cert, Some((dir, reused)))
+                }
+                None => {
+                    let (server, cert) = crate::tls::self_signed(&names)?;
+                    (server, cert, None)
+                }
+            };
             Ok(Some(Tls {
                 server,
                 self_signed: Some(self_signed),
+                kept_in,
             }))
         }
         (None, None) => Ok(None),
     }
+}
+
+/// Where dyspatcher keeps what must survive a restart (the self-signed certificate):
+/// `$DYSPATCHER_HOME`, else `$HOME/.dyspatcher`.
+pub fn state_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    };
+    var("DYSPATCHER_HOME").or_else(|| var("HOME").map(|h| h.join(".dyspatcher")))
 }
 
 /// Where the pid file goes when `--pid-file` is not given: a per-user runtime or temporary

@@ -94,6 +94,14 @@ pub fn banner(addr: std::net::SocketAddr, tls: Option<&crate::config::Tls>) -> S
             out += &format!("\n  {u}");
         }
     }
+    if let Some((dir, reused)) = tls.and_then(|t| t.kept_in.as_ref()) {
+        let how = if *reused {
+            "the same as last time, kept in"
+        } else {
+            "new, kept for the next starts in"
+        };
+        out += &format!("\nself-signed certificate: {how} {}", dir.display());
+    }
     if let Some(cert) = tls.and_then(|t| t.self_signed.as_ref()) {
         out += &format!(
             "\nself-signed certificate; browsers will ask you to accept it. Check that its SHA-256 \

@@ -135,12 +135,22 @@ pub enum TlsError {
 }
 
 /// What a generated self-signed certificate looks like to its users.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SelfSigned {
     /// The certificate in PEM, for users who want to import it.
     pub cert_pem: String,
     /// Its SHA-256 fingerprint as browsers show it (see [`fingerprint`]).
     pub fingerprint: String,
+    /// The private key in PKCS#8 PEM, to save it for the next start. Never printed.
+    pub key_pem: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for SelfSigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfSigned")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The SHA-256 fingerprint of a DER certificate as browsers show it: 32 uppercase hex bytes
@@ -235,6 +245,7 @@ pub fn self_signed(names: &[String]) -> Result<(Arc<ServerConfig>, SelfSigned), 
     let info = SelfSigned {
         cert_pem: cert.pem(),
         fingerprint: fingerprint(&cert_der),
+        key_pem: zeroize::Zeroizing::new(key_pair.serialize_pem()),
     };
     let config = server_builder()?.with_single_cert(vec![cert_der], key_der)?;
     Ok((finish_server(config), info))
@@ -484,4 +495,67 @@ mod tests {
         let err = self_signed(&["bad name\u{e9}".to_string()]).unwrap_err();
         assert!(matches!(err, TlsError::BadName { .. }), "{err}");
     }
+}
+
+/// A self-signed certificate kept in `dir` and reused at every start while it covers the same
+/// names, so that people accept it once and its fingerprint stays the same. A new one is made when
+/// the names change (another network) or the kept one is over 330 days old (it lasts a year).
+/// Returns whether the kept one was reused.
+pub fn persistent_self_signed(
+    names: &[String],
+    dir: &Path,
+) -> Result<(Arc<ServerConfig>, SelfSigned, bool), TlsError> {
+    let mut sorted: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    sorted.sort();
+    sorted.dedup();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(sorted.join(",").as_bytes());
+    let stem = format!("self-signed-{}", crate::crypto::hex(&digest[..6]));
+    let (cert_path, key_path) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let fresh_enough = std::fs::metadata(&cert_path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < Duration::from_secs(330 * 86_400));
+    if fresh_enough {
+        if let (Ok(config), Ok(cert_pem), Ok(key_pem)) = (
+            load_server_config(&cert_path, &key_path, None),
+            std::fs::read_to_string(&cert_path),
+            std::fs::read_to_string(&key_path),
+        ) {
+            if let Some(Ok(der)) = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() {
+                let info = SelfSigned {
+                    fingerprint: fingerprint(&der),
+                    cert_pem,
+                    key_pem: zeroize::Zeroizing::new(key_pem),
+                };
+                return Ok((config, info, true));
+            }
+        }
+    }
+    let (config, info) = self_signed(names)?;
+    save_private(dir, &key_path, info.key_pem.as_bytes())
+        .and_then(|()| std::fs::write(&cert_path, &info.cert_pem))
+        .map_err(|e| TlsError::Generate(format!("cannot keep it in {}: {e}", dir.display())))?;
+    Ok((config, info, false))
+}
+
+fn save_private(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
 }

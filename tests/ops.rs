@@ -212,6 +212,7 @@ fn a_tls_join_with_a_pinned_self_signed_certificate() {
             c.tls = Some(dyspatcher::config::Tls {
                 server: server_config,
                 self_signed: Some(cert.clone()),
+                kept_in: None,
             })
         });
         server.admin_ready().await;
@@ -244,4 +245,38 @@ fn a_tls_join_with_a_pinned_self_signed_certificate() {
         alice.send_direct("ADMIN", "still fine").await.unwrap();
         server.output_containing("still fine").await;
     });
+}
+
+#[test]
+fn the_self_signed_certificate_is_kept_between_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("selfsigned");
+    let names = vec!["localhost".to_string(), "192.0.2.4".to_string()];
+    let (_, first, reused) = dyspatcher::tls::persistent_self_signed(&names, &dir).unwrap();
+    assert!(!reused);
+    let (_, again, reused) = dyspatcher::tls::persistent_self_signed(&names, &dir).unwrap();
+    assert!(reused);
+    assert_eq!(
+        first.fingerprint, again.fingerprint,
+        "people accept it once"
+    );
+    let other = vec!["localhost".to_string(), "198.51.100.7".to_string()];
+    let (_, moved, reused) = dyspatcher::tls::persistent_self_signed(&other, &dir).unwrap();
+    assert!(
+        !reused && moved.fingerprint != first.fingerprint,
+        "another network, another certificate"
+    );
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "key") {
+            assert_eq!(
+                entry.metadata().unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            // A damaged key is replaced, not trusted.
+            std::fs::write(entry.path(), "garbage").unwrap();
+        }
+    }
+    let (_, replaced, reused) = dyspatcher::tls::persistent_self_signed(&names, &dir).unwrap();
+    assert!(!reused && replaced.fingerprint != first.fingerprint);
+    assert!(!format!("{replaced:?}").contains("PRIVATE"));
 }
