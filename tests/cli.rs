@@ -159,3 +159,53 @@ fn starts_prints_the_url_and_quits_cleanly() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+/// SIGHUP re-reads the allow list of an interactive server; SIGINT stops it gracefully.
+#[test]
+fn signals_reload_and_stop() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("signals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("allow.csv");
+    std::fs::write(
+        &list,
+        format!("{},alice\n", common::keys(1)[0].public().key_id()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dyspatcher"))
+        .args([
+            "-p",
+            "0",
+            "--allow-list",
+            list.to_str().unwrap(),
+            "--admin-private-key",
+            common::fixture("admin.pem").to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |needle: &str| loop {
+        let line = lines.next().expect("output ended").unwrap();
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for("admin connected");
+    // The file did not change, so only the signal can make it reload.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_for("allow list reloaded").contains("1 entries"));
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("stopped");
+    assert!(child.wait().unwrap().success());
+}

@@ -44,7 +44,16 @@ fn daemon_mode_needs_a_transcript_and_a_key() {
 
 #[test]
 fn runs_in_the_background_and_stops_gracefully_on_sigterm() {
-    let dir = temp_dir("run");
+    background_run_stopped_by("TERM");
+}
+
+#[test]
+fn a_daemon_stops_on_sighup_too() {
+    background_run_stopped_by("HUP");
+}
+
+fn background_run_stopped_by(signal: &str) {
+    let dir = temp_dir(signal);
     let (pid_file, transcript) = (dir.join("d.pid"), dir.join("chat.log"));
     let out = Command::new(env!("CARGO_BIN_EXE_dyspatcher"))
         .args([
