@@ -27,6 +27,9 @@ const PENDING_TTL: Duration = Duration::from_secs(30);
 const RECENT_TTL: Duration = Duration::from_secs(10);
 /// Seen message ids kept at most.
 const MAX_SEEN: usize = 100_000;
+/// Receiving chains kept per sender: a member who keeps sending new sender keys cannot make
+/// others hold an unbounded number of them.
+const MAX_CHAINS_PER_SENDER: usize = 4;
 
 /// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +171,8 @@ struct RecvChain {
     chain: ChainKey,
     n: u32,
     skipped: HashMap<u32, crypto::SecretKey>,
+    /// Order of arrival, to drop a sender's oldest chain first.
+    serial: u64,
 }
 
 /// One endpoint's end-to-end state.
@@ -185,6 +190,7 @@ pub struct Session {
     requested: HashSet<(String, String)>,
     seen: HashSet<String>,
     seen_order: VecDeque<(i64, String)>,
+    chain_serial: u64,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -212,6 +218,7 @@ impl Session {
             requested: HashSet::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
+            chain_serial: 0,
         }
     }
 
@@ -714,12 +721,25 @@ impl Session {
         if self.chains.get(&chain_id).is_some_and(|c| c.n >= k.n) {
             return Ok(());
         }
+        let theirs: Vec<(u64, (String, String))> = self
+            .chains
+            .iter()
+            .filter(|((sender, _), _)| *sender == k.from.key_id)
+            .map(|(id, c)| (c.serial, id.clone()))
+            .collect();
+        if theirs.len() >= MAX_CHAINS_PER_SENDER {
+            if let Some((_, oldest)) = theirs.into_iter().min() {
+                self.chains.remove(&oldest);
+            }
+        }
+        self.chain_serial += 1;
         self.chains.insert(
             chain_id,
             RecvChain {
                 chain: ChainKey::from_bytes(ck),
                 n: k.n,
                 skipped: HashMap::new(),
+                serial: self.chain_serial,
             },
         );
         Ok(())

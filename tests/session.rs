@@ -177,3 +177,31 @@ fn stale_timestamps_are_refused_by_receivers() {
         "{got:?}"
     );
 }
+
+#[test]
+fn a_sender_cannot_make_receivers_hold_unbounded_sender_keys() {
+    let (mut a, mut b) = pair();
+    let mut first = None;
+    for i in 0..10 {
+        // Each departure makes alice start a new sender key.
+        a.handle(ServerMsg::Left {
+            key_id: "f".repeat(64),
+            name: "gone".into(),
+            reason: "left".into(),
+        });
+        let sealed = a.seal_all(&format!("m{i}")).unwrap();
+        let relayed = relay(&a, &b, &sealed);
+        if i == 0 {
+            first = Some(relayed.clone());
+        }
+        assert_eq!(texts(&mut b, relayed), vec![Ok(format!("m{i}"))]);
+    }
+    // The oldest chains were dropped: a late copy of the first message cannot be opened.
+    let mut late = first.unwrap();
+    let out = b.handle(late.remove(1));
+    assert!(
+        out.events.is_empty() && matches!(&out.send[..], [ClientMsg::KeyRequest { .. }]),
+        "{:?}",
+        out.events
+    );
+}
