@@ -196,7 +196,7 @@ pub async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, batch: &[Frame]) -> i
     while index < batch.len() {
         let slices: Vec<IoSlice<'_>> = std::iter::once(&batch[index][offset..])
             .chain(batch[index + 1..].iter().map(|f| &f[..]))
-            .take(64)
+            .take(256)
             .map(IoSlice::new)
             .collect();
         let mut written = w.write_vectored(&slices).await?;

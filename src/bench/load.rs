@@ -425,7 +425,7 @@ impl Run<'_> {
 
     async fn wait_for_prompt(&self, report: &mut LoadReport) {
         let Some(child) = self.child else { return };
-        if self.plan.args.mode != Mode::All || self.plan.args.bare {
+        if self.plan.args.mode != Mode::All || self.plan.raw {
             return;
         }
         let want = report.sent;

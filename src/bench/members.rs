@@ -36,7 +36,7 @@ pub struct Joined {
     /// Writing halves of light senders, by member index.
     pub writers: Vec<(usize, WriteHalf<Stream>)>,
     /// Full members (with a session), by member index, once they have seen everyone join.
-    pub full: Vec<(usize, Role, Task<Result<Client, BenchError>>)>,
+    pub full: Vec<(usize, Role, Ready)>,
     /// Wall time of all joins.
     pub wall: Duration,
     /// Each join: connection to welcome.
@@ -44,6 +44,9 @@ pub struct Joined {
     /// Each light join: join sent to welcome received (the server's part).
     pub server_part: Vec<Duration>,
 }
+
+/// A full member's task: its client, once it has seen everyone join.
+pub type Ready = Task<Result<Client, BenchError>>;
 
 /// How the members join.
 pub struct JoinSpec<'a> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-pub use report::Report;
+pub use report::{LoadReport, Report, Summary};
 
 /// measure a dyspatcher server with simulated members (loopback only by default)
 #[derive(FromArgs, Debug, Clone)]
@@ -305,7 +305,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.startup {
         return startup::run(&plan).map(Report::Startup);
     }
-    load::run(&plan).map(Report::Load)
+    load::run(&plan).map(|r| Report::Load(Box::new(r)))
 }
 
 /// Runs the load generator; returns the process exit code.

@@ -14,7 +14,7 @@ use super::{Mode, Plan};
 /// The report of a run.
 pub enum Report {
     /// A load run.
-    Load(LoadReport),
+    Load(Box<LoadReport>),
     /// Start-up timings.
     Startup(super::startup::StartupReport),
 }

@@ -1,0 +1,222 @@
+//! The load generator works: small runs against an in-process server, the bare relay and a child
+//! server report every delivery, none lost or duplicated; bad options get clear errors. Nothing
+//! timed is asserted here — speed and memory belong in BENCHMARKS.md.
+mod common;
+
+#[path = "../examples/bare_relay.rs"]
+#[allow(dead_code)]
+mod bare_relay;
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+use dyspatcher::bench::LoadReport;
+use dyspatcher::bench::{self, BenchArgs, BenchError, Report};
+
+fn keys_dir() -> PathBuf {
+    // The same cache as the other tests; made once, before any run reads it.
+    common::keys(1);
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-keys")
+}
+
+fn args(list: &[&str]) -> BenchArgs {
+    let dir = keys_dir().display().to_string();
+    let mut all: Vec<&str> = list.to_vec();
+    all.extend(["--keys-dir", &dir]);
+    BenchArgs::from_args(&["bench"], &all).expect("valid options")
+}
+
+fn load(list: &[&str]) -> LoadReport {
+    match bench::run_bench(&args(list)).unwrap_or_else(|e| panic!("bench failed: {e}")) {
+        Report::Load(r) => *r,
+        Report::Startup(_) => panic!("a load report was expected"),
+    }
+}
+
+fn fast_server() -> common::TestServer {
+    common::start(|c| {
+        c.limits.rate_per_sec = 10_000;
+        c.limits.burst = 20_000;
+    })
+}
+
+fn assert_complete(r: &LoadReport, sent: u64, per_message: u64) {
+    let text = r.to_string();
+    assert_eq!(r.sent, sent, "{text}");
+    assert_eq!(r.expected, sent * per_message, "{text}");
+    assert_eq!(r.delivered, r.expected, "{text}");
+    assert_eq!((r.lost(), r.duplicated, r.misrouted), (0, 0, 0), "{text}");
+    assert_eq!((r.malformed, r.unknown, r.closed), (0, 0, 0), "{text}");
+    assert!(r.errors.is_empty(), "{text}");
+    assert!(text.contains("lost 0, duplicated 0"), "{text}");
+}
+
+#[test]
+fn sealed_all_against_an_in_process_server() {
+    let server = fast_server();
+    let url = server.url();
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "6",
+        "--senders",
+        "2",
+        "--rate",
+        "40",
+        "--seconds",
+        "1",
+    ]);
+    assert_complete(&r, 40, 5);
+    assert_eq!(r.acks, 40);
+    // The auditor opened and verified every message it received.
+    assert_eq!((r.opened, r.rejected), (40, 0));
+    assert!(r.latency_ms(0.99).is_some());
+}
+
+#[test]
+fn sealed_direct_messages_reach_only_their_recipient() {
+    let server = fast_server();
+    let url = server.url();
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "5",
+        "--senders",
+        "3",
+        "--rate",
+        "30",
+        "--seconds",
+        "1",
+        "--mode",
+        "direct",
+    ]);
+    assert_complete(&r, 30, 1);
+    assert_eq!(r.acks, 30);
+}
+
+#[test]
+fn raw_frames_against_an_in_process_server() {
+    let server = fast_server();
+    let url = server.url();
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "5",
+        "--senders",
+        "2",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--raw",
+    ]);
+    assert_complete(&r, 50, 4);
+    assert_eq!(r.acks, 50);
+}
+
+#[test]
+fn raw_frames_against_the_bare_relay() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    std::thread::spawn(move || bare_relay::relay(listener, 2));
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "4",
+        "--senders",
+        "2",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--bare",
+    ]);
+    assert_complete(&r, 50, 3);
+}
+
+#[test]
+fn a_child_server_over_tls_with_its_prompt_and_transcript() {
+    let exe = env!("CARGO_BIN_EXE_dyspatcher");
+    let r = load(&[
+        "--server-command",
+        exe,
+        "--members",
+        "3",
+        "--senders",
+        "1",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+        "--tls",
+    ]);
+    assert!(r.url.starts_with("wss://127.0.0.1:"), "{}", r.url);
+    assert_complete(&r, 20, 2);
+    let (idle, joined) = (r.idle.unwrap(), r.joined.unwrap());
+    assert!(idle.rss_kib > 0 && joined.rss_kib > 0);
+    assert!(r.server_cpu.is_some());
+    // The admin's prompt showed every @all message, and the transcript holds them.
+    assert_eq!(r.prompt_all_lines, Some(20));
+    assert_eq!(r.transcript_all_lines, Some(20));
+    assert_eq!(r.server_stopped, Some(true));
+}
+
+#[test]
+fn startup_times_are_reported() {
+    let exe = env!("CARGO_BIN_EXE_dyspatcher");
+    let report = bench::run_bench(&args(&[
+        "--startup",
+        "--repeat",
+        "1",
+        "--server-command",
+        exe,
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = report.to_string();
+    assert!(text.contains("with a key file"), "{text}");
+    assert!(text.contains("while the admin key is generated"), "{text}");
+    assert!(text.contains("key_page_ms="), "{text}");
+}
+
+#[test]
+fn bad_options_name_the_option() {
+    for (list, says) in [
+        (vec!["--members", "0"], "--members: must be 1 to 1000"),
+        (vec!["--members", "5000"], "--members"),
+        (vec!["--senders", "9", "--members", "3"], "--senders"),
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--seconds", "1000"], "--seconds: at most 120"),
+        (vec!["--bytes", "0"], "--bytes"),
+        (vec!["--bits", "1024"], "--bits"),
+        (vec!["--server-pid", "1"], "--server-pid: goes with --url"),
+        (vec!["--url", "ws://192.0.2.1:8080/ws"], "--remote"),
+        (vec!["--url", "http://127.0.0.1/"], "--url"),
+        (vec!["--bare", "--mode", "direct"], "--mode direct"),
+        (
+            vec!["--members", "4", "--senders", "3", "--audit", "2"],
+            "--audit",
+        ),
+        (vec!["--fingerprint", "AB:CD"], "--fingerprint"),
+    ] {
+        match bench::run_bench(&args(&list)) {
+            Err(BenchError::Option(m)) => assert!(m.contains(says), "{list:?}: {m}"),
+            Err(e) => panic!("{list:?}: not an option error: {e}"),
+            Ok(_) => panic!("{list:?} was accepted"),
+        }
+    }
+    assert!(BenchArgs::from_args(&["bench"], &["--mode", "some"]).is_err());
+}
+
+#[test]
+fn the_executable_exits_2_on_bad_options() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dyspatcher"))
+        .args(["bench", "--rate", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+}
