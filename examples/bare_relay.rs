@@ -12,7 +12,8 @@
 //! ```
 //!
 //! It takes `-p PORT` (default 0: a free port) and ignores other options; it prints
-//! `listening on http://ADDR/` and stops on `/quit` read from standard input.
+//! `listening on http://ADDR/` and stops on `/quit` read from standard input. It runs as many
+//! executor threads as dyspatcher does, or `BARE_RELAY_THREADS` if set.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -59,9 +60,14 @@ fn main() {
             }
         }
     });
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8);
+    let threads = std::env::var("BARE_RELAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8)
+        });
     relay(listener, threads);
 }
 

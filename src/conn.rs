@@ -17,7 +17,7 @@ use futures_lite::StreamExt;
 
 use crate::crypto::{self, PublicIdentity};
 use crate::http::{self, HeadError};
-use crate::hub::{self, Control, Outbox};
+use crate::hub::{self, Controls, Frames, Outbox};
 use crate::protocol::{self, close, ClientMsg, ErrorCode, ServerMsg};
 use crate::server::Ctx;
 use crate::ws::{self, Frame, FrameReader, Incoming, WsError};
@@ -29,6 +29,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// more frames, instead of one system call per frame per recipient. An idle connection's first
 /// frame goes out at once.
 const WRITE_INTERVAL: Duration = Duration::from_millis(2);
+/// Longest a `joined` notice waits to share a write with the next ones.
+const NOTICE_WAIT: Duration = Duration::from_millis(20);
 /// Most frames in one write.
 const MAX_BATCH: usize = 256;
 
@@ -41,64 +43,83 @@ async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Opt
 }
 
 /// Serves HTTP on `stream` until it upgrades to a chat session or closes.
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, ctx: Arc<Ctx>, ws_only: bool)
+// Not an `async fn`: that would keep the stream in its future twice (argument and binding).
+#[allow(clippy::manual_async_fn)]
+pub fn serve<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    ws_only: bool,
+) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // A connection's task keeps the size of its future for as long as it lives. Each phase is
+    // boxed so that only the one running takes memory: an idle member holds its session, not
+    // also the request-head buffer and the answers of the HTTP phase.
+    async move {
+        let upgraded = Box::pin(http_phase(&mut stream, &ctx, ws_only)).await;
+        if let Some(leftover) = upgraded {
+            Box::pin(session(stream, leftover, peer, ctx)).await;
+        }
+    }
+}
+
+/// Answers HTTP requests until one upgrades to a WebSocket (then returns the bytes read past
+/// the upgrade request) or the connection ends.
+async fn http_phase<S>(stream: &mut S, ctx: &Ctx, ws_only: bool) -> Option<Vec<u8>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = Vec::new();
     loop {
-        let req = match timeout(
-            ctx.limits.head_timeout,
-            http::read_head(&mut stream, &mut buf),
-        )
-        .await
-        {
-            None | Some(Err(HeadError::Closed)) | Some(Err(HeadError::Io(_))) => return,
+        let req = match timeout(ctx.limits.head_timeout, http::read_head(stream, &mut buf)).await {
+            None | Some(Err(HeadError::Closed)) | Some(Err(HeadError::Io(_))) => return None,
             Some(Err(HeadError::TooLarge)) => {
                 let _ = http::respond_error(
-                    &mut stream,
+                    stream,
                     "431 Request Header Fields Too Large",
                     "request head too large",
                 )
                 .await;
-                return;
+                return None;
             }
             Some(Err(e @ HeadError::Malformed(_))) => {
-                let _ = http::respond_error(&mut stream, "400 Bad Request", &e.to_string()).await;
-                return;
+                let _ = http::respond_error(stream, "400 Bad Request", &e.to_string()).await;
+                return None;
             }
             Some(Ok(req)) => req,
         };
         let head_only = req.method == "HEAD";
         if req.method != "GET" && !head_only {
             let _ = http::respond_error(
-                &mut stream,
+                stream,
                 "405 Method Not Allowed",
                 "only GET and HEAD are served",
             )
             .await;
-            return;
+            return None;
         }
         if req.path == "/ws" {
             match http::check_upgrade(&req) {
                 Ok(accept) if !head_only => {
-                    if http::accept_upgrade(&mut stream, &accept).await.is_ok() {
-                        session(stream, std::mem::take(&mut buf), peer, ctx).await;
+                    if http::accept_upgrade(stream, &accept).await.is_ok() {
+                        return Some(buf);
                     }
                 }
                 Ok(_) => {
                     let _ = http::respond_error(
-                        &mut stream,
+                        stream,
                         "400 Bad Request",
                         "WebSocket upgrade expected at /ws",
                     )
                     .await;
                 }
                 Err((status, text)) => {
-                    let _ = http::respond_error(&mut stream, status, text).await;
+                    let _ = http::respond_error(stream, status, text).await;
                 }
             }
-            return;
+            return None;
         }
         let found = if ws_only {
             None
@@ -106,13 +127,13 @@ where
             http::asset(&req.path)
         };
         let Some(asset) = found else {
-            let _ = http::respond_error(&mut stream, "404 Not Found", "not found").await;
-            return;
+            let _ = http::respond_error(stream, "404 Not Found", "not found").await;
+            return None;
         };
         let keep = req.keep_alive();
         let extra = if keep { "" } else { "Connection: close\r\n" };
         if http::respond(
-            &mut stream,
+            stream,
             "200 OK",
             asset.content_type,
             asset.body,
@@ -123,17 +144,31 @@ where
         .is_err()
             || !keep
         {
-            return;
+            return None;
         }
     }
 }
 
-async fn session<S>(stream: S, leftover: Vec<u8>, peer: SocketAddr, ctx: Arc<Ctx>)
+fn session<S>(
+    stream: S,
+    leftover: Vec<u8>,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Split before the future is made, so that it holds the two halves and not the stream.
     let (reader, writer) = split(stream);
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
+    async move { session_halves(reader, writer, peer, ctx).await }
+}
+
+async fn session_halves<R, W>(reader: R, writer: W, peer: SocketAddr, ctx: Arc<Ctx>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let conn = ctx
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -144,7 +179,7 @@ where
         nonce: nonce.clone(),
         time: protocol::now_ms(),
     };
-    let _ = outbox.queue.try_send(frame(&challenge));
+    let _ = outbox.push(frame(&challenge));
     let mut joined = false;
     let read = read_loop(reader, conn, &outbox, &ctx, &nonce, peer, &mut joined);
     let write = write_loop(writer, frames, controls, ctx.limits.ping_interval);
@@ -164,7 +199,7 @@ fn send_error(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
         message: message.into(),
         id: None,
     };
-    let _ = outbox.queue.try_send(frame(&msg));
+    let _ = outbox.push(frame(&msg));
     if code.closes() {
         outbox.close(close::JOIN_REFUSED, "join refused");
     }
@@ -289,7 +324,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         let text = match incoming {
             Incoming::Ping(p) => {
-                let _ = outbox.ctl.try_send(Control::Pong(p));
+                outbox.pong(p);
                 continue;
             }
             Incoming::Pong => continue,
@@ -364,71 +399,94 @@ async fn read_loop<R: AsyncRead + Unpin>(
     future::pending::<()>().await;
 }
 
-enum Next {
-    Ctl(Option<Control>),
-    Frame(Option<Frame>),
-    Ping,
-}
-
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    frames: async_channel::Receiver<Frame>,
-    controls: async_channel::Receiver<Control>,
+    frames: Frames,
+    controls: Controls,
     ping_every: Duration,
 ) {
-    // The control listener and the ping timer live across iterations: registering them anew for
-    // every batch would cost more than the batch.
+    // The ping timer lives across iterations: registering it anew for every batch would cost
+    // more than the batch.
     let mut ping = smol::Timer::interval(ping_every);
-    let ctl = controls.recv();
-    let mut ctl = std::pin::pin!(ctl);
     let mut batch: Vec<Frame> = Vec::new();
+    // The last two writes: frames are held back only in a busy spell (two writes in a row closer
+    // than the interval), so a lone answer (the welcome after a join) never waits.
     let mut last_write: Option<Instant> = None;
+    let mut busy = false;
     loop {
-        let next = future::or(
-            async { Next::Ctl(ctl.as_mut().await.ok()) },
-            future::or(async { Next::Frame(frames.recv().await.ok()) }, async {
-                ping.next().await;
-                Next::Ping
-            }),
-        )
-        .await;
         batch.clear();
-        match next {
-            Next::Ctl(Some(Control::Close(code, reason))) => {
-                // What was queued before the close still goes out (a refused join's error, say).
-                while let Ok(f) = frames.try_recv() {
-                    batch.push(f);
-                }
-                batch.push(ws::close_frame(code, &reason));
-                let _ = timeout(Duration::from_secs(5), ws::write_batch(&mut writer, &batch)).await;
-                return;
+        if let Some((code, reason)) = controls.take_close() {
+            // What was queued before the close still goes out (a refused join's error, say).
+            frames.drain_into(&mut batch, usize::MAX);
+            batch.push(ws::close_frame(code, &reason));
+            let _ = timeout(Duration::from_secs(5), ws::write_batch(&mut writer, &batch)).await;
+            return;
+        }
+        if let Some(p) = controls.take_pong() {
+            batch.push(ws::pong_frame(&p));
+        }
+        frames.drain_into(&mut batch, MAX_BATCH);
+        if batch.is_empty() {
+            let ready = future::or(async { Some(frames.ready().await) }, async {
+                ping.next().await;
+                None
+            })
+            .await;
+            match ready {
+                None => batch.push(ws::ping_frame()),
+                Some(Err(hub::Closed)) => return,
+                // Look at the requests again before taking frames.
+                Some(Ok(())) => continue,
             }
-            Next::Ctl(Some(Control::Pong(p))) => {
-                ctl.set(controls.recv());
-                batch.push(ws::pong_frame(&p));
-            }
-            Next::Frame(Some(f)) => {
-                if let Some(due) = last_write.map(|t| t + WRITE_INTERVAL) {
-                    if Instant::now() < due {
-                        smol::Timer::at(due).await;
-                    }
-                }
-                batch.push(f);
-                while batch.len() < MAX_BATCH {
-                    match frames.try_recv() {
-                        Ok(f) => batch.push(f),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Next::Ping => batch.push(ws::ping_frame()),
-            Next::Ctl(None) | Next::Frame(None) => return,
+        } else {
+            let due = last_write.map(|t| t + WRITE_INTERVAL).filter(|_| busy);
+            gather(&frames, &controls, &mut batch, due).await;
         }
         match timeout(WRITE_TIMEOUT, ws::write_batch(&mut writer, &batch)).await {
-            Some(Ok(())) => last_write = Some(Instant::now()),
+            Some(Ok(())) => {
+                let now = Instant::now();
+                busy = last_write.is_some_and(|t| now < t + WRITE_INTERVAL);
+                last_write = Some(now);
+            }
             _ => return,
         }
     }
+}
+
+/// Adds to `batch` what else comes soon. A batch of nothing but join notices waits up to
+/// [`NOTICE_WAIT`] for more, ending as soon as anything else comes: when people join one after
+/// another, each member gets their notices a few at a time instead of one write each. Otherwise,
+/// in a busy spell, the batch waits until `due`.
+async fn gather(
+    frames: &Frames,
+    controls: &Controls,
+    batch: &mut Vec<Frame>,
+    due: Option<Instant>,
+) {
+    if batch.iter().all(|f| is_join_notice(f)) {
+        let mut deadline = smol::Timer::at(Instant::now() + NOTICE_WAIT);
+        while batch.len() < MAX_BATCH {
+            let more = future::or(async { frames.ready().await.is_ok() }, async {
+                (&mut deadline).await;
+                false
+            })
+            .await;
+            let seen = batch.len();
+            frames.drain_into(batch, MAX_BATCH);
+            let urgent = batch[seen..].iter().any(|f| !is_join_notice(f));
+            if !more || urgent || controls.pending() {
+                return;
+            }
+        }
+    } else if let Some(due) = due.filter(|&d| Instant::now() < d) {
+        smol::Timer::at(due).await;
+        frames.drain_into(batch, MAX_BATCH);
+    }
+}
+
+/// Whether `frame` is a `joined` notice, which may wait a little for company.
+fn is_join_notice(frame: &[u8]) -> bool {
+    ws::payload(frame).starts_with(br#"{"type":"joined""#)
 }
 
 /// One half of a stream shared by the reader and the writer. Unlike `futures_lite::io::split`,
@@ -541,6 +599,20 @@ mod tests {
         smol::block_on(ws::write_batch(&mut half, &frames)).unwrap();
         let total: usize = frames.iter().map(|f| f.len()).sum();
         half.with(|c| assert_eq!((c.0, c.1), (1, total)));
+    }
+
+    #[test]
+    fn only_join_notices_may_wait() {
+        assert!(is_join_notice(&ws::text_frame(
+            br#"{"type":"joined","member":{"name":"alice"}}"#
+        )));
+        for other in [
+            &br#"{"type":"left","key_id":"k","name":"n","reason":"left"}"#[..],
+            br#"{"type":"all","id":"x"}"#,
+            br#"{"type":"welcome"}"#,
+        ] {
+            assert!(!is_join_notice(&ws::text_frame(other)));
+        }
     }
 
     #[test]

@@ -15,46 +15,11 @@ use crate::protocol::{
 };
 use crate::ws::{self, Frame};
 
+mod outbox;
+pub use outbox::{Closed, Controls, Frames, Outbox, PushError};
+
 /// Identifies one connection (or the server's own admin endpoint).
 pub type ConnId = u64;
-
-/// What a connection's writer is told besides frames to send.
-#[derive(Debug)]
-pub enum Control {
-    /// Send a close frame with this code and reason, then end.
-    Close(u16, String),
-    /// Answer a ping.
-    Pong(Vec<u8>),
-}
-
-/// The sending side of a connection's bounded outgoing queue.
-#[derive(Clone)]
-pub struct Outbox {
-    /// Frames to send, in order.
-    pub queue: async_channel::Sender<Frame>,
-    /// Control requests, served before frames.
-    pub ctl: async_channel::Sender<Control>,
-}
-
-impl Outbox {
-    /// A new outbox holding at most `capacity` frames, and its receiving ends.
-    pub fn new(
-        capacity: usize,
-    ) -> (
-        Self,
-        async_channel::Receiver<Frame>,
-        async_channel::Receiver<Control>,
-    ) {
-        let (queue, frames) = async_channel::bounded(capacity);
-        let (ctl, controls) = async_channel::bounded(4);
-        (Self { queue, ctl }, frames, controls)
-    }
-
-    /// Queues a close; the writer sends it ahead of any queued frames.
-    pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.ctl.try_send(Control::Close(code, reason.to_string()));
-    }
-}
 
 /// What kind of endpoint a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +163,7 @@ impl Hub {
                 console,
             } => {
                 if let Err((code, message)) = self.join(conn, name, key, outbox.clone(), console) {
-                    let _ = outbox.queue.try_send(error_frame(code, message, None));
+                    let _ = outbox.push(error_frame(code, message, None));
                     outbox.close(close::JOIN_REFUSED, code_reason(code));
                 }
             }
@@ -214,7 +179,7 @@ impl Hub {
                     text: "the server is shutting down".into(),
                 });
                 for c in self.conns.values() {
-                    let _ = c.outbox.queue.try_send(notice.clone());
+                    let _ = c.outbox.push(notice.clone());
                     c.outbox
                         .close(close::GOING_AWAY, "the server is shutting down");
                 }
@@ -226,13 +191,13 @@ impl Hub {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        match c.outbox.queue.try_send(frame.clone()) {
+        match c.outbox.push(frame.clone()) {
             Ok(()) => {}
             // The prompt never stalls the relay; it learns how much it missed instead.
             Err(_) if c.kind == Kind::Console => self.console_dropped += 1,
-            Err(async_channel::TrySendError::Full(_)) => self.slow.push((conn, "too_slow")),
+            Err(PushError::Full) => self.slow.push((conn, "too_slow")),
             // The connection ended; its Gone event is on the way.
-            Err(async_channel::TrySendError::Closed(_)) => self.slow.push((conn, "left")),
+            Err(PushError::Closed) => self.slow.push((conn, "left")),
         }
     }
 
@@ -253,7 +218,7 @@ impl Hub {
                         self.console_dropped
                     ),
                 });
-                if self.conns[&console].outbox.queue.try_send(notice).is_ok() {
+                if self.conns[&console].outbox.push(notice).is_ok() {
                     self.console_dropped = 0;
                 }
             }

@@ -199,7 +199,12 @@ impl Run<'_> {
             sessions: !self.plan.raw,
             expect_members: a.members + 1,
         };
+        let cpu_joins = self.pid.and_then(proc::cpu_seconds);
         let joined = members::join_all(&spec, &self.ex, &shared).await?;
+        report.join_server_cpu = match (cpu_joins, self.pid.and_then(proc::cpu_seconds)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
         report.join_wall = joined.wall;
         report.join_each = Summary::of(&joined.each);
         report.join_server = Summary::of(&joined.server_part);
@@ -212,6 +217,7 @@ impl Run<'_> {
                 within(limit, "members seeing everyone", task).await?,
             ));
         }
+        smol::Timer::after(Duration::from_secs(u64::from(a.hold))).await;
         report.joined = self.pid.and_then(proc::memory);
         let mut receivers = joined.receivers;
         if a.seconds == 0 {

@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// seconds to wait for late deliveries after the last send (default 5)
     #[argh(option, default = "5")]
     pub drain: u32,
+    /// seconds to keep the members connected after the joins before the server's memory is read
+    /// (default 0)
+    #[argh(option, default = "0")]
+    pub hold: u32,
     /// allow a --url that is not on this machine
     #[argh(switch)]
     pub remote: bool,
@@ -192,6 +196,9 @@ impl Plan {
         }
         if !(2048..=4096).contains(&a.bits) {
             return Err(opt_err("--bits: must be 2048 to 4096"));
+        }
+        if a.hold > bounds::DRAIN {
+            return Err(opt_err(format!("--hold: at most {}", bounds::DRAIN)));
         }
         if a.drain > bounds::DRAIN {
             return Err(opt_err(format!("--drain: at most {}", bounds::DRAIN)));

@@ -74,6 +74,8 @@ pub struct LoadReport {
     pub join_each: Option<Summary>,
     /// Each light join, join sent to welcome (the server's part).
     pub join_server: Option<Summary>,
+    /// Server CPU seconds spent during the joins.
+    pub join_server_cpu: Option<f64>,
     /// Messages sent.
     pub sent: u64,
     /// Worst lateness of a send against its schedule.
@@ -144,6 +146,7 @@ impl LoadReport {
             join_wall: Duration::ZERO,
             join_each: None,
             join_server: None,
+            join_server_cpu: None,
             sent: 0,
             send_lag_max: Duration::ZERO,
             late_sends: 0,
@@ -320,7 +323,7 @@ impl fmt::Display for LoadReport {
         write!(
             f,
             "result: members={} senders={} mode={mode} rate={} seconds={} bytes={} kind={} \
-             join_s={:.3} idle_kib={} joined_kib={} per_member_kib={} peak_kib={} sent={} \
+             join_s={:.3} join_cpu_s={} idle_kib={} joined_kib={} per_member_kib={} peak_kib={} sent={} \
              expected={} delivered={} lost={} dup={} dps={} p50_ms={} p99_ms={} max_ms={} \
              server_cpu_s={} server_us={} client_us={} prompt={} errors={} closed={}",
             a.members,
@@ -330,6 +333,7 @@ impl fmt::Display for LoadReport {
             a.bytes,
             kind.replace([' ', ','], "_"),
             self.join_wall.as_secs_f64(),
+            opt(self.join_server_cpu, 2),
             self.idle.map_or(0, |m| m.rss_kib),
             self.joined.map_or(0, |m| m.rss_kib),
             opt(self.per_member_kib(), 1),

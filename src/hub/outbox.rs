@@ -1,0 +1,271 @@
+//! A connection's outgoing queue: frames to send in order, bounded by a capacity, and the
+//! requests that go around them (close, answer a ping). It is a deque under a lock and the
+//! writer's waker: an idle connection holds about 150 bytes, where a channel would hold a
+//! kilobyte and more of queue padded against false sharing (and a bounded one every slot).
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use crate::ws::Frame;
+
+/// Queue capacity kept after a burst; more is given back once the queue is empty.
+const KEEP: usize = 32;
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    waker: Option<Waker>,
+    close: Option<(u16, String)>,
+    pong: Option<Vec<u8>>,
+    senders: usize,
+    receiver_gone: bool,
+}
+
+impl State {
+    fn has_work(&self) -> bool {
+        !self.frames.is_empty() || self.close.is_some() || self.pong.is_some()
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state and wakes the writer if it waits.
+    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.lock();
+        let out = f(&mut state);
+        let waker = if state.has_work() || state.senders == 0 {
+            state.waker.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        out
+    }
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// `capacity` frames are waiting already: the reader is too slow.
+    Full,
+    /// The connection's writer has ended.
+    Closed,
+}
+
+/// The sending side of a connection's bounded outgoing queue.
+pub struct Outbox(Arc<Shared>);
+
+/// The writer's side: the frames, in order.
+pub struct Frames(Arc<Shared>);
+
+/// The writer's side of the requests (see [`Outbox::close`] and [`Outbox::pong`]).
+pub struct Controls(Arc<Shared>);
+
+/// The queue ended: every [`Outbox`] is gone and nothing is left.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed;
+
+impl Outbox {
+    /// A new outbox holding at most `capacity` frames, and its receiving ends.
+    pub fn new(capacity: usize) -> (Self, Frames, Controls) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                senders: 1,
+                ..State::default()
+            }),
+            capacity,
+        });
+        (
+            Self(shared.clone()),
+            Frames(shared.clone()),
+            Controls(shared),
+        )
+    }
+
+    /// Queues a frame, unless `capacity` frames are waiting already.
+    pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+        let capacity = self.0.capacity;
+        self.0.update(|s| {
+            if s.receiver_gone {
+                Err(PushError::Closed)
+            } else if s.frames.len() >= capacity {
+                Err(PushError::Full)
+            } else {
+                s.frames.push_back(frame);
+                Ok(())
+            }
+        })
+    }
+
+    /// Asks for a close: the writer sends the frames already queued, then the close frame, and
+    /// ends. The first close asked for is the one sent; a full queue does not hold it back.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.0.update(|s| {
+            s.close.get_or_insert_with(|| (code, reason.to_string()));
+        });
+    }
+
+    /// Asks the writer to answer a ping.
+    pub fn pong(&self, payload: Vec<u8>) {
+        self.0.update(|s| s.pong = Some(payload));
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.0.lock().senders += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.0.update(|s| s.senders -= 1);
+    }
+}
+
+impl Frames {
+    /// Waits until there are frames or requests; `Err(Closed)` once every outbox is gone and
+    /// nothing is left to do.
+    pub async fn ready(&self) -> Result<(), Closed> {
+        poll_fn(|cx| {
+            let mut s = self.0.lock();
+            if s.has_work() {
+                return Poll::Ready(Ok(()));
+            }
+            if s.senders == 0 {
+                return Poll::Ready(Err(Closed));
+            }
+            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Moves queued frames into `batch` until it holds `max`.
+    pub fn drain_into(&self, batch: &mut Vec<Frame>, max: usize) {
+        let mut s = self.0.lock();
+        let n = max.saturating_sub(batch.len()).min(s.frames.len());
+        batch.extend(s.frames.drain(..n));
+        if s.frames.is_empty() && s.frames.capacity() > KEEP {
+            s.frames = VecDeque::new();
+        }
+    }
+
+    /// The next frame, waiting for one; requests are ignored (for the server's own endpoint,
+    /// which has no socket).
+    pub async fn recv(&self) -> Result<Frame, Closed> {
+        loop {
+            self.ready().await?;
+            let mut s = self.0.lock();
+            s.close = None;
+            s.pong = None;
+            if let Some(f) = s.frames.pop_front() {
+                return Ok(f);
+            }
+        }
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.receiver_gone = true;
+        s.frames = VecDeque::new();
+    }
+}
+
+impl Controls {
+    /// The close asked for, if any.
+    pub fn take_close(&self) -> Option<(u16, String)> {
+        self.0.lock().close.take()
+    }
+
+    /// The payload of a ping to answer, if any.
+    pub fn take_pong(&self) -> Option<Vec<u8>> {
+        self.0.lock().pong.take()
+    }
+
+    /// Whether a request waits.
+    pub fn pending(&self) -> bool {
+        let s = self.0.lock();
+        s.close.is_some() || s.pong.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(b: &[u8]) -> Frame {
+        Frame::from(b)
+    }
+
+    #[test]
+    fn bounded_in_order_and_closed_both_ways() {
+        let (outbox, frames, controls) = Outbox::new(2);
+        assert_eq!(outbox.push(frame(b"a")), Ok(()));
+        assert_eq!(outbox.push(frame(b"b")), Ok(()));
+        assert_eq!(outbox.push(frame(b"c")), Err(PushError::Full));
+        outbox.close(4002, "too slow");
+        outbox.close(1000, "later");
+        let mut batch = Vec::new();
+        smol::block_on(frames.ready()).unwrap();
+        frames.drain_into(&mut batch, 10);
+        assert_eq!(batch, vec![frame(b"a"), frame(b"b")]);
+        assert_eq!(controls.take_close(), Some((4002, "too slow".into())));
+        assert_eq!(controls.take_close(), None);
+        let second = outbox.clone();
+        drop(outbox);
+        outbox_still_open(&frames);
+        drop(second);
+        assert_eq!(smol::block_on(frames.ready()), Err(Closed));
+        let (outbox, frames, _) = Outbox::new(2);
+        drop(frames);
+        assert_eq!(outbox.push(frame(b"x")), Err(PushError::Closed));
+    }
+
+    fn outbox_still_open(frames: &Frames) {
+        let waiting = smol::block_on(futures_lite::future::or(
+            async { Some(frames.ready().await) },
+            async { None },
+        ));
+        assert_eq!(waiting, None);
+    }
+
+    #[test]
+    fn a_waiting_writer_is_woken() {
+        use std::future::Future;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let (outbox, frames, _) = Outbox::new(8);
+        let mut ready = std::pin::pin!(frames.ready());
+        assert!(ready.as_mut().poll(&mut cx).is_pending());
+        outbox.push(frame(b"late")).unwrap();
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(ready.as_mut().poll(&mut cx).is_ready());
+    }
+}
