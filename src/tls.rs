@@ -456,47 +456,6 @@ fn pem_error(option: &'static str, path: &Path, e: pem::Error) -> TlsError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_round_trips_through_parse() {
-        let f = fingerprint(b"certificate");
-        let bytes = parse_fingerprint(&f).unwrap();
-        assert_eq!(parse_fingerprint(&f.to_lowercase()).unwrap(), bytes);
-        assert_eq!(parse_fingerprint(&f.replace(':', "")).unwrap(), bytes);
-    }
-
-    #[test]
-    fn bad_fingerprints_are_rejected() {
-        let zz = "ZZ".repeat(32);
-        let long = "A".repeat(65);
-        let accented = "é".repeat(32);
-        for bad in ["", "AB:CD", zz.as_str(), long.as_str(), accented.as_str()] {
-            assert!(
-                matches!(parse_fingerprint(bad), Err(TlsError::BadFingerprint(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn client_without_trust_explains_the_options() {
-        let err = client_config(None, None).unwrap_err().to_string();
-        assert!(
-            err.contains("--fingerprint") && err.contains("--ca-file"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn self_signed_rejects_bad_names() {
-        let err = self_signed(&["bad name\u{e9}".to_string()]).unwrap_err();
-        assert!(matches!(err, TlsError::BadName { .. }), "{err}");
-    }
-}
-
 /// A self-signed certificate kept in `dir` and reused at every start while it covers the same
 /// names, so that people accept it once and its fingerprint stays the same. A new one is made when
 /// the names change (another network) or the kept one is over 330 days old (it lasts a year).
@@ -558,4 +517,45 @@ fn save_private(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(&tmp)?;
     file.write_all(bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_round_trips_through_parse() {
+        let f = fingerprint(b"certificate");
+        let bytes = parse_fingerprint(&f).unwrap();
+        assert_eq!(parse_fingerprint(&f.to_lowercase()).unwrap(), bytes);
+        assert_eq!(parse_fingerprint(&f.replace(':', "")).unwrap(), bytes);
+    }
+
+    #[test]
+    fn bad_fingerprints_are_rejected() {
+        let zz = "ZZ".repeat(32);
+        let long = "A".repeat(65);
+        let accented = "é".repeat(32);
+        for bad in ["", "AB:CD", zz.as_str(), long.as_str(), accented.as_str()] {
+            assert!(
+                matches!(parse_fingerprint(bad), Err(TlsError::BadFingerprint(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_without_trust_explains_the_options() {
+        let err = client_config(None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("--fingerprint") && err.contains("--ca-file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn self_signed_rejects_bad_names() {
+        let err = self_signed(&["bad name\u{e9}".to_string()]).unwrap_err();
+        assert!(matches!(err, TlsError::BadName { .. }), "{err}");
+    }
 }
