@@ -93,6 +93,8 @@ pub fn relay(listener: std::net::TcpListener, threads: usize) {
     }));
 }
 
+// The signature is tungstenite's handshake callback; its error type is not ours to shrink.
+#[allow(clippy::result_large_err)]
 fn only_ws(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == "/ws" {
         return Ok(resp);
