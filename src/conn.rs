@@ -17,7 +17,7 @@ use futures_lite::StreamExt;
 
 use crate::crypto::{self, PublicIdentity};
 use crate::http::{self, HeadError};
-use crate::hub::{self, Controls, Frames, Outbox};
+use crate::hub::{self, is_join_notice, Controls, Frames, Outbox};
 use crate::protocol::{self, close, ClientMsg, ErrorCode, ServerMsg};
 use crate::server::Ctx;
 use crate::ws::{self, Frame, FrameReader, Incoming, WsError};
@@ -30,7 +30,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// frame goes out at once.
 const WRITE_INTERVAL: Duration = Duration::from_millis(2);
 /// Longest a `joined` notice waits to share a write with the next ones.
-const NOTICE_WAIT: Duration = Duration::from_millis(20);
+const NOTICE_WAIT: Duration = Duration::from_millis(50);
 /// Most frames in one write.
 const MAX_BATCH: usize = 256;
 
@@ -440,7 +440,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         } else {
             let due = last_write.map(|t| t + WRITE_INTERVAL).filter(|_| busy);
-            gather(&frames, &controls, &mut batch, due).await;
+            gather(&frames, &mut batch, due).await;
         }
         match timeout(WRITE_TIMEOUT, ws::write_batch(&mut writer, &batch)).await {
             Some(Ok(())) => {
@@ -457,36 +457,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// [`NOTICE_WAIT`] for more, ending as soon as anything else comes: when people join one after
 /// another, each member gets their notices a few at a time instead of one write each. Otherwise,
 /// in a busy spell, the batch waits until `due`.
-async fn gather(
-    frames: &Frames,
-    controls: &Controls,
-    batch: &mut Vec<Frame>,
-    due: Option<Instant>,
-) {
+async fn gather(frames: &Frames, batch: &mut Vec<Frame>, due: Option<Instant>) {
     if batch.iter().all(|f| is_join_notice(f)) {
-        let mut deadline = smol::Timer::at(Instant::now() + NOTICE_WAIT);
-        while batch.len() < MAX_BATCH {
-            let more = future::or(async { frames.ready().await.is_ok() }, async {
-                (&mut deadline).await;
-                false
-            })
-            .await;
-            let seen = batch.len();
-            frames.drain_into(batch, MAX_BATCH);
-            let urgent = batch[seen..].iter().any(|f| !is_join_notice(f));
-            if !more || urgent || controls.pending() {
-                return;
-            }
-        }
+        // Woken only by something that is not a notice: the outbox holds back the wake-ups.
+        let deadline = smol::Timer::at(Instant::now() + NOTICE_WAIT);
+        future::or(async { drop(frames.urgent().await) }, async {
+            deadline.await;
+        })
+        .await;
+        frames.drain_into(batch, MAX_BATCH);
     } else if let Some(due) = due.filter(|&d| Instant::now() < d) {
         smol::Timer::at(due).await;
         frames.drain_into(batch, MAX_BATCH);
     }
-}
-
-/// Whether `frame` is a `joined` notice, which may wait a little for company.
-fn is_join_notice(frame: &[u8]) -> bool {
-    ws::payload(frame).starts_with(br#"{"type":"joined""#)
 }
 
 /// One half of a stream shared by the reader and the writer. Unlike `futures_lite::io::split`,

@@ -46,16 +46,31 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
-/// Reads client frames, enforcing masking and a maximum message size.
+/// Reads client frames, enforcing masking and a maximum message size. Bytes are read in chunks
+/// (a frame usually takes two reads, a burst of frames fewer), and the chunk buffer is given back
+/// whenever it is used up, so an idle connection holds none.
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[at..end]`.
+    at: usize,
+    end: usize,
 }
+
+/// Bytes asked for per read once a frame has started.
+const READ_CHUNK: usize = 4096;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `inner`; messages over `max` bytes are refused.
     pub fn new(inner: R, max: usize) -> Self {
-        Self { inner, max }
+        Self {
+            inner,
+            max,
+            buf: Vec::new(),
+            at: 0,
+            end: 0,
+        }
     }
 
     /// Reads the next whole message or control frame.
@@ -76,7 +91,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 _ => return Err(WsError::Protocol("unknown opcode")),
             }
-            message.extend_from_slice(&payload);
+            if message.is_empty() {
+                message = payload;
+            } else {
+                message.extend_from_slice(&payload);
+            }
             if fin {
                 return match kind {
                     Some(OP_TEXT) => String::from_utf8(message)
@@ -88,9 +107,48 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Makes `n` unread bytes available. With nothing buffered it waits on a few bytes read
+    /// into the future itself, and only then takes a buffer for the rest.
+    async fn want(&mut self, n: usize) -> io::Result<()> {
+        while self.end - self.at < n {
+            if self.at == self.end {
+                let mut first = [0u8; 16];
+                let got = self.inner.read(&mut first).await?;
+                if got == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                self.buf.clear();
+                self.buf.resize(READ_CHUNK.max(n), 0);
+                self.buf[..got].copy_from_slice(&first[..got]);
+                (self.at, self.end) = (0, got);
+                continue;
+            }
+            if self.end + (n - (self.end - self.at)) > self.buf.len() {
+                self.buf.copy_within(self.at..self.end, 0);
+                (self.at, self.end) = (0, self.end - self.at);
+                if self.buf.len() < n {
+                    self.buf.resize(n, 0);
+                }
+            }
+            let got = self.inner.read(&mut self.buf[self.end..]).await?;
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += got;
+        }
+        Ok(())
+    }
+
+    /// Takes `n` bytes that [`Self::want`] made available.
+    fn take(&mut self, n: usize) -> &[u8] {
+        let from = self.at;
+        self.at += n;
+        &self.buf[from..from + n]
+    }
+
     async fn frame(&mut self, room: usize) -> Result<(bool, u8, Vec<u8>), WsError> {
-        let mut head = [0u8; 2];
-        self.inner.read_exact(&mut head).await?;
+        self.want(2).await?;
+        let head = [self.buf[self.at], self.buf[self.at + 1]];
         let fin = head[0] & 0x80 != 0;
         if head[0] & 0x70 != 0 {
             return Err(WsError::Protocol("reserved bits set"));
@@ -99,19 +157,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if head[1] & 0x80 == 0 {
             return Err(WsError::Protocol("client frames must be masked"));
         }
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut b = [0u8; 2];
-                self.inner.read_exact(&mut b).await?;
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
+        let ext = match head[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        self.want(2 + ext + 4).await?;
+        self.take(2);
+        let len = match ext {
+            2 => u64::from(u16::from_be_bytes([
+                self.buf[self.at],
+                self.buf[self.at + 1],
+            ])),
+            8 => {
                 let mut b = [0u8; 8];
-                self.inner.read_exact(&mut b).await?;
+                b.copy_from_slice(&self.buf[self.at..self.at + 8]);
                 u64::from_be_bytes(b)
             }
-            n => u64::from(n),
+            _ => u64::from(head[1] & 0x7f),
         };
+        self.take(ext);
         let control = opcode & 0x8 != 0;
         if control && (len > 125 || !fin) {
             return Err(WsError::Protocol("bad control frame"));
@@ -119,21 +184,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if !control && len > room as u64 {
             return Err(WsError::TooBig(self.max));
         }
+        let len = len as usize;
+        self.want(4 + len).await?;
         let mut mask = [0u8; 4];
-        self.inner.read_exact(&mut mask).await?;
-        let mut payload = vec![0u8; len as usize];
-        self.inner.read_exact(&mut payload).await?;
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= mask[i & 3];
+        mask.copy_from_slice(self.take(4));
+        let payload = self
+            .take(len)
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i & 3])
+            .collect();
+        if self.at == self.end {
+            // Used up: give the buffer back rather than keep it for an idle connection.
+            self.buf = Vec::new();
+            (self.at, self.end) = (0, 0);
         }
         Ok((fin, opcode, payload))
     }
 }
 
-fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
+fn header(opcode: u8, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10);
     out.push(0x80 | opcode);
-    match payload.len() {
+    match len {
         n if n < 126 => out.push(n as u8),
         n if n <= usize::from(u16::MAX) => {
             out.push(126);
@@ -144,6 +217,11 @@ fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
+    out
+}
+
+fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = header(opcode, payload.len());
     out.extend_from_slice(payload);
     out
 }
@@ -154,7 +232,27 @@ fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// assert_eq!(&*dyspatcher::ws::text_frame(b"hi"), &[0x81, 2, b'h', b'i']);
 /// ```
 pub fn text_frame(payload: &[u8]) -> Frame {
-    encode(OP_TEXT, payload).into()
+    text_frame_of(&[payload])
+}
+
+/// A text frame whose payload is `parts` one after another, written straight into the shared
+/// frame: one allocation and one copy, however large (the member list).
+///
+/// ```
+/// assert_eq!(dyspatcher::ws::text_frame_of(&[b"h", b"i"]), dyspatcher::ws::text_frame(b"hi"));
+/// ```
+pub fn text_frame_of(parts: &[&[u8]]) -> Frame {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let head = header(OP_TEXT, len);
+    let mut frame: Frame = std::iter::repeat_n(0u8, head.len() + len).collect();
+    let out = Arc::get_mut(&mut frame).expect("a frame just made is not shared");
+    let mut at = head.len();
+    out[..at].copy_from_slice(&head);
+    for p in parts {
+        out[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    frame
 }
 
 /// A close frame with a code and a reason (cut to fit a control frame).
@@ -249,6 +347,44 @@ mod tests {
         let mut bytes = masked(OP_TEXT, false, b"hel");
         bytes.extend(masked(OP_CONT, true, b"lo"));
         assert_eq!(read(bytes, 100).unwrap(), Incoming::Text("hello".into()));
+    }
+
+    /// Hands out its bytes a few at a time.
+    struct Trickle(Vec<u8>, usize);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn reads_frames_in_bursts_and_in_dribbles() {
+        let big = vec![b'b'; 10_000];
+        let mut bytes = masked(OP_TEXT, true, b"one");
+        bytes.extend(masked(OP_TEXT, true, &big));
+        bytes.extend(masked(OP_PING, true, b""));
+        bytes.extend(masked(OP_TEXT, false, b"tw"));
+        bytes.extend(masked(OP_CONT, true, b"o"));
+        for step in [1, 3, 7, 100_000] {
+            let mut reader = FrameReader::new(Trickle(bytes.clone(), step), 20_000);
+            smol::block_on(async {
+                assert_eq!(reader.next().await.unwrap(), Incoming::Text("one".into()));
+                let long = String::from_utf8(big.clone()).unwrap();
+                assert_eq!(reader.next().await.unwrap(), Incoming::Text(long));
+                assert_eq!(reader.next().await.unwrap(), Incoming::Ping(Vec::new()));
+                assert_eq!(reader.next().await.unwrap(), Incoming::Text("two".into()));
+                assert!(matches!(reader.next().await, Err(WsError::Io(_))));
+            });
+            assert!(reader.buf.is_empty(), "the buffer is given back");
+        }
     }
 
     #[test]

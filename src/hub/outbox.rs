@@ -17,6 +17,8 @@ const KEEP: usize = 32;
 struct State {
     frames: VecDeque<Frame>,
     waker: Option<Waker>,
+    /// The writer holds join notices back and wants waking only for anything else.
+    urgent_only: bool,
     close: Option<(u16, String)>,
     pong: Option<Vec<u8>>,
     senders: usize,
@@ -39,11 +41,12 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the state and wakes the writer if it waits.
-    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+    /// Changes the state and wakes the writer if it waits for this.
+    fn update<T>(&self, urgent: bool, f: impl FnOnce(&mut State) -> T) -> T {
         let mut state = self.lock();
         let out = f(&mut state);
-        let waker = if state.has_work() || state.senders == 0 {
+        let wanted = (urgent || !state.urgent_only) && state.has_work();
+        let waker = if wanted || state.senders == 0 {
             state.waker.take()
         } else {
             None
@@ -98,7 +101,8 @@ impl Outbox {
     /// Queues a frame, unless `capacity` frames are waiting already.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
         let capacity = self.0.capacity;
-        self.0.update(|s| {
+        let urgent = !is_join_notice(&frame);
+        self.0.update(urgent, |s| {
             if s.receiver_gone {
                 Err(PushError::Closed)
             } else if s.frames.len() >= capacity {
@@ -113,14 +117,14 @@ impl Outbox {
     /// Asks for a close: the writer sends the frames already queued, then the close frame, and
     /// ends. The first close asked for is the one sent; a full queue does not hold it back.
     pub fn close(&self, code: u16, reason: &str) {
-        self.0.update(|s| {
+        self.0.update(true, |s| {
             s.close.get_or_insert_with(|| (code, reason.to_string()));
         });
     }
 
     /// Asks the writer to answer a ping.
     pub fn pong(&self, payload: Vec<u8>) {
-        self.0.update(|s| s.pong = Some(payload));
+        self.0.update(true, |s| s.pong = Some(payload));
     }
 }
 
@@ -133,7 +137,7 @@ impl Clone for Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        self.0.update(|s| s.senders -= 1);
+        self.0.update(true, |s| s.senders -= 1);
     }
 }
 
@@ -141,14 +145,29 @@ impl Frames {
     /// Waits until there are frames or requests; `Err(Closed)` once every outbox is gone and
     /// nothing is left to do.
     pub async fn ready(&self) -> Result<(), Closed> {
+        self.wait(false).await
+    }
+
+    /// Waits, with frames already queued, for anything but a join notice (or a request).
+    pub async fn urgent(&self) -> Result<(), Closed> {
+        self.wait(true).await
+    }
+
+    async fn wait(&self, urgent_only: bool) -> Result<(), Closed> {
         poll_fn(|cx| {
             let mut s = self.0.lock();
-            if s.has_work() {
+            let urgent = s.close.is_some()
+                || s.pong.is_some()
+                || s.frames.iter().any(|f| !is_join_notice(f));
+            if urgent || (!urgent_only && s.has_work()) {
+                s.urgent_only = false;
                 return Poll::Ready(Ok(()));
             }
             if s.senders == 0 {
+                s.urgent_only = false;
                 return Poll::Ready(Err(Closed));
             }
+            s.urgent_only = urgent_only;
             if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 s.waker = Some(cx.waker().clone());
             }
@@ -200,12 +219,11 @@ impl Controls {
     pub fn take_pong(&self) -> Option<Vec<u8>> {
         self.0.lock().pong.take()
     }
+}
 
-    /// Whether a request waits.
-    pub fn pending(&self) -> bool {
-        let s = self.0.lock();
-        s.close.is_some() || s.pong.is_some()
-    }
+/// Whether `frame` is a `joined` notice, which may wait a little to share a write.
+pub fn is_join_notice(frame: &[u8]) -> bool {
+    crate::ws::payload(frame).starts_with(br#"{"type":"joined""#)
 }
 
 #[cfg(test)]
@@ -267,5 +285,19 @@ mod tests {
         outbox.push(frame(b"late")).unwrap();
         assert!(flag.0.load(Ordering::SeqCst));
         assert!(ready.as_mut().poll(&mut cx).is_ready());
+
+        // Waiting for something urgent, a join notice does not wake; anything else does.
+        flag.0.store(false, Ordering::SeqCst);
+        let mut batch = Vec::new();
+        frames.drain_into(&mut batch, 10);
+        let mut urgent = std::pin::pin!(frames.urgent());
+        assert!(urgent.as_mut().poll(&mut cx).is_pending());
+        let notice = crate::ws::text_frame(br#"{"type":"joined","member":{}}"#);
+        outbox.push(notice).unwrap();
+        assert!(!flag.0.load(Ordering::SeqCst));
+        assert!(urgent.as_mut().poll(&mut cx).is_pending());
+        outbox.push(frame(b"message")).unwrap();
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(urgent.as_mut().poll(&mut cx).is_ready());
     }
 }
