@@ -28,7 +28,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// together: under load every connection is written at most this often, and each write carries
 /// more frames, instead of one system call per frame per recipient. An idle connection's first
 /// frame goes out at once.
-const WRITE_INTERVAL: Duration = Duration::from_millis(2);
+const WRITE_INTERVAL: Duration = Duration::from_millis(5);
 /// Longest a `joined` notice waits to share a write with the next ones.
 const NOTICE_WAIT: Duration = Duration::from_millis(50);
 /// Most frames in one write.
