@@ -7,21 +7,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::tungstenite::Message;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use futures_lite::io::WriteHalf;
 use smol::{Executor, Task};
 
 use super::members::{self, JoinSpec, Role};
+use super::messages::{self, id_bytes, send, text_of, Fake, Outgoing, Sealed, Sealing, Sent};
 use super::proc::{self, ChildServer, Launch};
 use super::report::{LoadReport, Summary};
 use super::tally::{self, Shared, Table, Tally};
 use super::wire::{self, Stream, Target, OP_TEXT};
 use super::{within, BenchError, Mode, Plan};
-use crate::client::{BoxedStream, Client};
+use crate::client::Client;
 use crate::crypto::{self, Identity};
-use crate::protocol::ClientMsg;
 
 /// Runs the load described by `plan`.
 pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
@@ -149,23 +146,6 @@ struct Run<'a> {
     keys: Vec<Arc<Identity>>,
     pid: Option<u32>,
     child: Option<&'a ChildServer>,
-}
-
-/// A sender's messages, ready to go.
-enum Outgoing {
-    /// Encoded, masked frames for a light connection.
-    Frames(WriteHalf<Stream>, Vec<Vec<u8>>),
-    /// JSON texts for a client's WebSocket.
-    Texts(async_tungstenite::WebSocketSender<BoxedStream>, Vec<String>),
-}
-
-/// How a sender kept to its schedule.
-#[derive(Default)]
-struct Sent {
-    count: u64,
-    lag_max: Duration,
-    late: u64,
-    error: Option<String>,
 }
 
 impl Run<'_> {
@@ -355,9 +335,22 @@ impl Run<'_> {
             for (i, _, client) in auditors {
                 receivers.push(self.ex.spawn(tally::audit(client, i, shared.clone())));
             }
-            let sealed = self.seal(&mut senders, total, &text, &recipient)?;
-            for ((i, _, mut client), (setup, texts, sealed_ids)) in senders.into_iter().zip(sealed)
-            {
+            let keys: Vec<String> = (0..self.keys.len()).map(|i| self.key_id(i)).collect();
+            let sealing = Sealing {
+                total,
+                senders: s_count,
+                text: &text,
+                recipient: &recipient,
+                keys: &keys,
+                threads: client_threads(),
+            };
+            let sealed = messages::seal(&mut senders, &sealing)?;
+            for ((i, _, mut client), sealed) in senders.into_iter().zip(sealed) {
+                let Sealed {
+                    setup,
+                    texts,
+                    ids: sealed_ids,
+                } = sealed;
                 for m in &setup {
                     client
                         .send_msg(m)
@@ -392,43 +385,6 @@ impl Run<'_> {
         self.keys[member].public().key_id().to_string()
     }
 
-    /// Seals every sender's messages, senders spread over threads. Returns, per sender, the
-    /// setup messages (sender keys), the message texts and their (id, index) pairs.
-    #[allow(clippy::type_complexity)]
-    fn seal(
-        &self,
-        senders: &mut [(usize, Role, Client)],
-        total: usize,
-        text: &str,
-        recipient: &[u32],
-    ) -> Result<Vec<(Vec<ClientMsg>, Vec<String>, Vec<(String, u32)>)>, BenchError> {
-        let s_count = self.plan.senders;
-        let keys: Vec<String> = (0..self.keys.len()).map(|i| self.key_id(i)).collect();
-        let workers = client_threads();
-        let per = senders.len().div_ceil(workers).max(1);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = senders
-                .chunks_mut(per)
-                .map(|chunk| {
-                    let keys = &keys;
-                    scope.spawn(move || {
-                        chunk
-                            .iter_mut()
-                            .map(|(s, _, client)| {
-                                seal_one(client, *s, s_count, total, text, recipient, keys)
-                            })
-                            .collect::<Result<Vec<_>, BenchError>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for h in handles {
-                out.extend(h.join().expect("sealing thread panicked")?);
-            }
-            Ok(out)
-        })
-    }
-
     async fn wait_for_prompt(&self, report: &mut LoadReport) {
         let Some(child) = self.child else { return };
         if self.plan.args.mode != Mode::All || self.plan.raw {
@@ -452,151 +408,5 @@ impl Run<'_> {
                 .iter()
                 .cloned(),
         );
-    }
-}
-
-#[allow(clippy::type_complexity)]
-fn seal_one(
-    client: &mut Client,
-    s: usize,
-    s_count: usize,
-    total: usize,
-    text: &str,
-    recipient: &[u32],
-    keys: &[String],
-) -> Result<(Vec<ClientMsg>, Vec<String>, Vec<(String, u32)>), BenchError> {
-    let mut setup = Vec::new();
-    let mut texts = Vec::new();
-    let mut ids = Vec::new();
-    for i in (s..total).step_by(s_count) {
-        let session = client.session_mut();
-        let msgs = match recipient.get(i) {
-            Some(&r) => session
-                .seal_direct(&keys[r as usize], text)
-                .map(|m| vec![m]),
-            None => session.seal_all(text),
-        }
-        .map_err(|e| BenchError::Run(format!("{}: {e}", members::name(s))))?;
-        for m in msgs {
-            match &m {
-                ClientMsg::All(x) => ids.push((x.id.clone(), i as u32)),
-                ClientMsg::Direct(x) => ids.push((x.id.clone(), i as u32)),
-                _ => {
-                    setup.push(m);
-                    continue;
-                }
-            }
-            texts.push(serde_json::to_string(&m).expect("client messages encode"));
-        }
-    }
-    Ok((setup, texts, ids))
-}
-
-/// Sends one sender's messages on schedule: message `i` is due at `t0 + i / rate`.
-async fn send(out: Outgoing, s: usize, senders: usize, shared: Arc<Shared>) -> Sent {
-    let table = shared.table.get().expect("the table is set before sending");
-    let mut sent = Sent::default();
-    let note = |sent: &mut Sent, i: usize| {
-        let lag = Instant::now().saturating_duration_since(table.due(i));
-        sent.lag_max = sent.lag_max.max(lag);
-        if lag > Duration::from_millis(10) {
-            sent.late += 1;
-        }
-    };
-    match out {
-        Outgoing::Frames(mut w, frames) => {
-            for (k, frame) in frames.into_iter().enumerate() {
-                let i = k * senders + s;
-                smol::Timer::at(table.due(i)).await;
-                note(&mut sent, i);
-                if let Err(e) = wire::send(&mut w, &frame).await {
-                    sent.error = Some(e.to_string());
-                    break;
-                }
-                sent.count += 1;
-            }
-        }
-        Outgoing::Texts(mut sink, texts) => {
-            for (k, text) in texts.into_iter().enumerate() {
-                let i = k * senders + s;
-                smol::Timer::at(table.due(i)).await;
-                note(&mut sent, i);
-                if let Err(e) = sink.send(Message::text(text)).await {
-                    sent.error = Some(e.to_string());
-                    break;
-                }
-                sent.count += 1;
-            }
-        }
-    }
-    sent
-}
-
-fn id_bytes(id: &str) -> [u8; 32] {
-    id.as_bytes().try_into().expect("ids are 32 characters")
-}
-
-/// `bytes` bytes of readable text.
-fn text_of(bytes: usize) -> String {
-    "dyspatcher bench message "
-        .chars()
-        .cycle()
-        .take(bytes)
-        .collect()
-}
-
-/// Made-up fields of the right shapes and sizes, for `--raw`.
-struct Fake {
-    prefix: String,
-    skid: String,
-    iv: String,
-    ciphertext: String,
-    signature: String,
-    wrapped: String,
-}
-
-impl Fake {
-    fn new(bytes: usize) -> Self {
-        let filler =
-            |n: usize| B64.encode((0..n).map(|i| (i * 131 % 251) as u8).collect::<Vec<_>>());
-        Self {
-            prefix: crypto::random_id()[..16].to_string(),
-            skid: crypto::random_id(),
-            iv: B64.encode(crypto::random_bytes::<12>()),
-            ciphertext: filler(bytes + 16),
-            signature: filler(256),
-            wrapped: filler(256),
-        }
-    }
-
-    fn id(&self, i: usize) -> String {
-        format!("{}{i:016x}", self.prefix)
-    }
-
-    fn message(
-        &self,
-        id: &str,
-        i: usize,
-        n: usize,
-        to: Option<(String, String)>,
-        rate: u32,
-    ) -> String {
-        let ts = crate::protocol::now_ms() + (i as u64 * 1000 / u64::from(rate)) as i64;
-        let Fake {
-            skid,
-            iv,
-            ciphertext,
-            signature,
-            wrapped,
-            ..
-        } = self;
-        match to {
-            None => format!(
-                r#"{{"type":"all","id":"{id}","ts":{ts},"skid":"{skid}","n":{n},"iv":"{iv}","ciphertext":"{ciphertext}","signature":"{signature}"}}"#
-            ),
-            Some((to, own)) => format!(
-                r#"{{"type":"direct","id":"{id}","ts":{ts},"to":"{to}","iv":"{iv}","ciphertext":"{ciphertext}","keys":{{"{to}":"{wrapped}","{own}":"{wrapped}"}},"signature":"{signature}"}}"#
-            ),
-        }
     }
 }

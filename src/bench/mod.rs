@@ -10,6 +10,7 @@
 
 mod load;
 mod members;
+mod messages;
 pub mod proc;
 mod report;
 mod startup;
