@@ -157,10 +157,11 @@ impl Client {
         let join = self.session.answer_challenge(&nonce, time, name);
         self.send_msg(&join).await?;
         match self.recv_msg().await? {
-            ServerMsg::Error { message, code, .. } => Err(ClientError::Refused(format!(
-                "{} ({message})",
-                serde_json::to_string(&code).unwrap_or_default()
-            ))),
+            ServerMsg::Error { message, code, .. } => {
+                let code = serde_json::to_value(code).ok();
+                let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or("error");
+                Err(ClientError::Refused(format!("{code}: {message}")))
+            }
             msg @ ServerMsg::Welcome { .. } => {
                 let out = self.session.handle(msg);
                 self.queued.extend(out.events);

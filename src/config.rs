@@ -217,10 +217,10 @@ impl Config {
             limits.burst = rate.saturating_mul(2);
         }
         if let Some(n) = args.max_connections {
-            limits.max_connections = n.max(1);
             if n == 0 {
                 return Err(ConfigError::Limit("max-connections"));
             }
+            limits.max_connections = n;
         }
         if let Some(n) = args.max_per_ip {
             if n == 0 {

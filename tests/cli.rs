@@ -48,6 +48,14 @@ fn bad_values_name_the_option_and_exit_2() {
         ),
         (vec!["--rate-limit", "0"], "--rate-limit"),
         (
+            vec!["--max-connections", "0"],
+            "--max-connections: must be at least 1",
+        ),
+        (
+            vec!["--max-per-ip", "0"],
+            "--max-per-ip: must be at least 1",
+        ),
+        (
             vec!["--allow-list", "/nonexistent.csv"],
             "--allow-list: file `/nonexistent.csv` not found",
         ),
