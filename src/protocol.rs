@@ -1,4 +1,4 @@
-//! Wire types of protocol v1 (`docs/PROTOCOL.md`), their limits, and the canonical bytes that are
+//! Wire types of protocol v2 (`docs/PROTOCOL.md`), their limits, and the canonical bytes that are
 //! signed. Everything a client and the server exchange is one of these JSON objects.
 
 use std::collections::BTreeMap;
@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this build.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest WebSocket message accepted, in bytes.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Largest text before encryption, in bytes.
@@ -17,6 +17,8 @@ pub const MAX_SENDER_KEY_ENTRIES: usize = 256;
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// How long message ids are remembered to refuse replays, in milliseconds.
 pub const SEEN_ID_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Words no user may take as a name.
+pub const RESERVED_NAMES: [&str; 5] = ["admin", "all", "everyone", "server", "system"];
 
 /// A member as listed to clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct Options {
     pub disable_all: bool,
     /// Users see and reach only the admin.
     pub only_admin: bool,
+    /// Whether clients may keep their identity and state on the device (`--no-remember` off).
+    pub remember: bool,
 }
 
 /// Limits a client must respect.
@@ -62,6 +66,10 @@ pub struct Limits {
     pub rate_per_sec: u32,
     /// Burst of messages above the rate.
     pub burst: u32,
+    /// Bytes of frames the server keeps for one member until acknowledged.
+    pub mailbox_bytes: usize,
+    /// Seconds an away member is kept before it leaves.
+    pub away_grace_secs: u64,
 }
 
 /// Which of the admin's endpoints sent a message.
@@ -86,7 +94,17 @@ pub enum ClientMsg {
         public_key: String,
         /// Signature over the join proof bytes, base64.
         signature: String,
+        /// Resume a membership: replay what was kept after `since`.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        resume: Option<Resume>,
     },
+    /// Acknowledges every sequenced frame up to `seq` (cumulative).
+    Ack {
+        /// The highest `seq` received, in order, with nothing missing before it.
+        seq: u64,
+    },
+    /// Leaves for good: the membership ends now and everyone rotates sender keys.
+    Leave {},
     /// A direct message to one member.
     Direct(DirectOut),
     /// An `@all` message sealed under the sender's sender key.
@@ -102,6 +120,33 @@ pub enum ClientMsg {
         /// The chain index of the message that could not be opened.
         n: u32,
     },
+}
+
+/// Where a resumed membership picks up.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resume {
+    /// The last `seq` the client received (0: none).
+    pub since: u64,
+}
+
+/// A member's presence.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// At least one endpoint is connected.
+    Online,
+    /// No endpoint; kept (with a mailbox) for the grace period.
+    Away,
+}
+
+/// What the server knows of a direct message's delivery.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// The recipient is away: the message waits in its mailbox.
+    Held,
+    /// The recipient's endpoint acknowledged the message.
+    Delivered,
 }
 
 /// A direct message as the client sends it.
@@ -174,8 +219,14 @@ pub enum ServerMsg {
     Welcome {
         /// The joined member itself.
         you: Member,
-        /// Everyone this member can see, itself included.
+        /// Everyone this member can see, itself included, away members too.
         members: Vec<Member>,
+        /// Key IDs of the listed members that are away.
+        away: Vec<String>,
+        /// Whether the membership was resumed: kept frames after `resume.since` follow.
+        resumed: bool,
+        /// The last `seq` given to this member before this welcome.
+        seq: u64,
         /// Server options.
         options: Options,
         /// Limits.
@@ -194,8 +245,37 @@ pub enum ServerMsg {
         key_id: String,
         /// Their name.
         name: String,
-        /// `left`, `kicked`, `removed`, `timeout`, `too_slow`.
+        /// `left`, `expired`, `kicked`, `banned`, `removed`.
         reason: String,
+    },
+    /// A member's endpoints came or went (away is not leaving: keep your sender keys).
+    Presence {
+        /// Their key ID.
+        key_id: String,
+        /// Their name.
+        name: String,
+        /// Online or away.
+        state: Presence,
+    },
+    /// What became of one of your direct messages.
+    Delivery {
+        /// The message id.
+        id: String,
+        /// The recipient's key ID.
+        to: String,
+        /// Held or delivered.
+        state: DeliveryState,
+    },
+    /// Frames kept for you were dropped (a mailbox bound was crossed).
+    Gap {
+        /// How many frames were dropped.
+        dropped: u64,
+        /// How many of each `type`.
+        kinds: BTreeMap<String, u64>,
+        /// The first dropped `seq`.
+        first_seq: u64,
+        /// The last dropped `seq`.
+        last_seq: u64,
     },
     /// A direct message for this client.
     Direct(DirectIn),
@@ -223,6 +303,9 @@ pub enum ServerMsg {
         code: String,
         /// Human text.
         text: String,
+        /// For `kicked` and `banned`: when the ban ends (ms since the epoch), if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        until: Option<i64>,
     },
     /// The client's last message was refused.
     Error {
@@ -233,6 +316,9 @@ pub enum ServerMsg {
         /// The refused message's id, if it had one.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         id: Option<String>,
+        /// For `banned`: when the ban ends (ms since the epoch), if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        until: Option<i64>,
     },
 }
 
@@ -325,10 +411,8 @@ pub enum ErrorCode {
     BadKey,
     /// The join signature does not verify.
     BadProof,
-    /// A user with this key is already connected.
-    KeyInUse,
-    /// The admin already has a web seat.
-    AdminSeatTaken,
+    /// This key is banned (kicked for a while, or banned by the admin).
+    Banned,
     /// The allow list does not list this key.
     NotAllowed,
     /// The connection limit is reached.
@@ -358,8 +442,7 @@ impl ErrorCode {
                 | Self::NameTaken
                 | Self::BadKey
                 | Self::BadProof
-                | Self::KeyInUse
-                | Self::AdminSeatTaken
+                | Self::Banned
                 | Self::NotAllowed
                 | Self::ServerFull
                 | Self::JoinTimeout
@@ -387,6 +470,8 @@ pub mod close {
     pub const IDLE: u16 = 4003;
     /// The join was refused.
     pub const JOIN_REFUSED: u16 = 4005;
+    /// A newer connection with the same key took over.
+    pub const REPLACED: u16 = 4006;
 }
 
 fn canonical(fields: &[&str]) -> Vec<u8> {
@@ -471,6 +556,27 @@ pub fn valid_user_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Why `name` cannot be a user's name next to the admin called `admin_name`, if it cannot.
+///
+/// ```
+/// use dyspatcher::protocol::name_refusal;
+/// assert_eq!(name_refusal("alice", "ADMIN"), None);
+/// assert!(name_refusal("admin", "BOSS").unwrap().contains("reserved"));
+/// assert!(name_refusal("boss", "BOSS").unwrap().contains("admin"));
+/// ```
+pub fn name_refusal(name: &str, admin_name: &str) -> Option<String> {
+    if !valid_user_name(name) {
+        return Some("names are 4 to 15 characters: a-z and 0-9".into());
+    }
+    if name.eq_ignore_ascii_case(admin_name) {
+        return Some(format!("{name} is the admin's name"));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Some(format!("{name} is a reserved word"));
+    }
+    None
 }
 
 /// Whether `name` is a valid admin name: `^[A-Z0-9]{4,15}$`.
