@@ -185,6 +185,7 @@ fn send_error(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
         code,
         message: message.into(),
         id: None,
+        until: None,
     };
     let _ = outbox.push(frame(&msg));
     if code.closes() {
@@ -353,6 +354,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 name,
                 public_key,
                 signature,
+                ..
             } => match check_join(nonce, &name, &public_key, &signature) {
                 Ok(key) => {
                     *joined = true;

@@ -11,7 +11,7 @@ use crate::admin::{self, Command};
 use crate::config::{AdminKey, Config};
 use crate::crypto::Identity;
 use crate::hub::{self, Outbox};
-use crate::protocol::{ServerMsg, Via};
+use crate::protocol::{Presence, ServerMsg, Via};
 use crate::server::Ctx;
 use crate::session::{Destination, Event, Opened, Output as SessionOutput, Session};
 use crate::transcript::Transcript;
@@ -362,7 +362,31 @@ impl Endpoint {
             Event::Error { message, .. } => {
                 self.out.show(format!("! the server refused: {message}"))
             }
-            Event::Ack(_) => {}
+            Event::Presence { key_id, state, .. } if key_id == me => {
+                let text = match state {
+                    Presence::Online => "the admin's web seat is back online",
+                    Presence::Away => "the admin's web seat is away",
+                };
+                self.out.notice(text.into())
+            }
+            Event::Presence {
+                name,
+                key_id,
+                state,
+            } => {
+                let state = match state {
+                    Presence::Online => "is back online",
+                    Presence::Away => "is away",
+                };
+                self.out.notice(format!(
+                    "{name} ({}) {state}",
+                    &key_id[..12.min(key_id.len())]
+                ))
+            }
+            Event::Gap { dropped, .. } => self.out.notice(format!(
+                "{dropped} message(s) for the admin were dropped (mailbox full)"
+            )),
+            Event::Ack(_) | Event::Delivery { .. } => {}
         }
     }
 

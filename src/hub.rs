@@ -121,6 +121,7 @@ fn error_frame(code: ErrorCode, message: impl Into<String>, id: Option<String>) 
         code,
         message: message.into(),
         id,
+        until: None,
     })
 }
 
@@ -177,6 +178,7 @@ impl Hub {
                 let notice = frame_of(&ServerMsg::Notice {
                     code: "shutting_down".into(),
                     text: "the server is shutting down".into(),
+                    until: None,
                 });
                 for c in self.conns.values() {
                     let _ = c.outbox.push(notice.clone());
@@ -217,6 +219,7 @@ impl Hub {
                         "the prompt fell behind: {} messages not shown",
                         self.console_dropped
                     ),
+                    until: None,
                 });
                 if self.conns[&console].outbox.push(notice).is_ok() {
                     self.console_dropped = 0;
@@ -266,7 +269,7 @@ impl Hub {
                 .is_some_and(|ids| ids.iter().any(|id| self.conns[id].kind == Kind::AdminWeb));
             if seat_taken {
                 return Err((
-                    ErrorCode::AdminSeatTaken,
+                    ErrorCode::NameTaken,
                     "the admin's web seat is already taken".into(),
                 ));
             }
@@ -339,7 +342,7 @@ impl Hub {
             return Err((ErrorCode::NameTaken, format!("the name {name} is taken")));
         }
         if self.by_key.get(key_id).is_some_and(|ids| !ids.is_empty()) {
-            return Err((ErrorCode::KeyInUse, "this key is already connected".into()));
+            return Err((ErrorCode::NameTaken, "this key is already connected".into()));
         }
         Ok(name)
     }
@@ -364,12 +367,15 @@ impl Hub {
             admin_name: self.settings.admin_name.clone(),
             disable_all: !admin && (self.settings.disable_all || self.settings.only_admin),
             only_admin: self.settings.only_admin,
+            remember: true,
         };
         let limits = Limits {
             max_message: protocol::MAX_MESSAGE,
             max_text: protocol::MAX_TEXT,
             rate_per_sec: self.settings.rate_per_sec,
             burst: self.settings.burst,
+            mailbox_bytes: 0,
+            away_grace_secs: 0,
         };
         let tail = format!(
             r#"],"options":{},"limits":{},"time":{}}}"#,
@@ -490,6 +496,7 @@ impl Hub {
             ClientMsg::All(a) => self.all(conn, a),
             ClientMsg::SenderKey(k) => self.sender_key(conn, k),
             ClientMsg::KeyRequest { to, skid, n } => self.key_request(conn, to, skid, n),
+            ClientMsg::Ack { .. } | ClientMsg::Leave {} => Ok(()),
         };
         if let Err((code, message, id)) = result {
             self.refuse(conn, code, message, id);
@@ -763,8 +770,6 @@ fn code_reason(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::BadName => "bad name",
         ErrorCode::NameTaken => "name taken",
-        ErrorCode::KeyInUse => "key already connected",
-        ErrorCode::AdminSeatTaken => "admin seat taken",
         ErrorCode::NotAllowed => "not on the allow list",
         _ => "join refused",
     }

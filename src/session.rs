@@ -11,8 +11,8 @@ use base64::Engine;
 
 use crate::crypto::{self, ChainKey, CryptoError, Identity, PublicIdentity};
 use crate::protocol::{
-    self, AllIn, AllOut, ClientMsg, DirectIn, DirectOut, ErrorCode, Member, Options, SenderKeyIn,
-    SenderKeyOut, ServerMsg, Via,
+    self, AllIn, AllOut, ClientMsg, DeliveryState, DirectIn, DirectOut, ErrorCode, Member, Options,
+    Presence, SenderKeyIn, SenderKeyOut, ServerMsg, Via,
 };
 
 /// Skipped message keys kept per receiving chain.
@@ -70,6 +70,35 @@ pub enum Event {
         admin: bool,
         /// Members, ourselves included.
         members: Vec<Member>,
+        /// Key IDs of the members that are away.
+        away: Vec<String>,
+        /// Whether the membership was resumed (kept frames follow).
+        resumed: bool,
+    },
+    /// A member came back or went away (not a leave: nobody rotates).
+    Presence {
+        /// Name.
+        name: String,
+        /// Key ID.
+        key_id: String,
+        /// Online or away.
+        state: Presence,
+    },
+    /// What became of one of our direct messages.
+    Delivery {
+        /// The message id.
+        id: String,
+        /// The recipient's key ID.
+        to: String,
+        /// Held or delivered.
+        state: DeliveryState,
+    },
+    /// Frames kept for us were dropped while we were away.
+    Gap {
+        /// How many.
+        dropped: u64,
+        /// How many of each type.
+        kinds: std::collections::BTreeMap<String, u64>,
     },
     /// A member joined.
     Joined(Member),
@@ -97,6 +126,8 @@ pub enum Event {
         code: String,
         /// Text.
         text: String,
+        /// When a kick or ban ends (ms since the epoch).
+        until: Option<i64>,
     },
     /// The server refused something we sent.
     Error {
@@ -106,6 +137,8 @@ pub enum Event {
         message: String,
         /// The refused message's id.
         id: Option<String>,
+        /// When a ban ends (ms since the epoch).
+        until: Option<i64>,
     },
     /// The server accepted a message of ours.
     Ack(String),
@@ -277,12 +310,13 @@ impl Session {
             name: name.to_string(),
             public_key: b64(self.me.public().spki_der()),
             signature: b64(&signature),
+            resume: None,
         }
     }
 
     /// Marks this session as joined directly, without a challenge: for the server's own endpoint.
     pub fn join_local(&mut self, name: &str, members: Vec<Member>, options: Options) -> Output {
-        self.welcome(name.to_string(), true, members, options)
+        self.welcome(name.to_string(), true, members, Vec::new(), false, options)
     }
 
     /// Handles one message from the server.
@@ -292,12 +326,14 @@ impl Session {
             ServerMsg::Welcome {
                 you,
                 members,
+                away,
+                resumed,
                 options,
                 time,
                 ..
             } => {
                 self.offset_ms = time - protocol::now_ms();
-                self.welcome(you.name, you.admin, members, options)
+                self.welcome(you.name, you.admin, members, away, resumed, options)
             }
             ServerMsg::Joined { member } => self.joined(member),
             ServerMsg::Left {
@@ -311,9 +347,30 @@ impl Session {
             ServerMsg::KeyRequest { from, skid, n } => {
                 self.answer_key_request(&from.key_id, &skid, n)
             }
+            ServerMsg::Presence {
+                key_id,
+                name,
+                state,
+            } => single(Event::Presence {
+                name,
+                key_id,
+                state,
+            }),
+            ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
+            ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
             ServerMsg::Ack { id } => single(Event::Ack(id)),
-            ServerMsg::Notice { code, text } => single(Event::Notice { code, text }),
-            ServerMsg::Error { code, message, id } => single(Event::Error { code, message, id }),
+            ServerMsg::Notice { code, text, until } => single(Event::Notice { code, text, until }),
+            ServerMsg::Error {
+                code,
+                message,
+                id,
+                until,
+            } => single(Event::Error {
+                code,
+                message,
+                id,
+                until,
+            }),
         }
     }
 
@@ -322,6 +379,8 @@ impl Session {
         name: String,
         admin: bool,
         members: Vec<Member>,
+        away: Vec<String>,
+        resumed: bool,
         options: Options,
     ) -> Output {
         self.name = Some(name.clone());
@@ -329,14 +388,29 @@ impl Session {
         // The admin's web seat always has the server's own endpoint beside it.
         self.other_endpoint = admin && members.iter().any(|m| m.key_id == self.key_id());
         self.options = Some(options);
+        let before: Vec<String> = self.peers.keys().cloned().collect();
         self.peers.clear();
         for m in &members {
             self.add_peer(m.clone());
+        }
+        // A new membership: everyone forgot our old sender key. A resumed one: whoever we knew
+        // and is gone left while we were away, and must not open what comes next.
+        let someone_left = before.iter().any(|k| !self.peers.contains_key(k));
+        if !resumed || someone_left {
+            self.own = OwnSenderKey::fresh();
+        }
+        if !resumed {
+            self.chains.clear();
+        } else {
+            self.chains
+                .retain(|(sender, _), _| self.peers.contains_key(sender));
         }
         single(Event::Welcome {
             name,
             admin,
             members,
+            away,
+            resumed,
         })
     }
 

@@ -273,6 +273,16 @@ fn print_event(client: &Client, event: Event) {
         }
         Event::Notice { text, .. } => println!("[{now}] * {text}"),
         Event::Error { message, .. } => println!("[{now}] ! the server refused: {message}"),
-        Event::Welcome { .. } | Event::Ack(_) => {}
+        Event::Presence { name, state, .. } => {
+            let state = match state {
+                crate::protocol::Presence::Online => "is back online",
+                crate::protocol::Presence::Away => "is away",
+            };
+            println!("[{now}] * {name} {state}")
+        }
+        Event::Gap { dropped, .. } => {
+            println!("[{now}] ! {dropped} message(s) kept for you were dropped while you were away")
+        }
+        Event::Welcome { .. } | Event::Ack(_) | Event::Delivery { .. } => {}
     }
 }

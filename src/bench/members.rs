@@ -175,6 +175,7 @@ async fn join_light(
         name: name.to_string(),
         public_key: B64.encode(public.spki_der()),
         signature: B64.encode(key.sign(&protocol::join_bytes(&nonce, name, public.key_id()))),
+        resume: None,
     };
     let text = serde_json::to_vec(&join).expect("join encodes");
     let sent = Instant::now();
