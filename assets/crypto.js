@@ -239,7 +239,37 @@ export async function importIdentity(privatePem, publicPem = '') {
   return identity;
 }
 
+/**
+ * What is kept of an identity on the device: the private key only as the two non-extractable
+ * CryptoKeys (sign, unwrap), never its bytes; the public key as SPKI.
+ */
+export async function storableIdentity(identity) {
+  for (const key of [identity.signKey, identity.unwrapKey]) {
+    if (key.extractable) throw new Error('a private key to be kept must not be extractable');
+  }
+  return { keyId: identity.keyId, spki: identity.spki, bits: identity.bits, signKey: identity.signKey, unwrapKey: identity.unwrapKey };
+}
+
+/** The identity again from what `storableIdentity` kept; it cannot be exported (no `pkcs8`). */
+export async function identityFromStored(record) {
+  const spki = new Uint8Array(record.spki);
+  const peer = await importPeer(b64encode(spki));
+  if (peer.keyId !== record.keyId) throw new Error('the kept public key does not match its Key ID');
+  return {
+    keyId: peer.keyId,
+    spki,
+    publicB64: b64encode(spki),
+    bits: record.bits,
+    signKey: record.signKey,
+    unwrapKey: record.unwrapKey,
+    verifyKey: peer.verifyKey,
+    wrapKey: peer.wrapKey,
+    pkcs8: null,
+  };
+}
+
 export function identityPems(identity) {
+  if (!identity.pkcs8) throw new Error('These keys were kept on this device without a way to export them.');
   return {
     privatePem: pemEncode('PRIVATE KEY', identity.pkcs8),
     publicPem: pemEncode('PUBLIC KEY', identity.spki),

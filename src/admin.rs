@@ -16,8 +16,8 @@ pub enum Command {
     Empty,
     /// `/users`, `/u`.
     Users,
-    /// `/kick NAME`.
-    Kick(String),
+    /// `/kick NAME [MINUTES]`, `/ban NAME`, `/unban NAME`, `/bans`.
+    Moderate(hub::Moderation),
     /// `/key public`, `/k pub`.
     KeyPublic,
     /// `/key private`, `/k pri`.
@@ -47,7 +47,10 @@ Commands:
   @NAME text            send a direct message to NAME
   @all text             send a message to everyone
   /users, /u            list connected members with their key IDs
-  /kick NAME            disconnect NAME
+  /kick NAME [MINUTES]  remove NAME and refuse their key for MINUTES (default 10)
+  /ban NAME             remove NAME and refuse their key until /unban
+  /unban NAME           let a kicked or banned NAME join again
+  /bans                 list who is kicked or banned, and until when
   /key public|private   print the admin's public or private key (/k pub, /k pri)
   /allowlist, /a        list the allow list and who of it is connected
   /reload               re-read the allow list now
@@ -75,12 +78,18 @@ pub fn parse(line: &str) -> Result<Command, String> {
     }
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or_default();
+    if cmd == "/kick" {
+        return parse_kick(words.collect());
+    }
     let arg = words.next();
     let extra = words.next().is_some();
     let command = match (cmd, arg) {
         ("/users" | "/u", None) => Command::Users,
-        ("/kick", Some(name)) => Command::Kick(name.to_string()),
-        ("/kick", None) => return Err("usage: /kick NAME".into()),
+        ("/ban", Some(name)) => Command::Moderate(hub::Moderation::Ban(name.to_string())),
+        ("/unban", Some(name)) => Command::Moderate(hub::Moderation::Unban(name.to_string())),
+        ("/ban", None) => return Err("usage: /ban NAME".into()),
+        ("/unban", None) => return Err("usage: /unban NAME".into()),
+        ("/bans", None) => Command::Moderate(hub::Moderation::List),
         ("/key" | "/k", Some("public" | "pub")) => Command::KeyPublic,
         ("/key" | "/k", Some("private" | "pri")) => Command::KeyPrivate,
         ("/key" | "/k", _) => return Err("usage: /key public, or /key private".into()),
@@ -90,7 +99,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/help" | "/h", None) => Command::Help,
         ("/quit" | "/q", None) => Command::Quit,
         (
-            "/users" | "/u" | "/allowlist" | "/a" | "/reload" | "/help" | "/h" | "/quit" | "/q",
+            "/users" | "/u" | "/allowlist" | "/a" | "/reload" | "/help" | "/h" | "/quit" | "/q"
+            | "/bans",
             Some(_),
         ) => return Err(format!("{cmd}: too many words; /help lists the commands")),
         _ if cmd.starts_with('/') => {
@@ -102,6 +112,25 @@ pub fn parse(line: &str) -> Result<Command, String> {
         return Err(format!("{cmd}: too many words; /help lists the commands"));
     }
     Ok(command)
+}
+
+/// Longest kick accepted: a week (a `/ban` has no end).
+pub const MAX_KICK_MINUTES: u64 = 7 * 24 * 60;
+
+fn parse_kick(args: Vec<&str>) -> Result<Command, String> {
+    let usage = || format!("usage: /kick NAME [MINUTES], MINUTES from 1 to {MAX_KICK_MINUTES}");
+    let (name, minutes) = match args.as_slice() {
+        [name] => (name, hub::DEFAULT_KICK_MINUTES),
+        [name, m] => match m.parse::<u64>() {
+            Ok(m) if (1..=MAX_KICK_MINUTES).contains(&m) => (name, m),
+            _ => return Err(usage()),
+        },
+        _ => return Err(usage()),
+    };
+    Ok(Command::Moderate(hub::Moderation::Kick {
+        name: name.to_string(),
+        minutes,
+    }))
 }
 
 /// The `/users` listing.
@@ -216,7 +245,29 @@ mod tests {
     fn parses_commands_and_short_forms() {
         assert_eq!(parse("/u"), Ok(Command::Users));
         assert_eq!(parse(" /users "), Ok(Command::Users));
-        assert_eq!(parse("/kick bob"), Ok(Command::Kick("bob".into())));
+        let kick = |name: &str, minutes| {
+            Ok(Command::Moderate(hub::Moderation::Kick {
+                name: name.into(),
+                minutes,
+            }))
+        };
+        assert_eq!(parse("/kick bob"), kick("bob", 10));
+        assert_eq!(parse("/kick bob 30"), kick("bob", 30));
+        assert!(parse("/kick bob 0").is_err());
+        assert!(parse("/kick bob soon").is_err());
+        assert!(parse("/kick bob 3 4").is_err());
+        assert!(parse("/kick bob 100000").is_err());
+        assert_eq!(
+            parse("/ban bob"),
+            Ok(Command::Moderate(hub::Moderation::Ban("bob".into())))
+        );
+        assert_eq!(
+            parse("/unban bob"),
+            Ok(Command::Moderate(hub::Moderation::Unban("bob".into())))
+        );
+        assert_eq!(parse("/bans"), Ok(Command::Moderate(hub::Moderation::List)));
+        assert!(parse("/bans x").is_err());
+        assert_eq!(parse("/ban").unwrap_err(), "usage: /ban NAME");
         assert_eq!(parse("/k pub"), Ok(Command::KeyPublic));
         assert_eq!(parse("/key private"), Ok(Command::KeyPrivate));
         assert_eq!(parse("/q"), Ok(Command::Quit));
@@ -241,7 +292,7 @@ mod tests {
 
     #[test]
     fn explains_mistakes() {
-        assert_eq!(parse("/kick").unwrap_err(), "usage: /kick NAME");
+        assert!(parse("/kick").unwrap_err().starts_with("usage: /kick NAME [MINUTES]"));
         assert!(parse("/key").unwrap_err().contains("usage"));
         assert!(parse("/dance")
             .unwrap_err()

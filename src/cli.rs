@@ -84,6 +84,19 @@ pub struct Args {
     /// most connections from one IP address (default 32; loopback is exempt)
     #[argh(option)]
     pub max_per_ip: Option<usize>,
+    /// seconds a member whose connection ended is kept (mailbox, name, keys) before it leaves
+    /// (default 600; 0 leaves at once)
+    #[argh(option)]
+    pub away_grace: Option<u64>,
+    /// bytes of messages kept for one member until its device acknowledges them (default 1048576)
+    #[argh(option)]
+    pub mailbox_bytes: Option<usize>,
+    /// bytes of messages kept for all members together (default 33554432)
+    #[argh(option)]
+    pub mailbox_total: Option<usize>,
+    /// tell browsers to store nothing on the device (no key, no name, no history)
+    #[argh(switch)]
+    pub no_remember: bool,
     /// print the version and exit
     #[argh(switch, short = 'v')]
     pub version: bool,

@@ -40,6 +40,9 @@ pub enum ConfigError {
     /// Bad connection limit.
     #[error("--{0}: must be at least 1")]
     Limit(&'static str),
+    /// Bad mailbox bound or grace period.
+    #[error("--{0}: {1}")]
+    Bound(&'static str, String),
     /// The same port twice.
     #[error("--wsport: must differ from --port")]
     SamePort,
@@ -63,6 +66,19 @@ pub enum ConfigError {
     TranscriptExists(PathBuf),
 }
 
+/// Default per-endpoint mailbox bound (`--mailbox-bytes`).
+pub const DEFAULT_MAILBOX_BYTES: usize = 1024 * 1024;
+/// Default bound of all mailboxes together (`--mailbox-total`): a phone has little memory.
+pub const DEFAULT_MAILBOX_TOTAL: usize = 32 * 1024 * 1024;
+/// Smallest mailbox: it must hold the largest message with room to spare.
+pub const MIN_MAILBOX_BYTES: usize = 2 * protocol::MAX_MESSAGE;
+/// Largest mailbox bound accepted (per endpoint and in all).
+pub const MAX_MAILBOX_BYTES: usize = 1 << 30;
+/// Default grace period of an away member (`--away-grace`).
+pub const DEFAULT_AWAY_GRACE: Duration = Duration::from_secs(600);
+/// Longest grace period accepted.
+pub const MAX_AWAY_GRACE_SECS: u64 = 7 * 24 * 3600;
+
 /// Limits that protect the server.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -74,8 +90,12 @@ pub struct Limits {
     pub rate_per_sec: u32,
     /// Burst above the rate.
     pub burst: u32,
-    /// Outgoing queue length per connection.
-    pub queue_len: usize,
+    /// Bytes of frames kept for one endpoint until it acknowledges them.
+    pub mailbox_bytes: usize,
+    /// Bytes of frames kept in all mailboxes together.
+    pub mailbox_total: usize,
+    /// How long a member without an endpoint is kept.
+    pub away_grace: Duration,
     /// Time allowed for a request head.
     pub head_timeout: Duration,
     /// Time allowed between the challenge and `join`.
@@ -93,13 +113,53 @@ impl Default for Limits {
             max_per_ip: 32,
             rate_per_sec: 20,
             burst: 40,
-            queue_len: 1024,
+            mailbox_bytes: DEFAULT_MAILBOX_BYTES,
+            mailbox_total: DEFAULT_MAILBOX_TOTAL,
+            away_grace: DEFAULT_AWAY_GRACE,
             head_timeout: Duration::from_secs(10),
             join_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
         }
     }
+}
+
+fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError> {
+    let range = |name: &'static str, v: usize| {
+        if (MIN_MAILBOX_BYTES..=MAX_MAILBOX_BYTES).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::Bound(
+                name,
+                format!("must be between {MIN_MAILBOX_BYTES} and {MAX_MAILBOX_BYTES} bytes"),
+            ))
+        }
+    };
+    if let Some(n) = args.mailbox_bytes {
+        limits.mailbox_bytes = range("mailbox-bytes", n)?;
+    }
+    if let Some(n) = args.mailbox_total {
+        limits.mailbox_total = range("mailbox-total", n)?;
+    }
+    if limits.mailbox_total < limits.mailbox_bytes {
+        return Err(ConfigError::Bound(
+            "mailbox-total",
+            format!(
+                "must be at least --mailbox-bytes ({} bytes)",
+                limits.mailbox_bytes
+            ),
+        ));
+    }
+    if let Some(secs) = args.away_grace {
+        if secs > MAX_AWAY_GRACE_SECS {
+            return Err(ConfigError::Bound(
+                "away-grace",
+                format!("at most {MAX_AWAY_GRACE_SECS} seconds (a week)"),
+            ));
+        }
+        limits.away_grace = Duration::from_secs(secs);
+    }
+    Ok(())
 }
 
 /// Where the admin's key comes from.
@@ -128,6 +188,8 @@ pub struct Config {
     pub disable_all: bool,
     /// Users see and reach only the admin.
     pub only_admin: bool,
+    /// Clients may keep their identity and state on their device (no `--no-remember`).
+    pub remember: bool,
     /// Allow list file and its first contents.
     pub allow_list: Option<(PathBuf, Arc<AllowList>, Vec<String>)>,
     /// Transcript file (does not exist yet).
@@ -174,6 +236,7 @@ impl Config {
             welcome: None,
             disable_all: false,
             only_admin: false,
+            remember: true,
             allow_list: None,
             transcript: None,
             limits: Limits::default(),
@@ -228,6 +291,7 @@ impl Config {
             }
             limits.max_per_ip = n;
         }
+        bounds_from_args(args, &mut limits)?;
         let ip = args.ip_address.unwrap_or(IpAddr::V4(if args.lan {
             Ipv4Addr::UNSPECIFIED
         } else {
@@ -287,6 +351,7 @@ impl Config {
             welcome: args.welcome.clone(),
             disable_all: args.disable_all,
             only_admin: args.only_admin,
+            remember: !args.no_remember,
             allow_list,
             transcript: args.transcription.clone(),
             limits,

@@ -159,7 +159,7 @@ where
     let conn = ctx
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (outbox, frames, controls) = Outbox::new(ctx.limits.queue_len);
+    let (outbox, frames, controls) = Outbox::new(ctx.limits.mailbox_bytes + hub::QUEUE_SLACK_BYTES);
     let nonce = B64.encode(crypto::random_bytes::<32>());
     let challenge = ServerMsg::Challenge {
         version: protocol::VERSION,
@@ -354,7 +354,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 name,
                 public_key,
                 signature,
-                ..
+                resume,
             } => match check_join(nonce, &name, &public_key, &signature) {
                 Ok(key) => {
                     *joined = true;
@@ -364,6 +364,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         key,
                         outbox: outbox.clone(),
                         console: false,
+                        resume: resume.map(|r| r.since),
                     };
                     if ctx.hub.send(event).await.is_err() {
                         return;

@@ -19,6 +19,8 @@ use crate::ws;
 
 /// The hub's id for the server's own endpoint.
 pub const CONSOLE_CONN: hub::ConnId = 0;
+/// Bytes of frames waiting for the prompt at most; past it the prompt is told what it missed.
+pub const CONSOLE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A line for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,13 +223,14 @@ pub async fn run(
         config.admin_name,
         identity.public().key_id()
     ));
-    let (outbox, frames, _controls) = Outbox::new(65_536);
+    let (outbox, frames, _controls) = Outbox::new(CONSOLE_QUEUE_BYTES);
     let join = hub::Event::Join {
         conn: CONSOLE_CONN,
         name: config.admin_name.clone(),
         key: identity.public().clone(),
         outbox,
         console: true,
+        resume: None,
     };
     if ctx.hub.send(join).await.is_err() {
         return;
@@ -398,10 +401,12 @@ impl Endpoint {
             Ok(Command::Help) => self.out.reply(admin::HELP.to_string()),
             Ok(Command::Quit) => return false,
             Ok(Command::Users) => self.out.reply(admin::users(&self.session)),
-            Ok(Command::Kick(name)) => {
+            Ok(Command::Moderate(action)) => {
+                let listing = action == hub::Moderation::List;
                 let (reply, answer) = async_channel::bounded(1);
-                let _ = self.ctx.hub.send(hub::Event::Kick { name, reply }).await;
+                let _ = self.ctx.hub.send(hub::Event::Moderate { action, reply }).await;
                 match answer.recv().await {
+                    Ok(Ok(text)) if listing => self.out.reply(text),
                     Ok(Ok(text)) => self.out.notice(text),
                     Ok(Err(text)) => self.out.reply(text),
                     Err(_) => {}

@@ -622,6 +622,7 @@ mod tests {
             code: ErrorCode::RateLimited,
             message: "slow down".into(),
             id: None,
+            until: None,
         };
         assert_eq!(
             serde_json::to_string(&err).unwrap(),
@@ -644,6 +645,57 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&all).unwrap(),
             r#"{"type":"all","id":"i","ts":2,"from":{"name":"ADMIN","key_id":"k"},"skid":"s","n":0,"iv":"v","ciphertext":"c","signature":"g","via":"prompt"}"#
+        );
+    }
+
+    #[test]
+    fn golden_v2_messages() {
+        let join: ClientMsg = serde_json::from_str(
+            r#"{"type":"join","name":"alice","public_key":"a","signature":"s","resume":{"since":41}}"#,
+        )
+        .unwrap();
+        assert!(matches!(join, ClientMsg::Join { resume: Some(Resume { since: 41 }), .. }));
+        let ack: ClientMsg = serde_json::from_str(r#"{"type":"ack","seq":42}"#).unwrap();
+        assert_eq!(ack, ClientMsg::Ack { seq: 42 });
+        let leave: ClientMsg = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
+        assert_eq!(leave, ClientMsg::Leave {});
+        let presence = ServerMsg::Presence {
+            key_id: "k".into(),
+            name: "alice".into(),
+            state: Presence::Away,
+        };
+        assert_eq!(
+            serde_json::to_string(&presence).unwrap(),
+            r#"{"type":"presence","key_id":"k","name":"alice","state":"away"}"#
+        );
+        let delivery = ServerMsg::Delivery {
+            id: "i".into(),
+            to: "k".into(),
+            state: DeliveryState::Held,
+        };
+        assert_eq!(
+            serde_json::to_string(&delivery).unwrap(),
+            r#"{"type":"delivery","id":"i","to":"k","state":"held"}"#
+        );
+        let gap = ServerMsg::Gap {
+            dropped: 3,
+            kinds: [("all".to_string(), 2), ("direct".to_string(), 1)].into(),
+            first_seq: 4,
+            last_seq: 6,
+        };
+        assert_eq!(
+            serde_json::to_string(&gap).unwrap(),
+            r#"{"type":"gap","dropped":3,"kinds":{"all":2,"direct":1},"first_seq":4,"last_seq":6}"#
+        );
+        let banned = ServerMsg::Error {
+            code: ErrorCode::Banned,
+            message: "m".into(),
+            id: None,
+            until: Some(5),
+        };
+        assert_eq!(
+            serde_json::to_string(&banned).unwrap(),
+            r#"{"type":"error","code":"banned","message":"m","until":5}"#
         );
     }
 

@@ -262,8 +262,12 @@ impl Bound {
             admin_name: config.admin_name.clone(),
             disable_all: config.disable_all,
             only_admin: config.only_admin,
+            remember: config.remember,
             rate_per_sec: config.limits.rate_per_sec,
             burst: config.limits.burst,
+            mailbox_bytes: config.limits.mailbox_bytes,
+            mailbox_total: config.limits.mailbox_total,
+            away_grace: config.limits.away_grace,
         };
         let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
         let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));

@@ -1,21 +1,76 @@
-//! A connection's outgoing queue: frames to send in order, bounded by a capacity, and the
-//! requests that go around them (close, answer a ping). It is a deque under a lock and the
-//! writer's waker: an idle connection holds about 150 bytes, where a channel would hold a
-//! kilobyte and more of queue padded against false sharing (and a bounded one every slot).
+//! A connection's outgoing queue: frames to send in order, bounded in bytes, and the requests
+//! that go around them (close, answer a ping). It is a deque under a lock and the writer's waker:
+//! an idle connection holds about 150 bytes, where a channel would hold a kilobyte and more of
+//! queue padded against false sharing (and a bounded one every slot). Sequenced frames are queued
+//! as their shared JSON and numbered only when written, so one encoding serves every recipient.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
-use crate::ws::Frame;
+use crate::ws::{self, Frame};
+
+/// One queued item: a whole frame, or a member's sequenced frame (its shared JSON payload, to be
+/// written as `{"seq":N,` followed by the payload after its opening brace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A frame of this connection only (challenge, welcome, ack, error, notice).
+    Frame(Frame),
+    /// A frame addressed to the member, with its sequence number.
+    Seq(u64, Payload),
+}
+
+/// A JSON object as shared between the recipients (and mailboxes) of one frame.
+pub type Payload = Arc<[u8]>;
+
+impl Item {
+    /// Bytes this item holds (counted against the queue's bound).
+    pub fn len(&self) -> usize {
+        match self {
+            Item::Frame(f) => f.len(),
+            Item::Seq(_, p) => p.len(),
+        }
+    }
+
+    /// Whether the item holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame to write.
+    pub fn into_frame(self) -> Frame {
+        match self {
+            Item::Frame(f) => f,
+            Item::Seq(seq, p) => {
+                let head = format!("{{\"seq\":{seq},");
+                let rest = p.get(1..).unwrap_or_default();
+                ws::text_frame_of(&[head.as_bytes(), rest])
+            }
+        }
+    }
+
+    fn is_join_notice(&self) -> bool {
+        match self {
+            Item::Frame(f) => is_join_notice(f),
+            Item::Seq(_, p) => p.starts_with(br#"{"type":"joined""#),
+        }
+    }
+}
+
+impl From<Frame> for Item {
+    fn from(f: Frame) -> Self {
+        Item::Frame(f)
+    }
+}
 
 /// Queue capacity kept after a burst; more is given back once the queue is empty.
 const KEEP: usize = 32;
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Item>,
+    bytes: usize,
     waker: Option<Waker>,
     /// The writer holds join notices back and wants waking only for anything else.
     urgent_only: bool,
@@ -62,7 +117,7 @@ impl Shared {
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushError {
-    /// `capacity` frames are waiting already: the reader is too slow.
+    /// `capacity` bytes are waiting already: the reader is too slow.
     Full,
     /// The connection's writer has ended.
     Closed,
@@ -82,7 +137,7 @@ pub struct Controls(Arc<Shared>);
 pub struct Closed;
 
 impl Outbox {
-    /// A new outbox holding at most `capacity` frames, and its receiving ends.
+    /// A new outbox holding at most `capacity` bytes, and its receiving ends.
     pub fn new(capacity: usize) -> (Self, Frames, Controls) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -98,17 +153,19 @@ impl Outbox {
         )
     }
 
-    /// Queues a frame, unless `capacity` frames are waiting already.
-    pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+    /// Queues a frame or item, unless it would take the queue past `capacity` bytes.
+    pub fn push(&self, item: impl Into<Item>) -> Result<(), PushError> {
+        let item = item.into();
         let capacity = self.0.capacity;
-        let urgent = !is_join_notice(&frame);
+        let urgent = !item.is_join_notice();
         self.0.update(urgent, |s| {
             if s.receiver_gone {
                 Err(PushError::Closed)
-            } else if s.frames.len() >= capacity {
+            } else if s.bytes + item.len() > capacity {
                 Err(PushError::Full)
             } else {
-                s.frames.push_back(frame);
+                s.bytes += item.len();
+                s.frames.push_back(item);
                 Ok(())
             }
         })
@@ -158,7 +215,7 @@ impl Frames {
             let mut s = self.0.lock();
             let urgent = s.close.is_some()
                 || s.pong.is_some()
-                || s.frames.iter().any(|f| !is_join_notice(f));
+                || s.frames.iter().any(|f| !f.is_join_notice());
             if urgent || (!urgent_only && s.has_work()) {
                 s.urgent_only = false;
                 return Poll::Ready(Ok(()));
@@ -180,7 +237,9 @@ impl Frames {
     pub fn drain_into(&self, batch: &mut Vec<Frame>, max: usize) {
         let mut s = self.0.lock();
         let n = max.saturating_sub(batch.len()).min(s.frames.len());
-        batch.extend(s.frames.drain(..n));
+        let taken: usize = s.frames.iter().take(n).map(Item::len).sum();
+        s.bytes -= taken;
+        batch.extend(s.frames.drain(..n).map(Item::into_frame));
         if s.frames.is_empty() && s.frames.capacity() > KEEP {
             s.frames = VecDeque::new();
         }
@@ -195,7 +254,8 @@ impl Frames {
             s.close = None;
             s.pong = None;
             if let Some(f) = s.frames.pop_front() {
-                return Ok(f);
+                s.bytes -= f.len();
+                return Ok(f.into_frame());
             }
         }
     }
@@ -206,6 +266,7 @@ impl Drop for Frames {
         let mut s = self.0.lock();
         s.receiver_gone = true;
         s.frames = VecDeque::new();
+        s.bytes = 0;
     }
 }
 
@@ -223,12 +284,36 @@ impl Controls {
 
 /// Whether `frame` is a `joined` notice, which may wait a little to share a write.
 pub fn is_join_notice(frame: &[u8]) -> bool {
-    crate::ws::payload(frame).starts_with(br#"{"type":"joined""#)
+    let payload = crate::ws::payload(frame);
+    let body = match payload.strip_prefix(br#"{"seq":"#) {
+        Some(rest) => match rest.iter().position(|&b| b == b',') {
+            Some(i) => &rest[i..],
+            None => return false,
+        },
+        None => payload,
+    };
+    body.strip_prefix(b",")
+        .map_or(body.starts_with(br#"{"type":"joined""#), |b| {
+            b.starts_with(br#""type":"joined""#)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequenced_items_are_numbered_when_written() {
+        let payload: Payload = Arc::from(&br#"{"type":"left","name":"x"}"#[..]);
+        let frame = Item::Seq(42, payload).into_frame();
+        assert_eq!(
+            ws::payload(&frame),
+            br#"{"seq":42,"type":"left","name":"x"}"#
+        );
+        let joined: Payload = Arc::from(&br#"{"type":"joined","member":{}}"#[..]);
+        assert!(is_join_notice(&Item::Seq(7, joined).into_frame()));
+        assert!(!is_join_notice(&frame));
+    }
 
     fn frame(b: &[u8]) -> Frame {
         Frame::from(b)
@@ -236,16 +321,19 @@ mod tests {
 
     #[test]
     fn bounded_in_order_and_closed_both_ways() {
-        let (outbox, frames, controls) = Outbox::new(2);
+        let (outbox, frames, controls) = Outbox::new(5);
         assert_eq!(outbox.push(frame(b"a")), Ok(()));
-        assert_eq!(outbox.push(frame(b"b")), Ok(()));
+        assert_eq!(outbox.push(frame(b"bcde")), Ok(()));
         assert_eq!(outbox.push(frame(b"c")), Err(PushError::Full));
         outbox.close(4002, "too slow");
         outbox.close(1000, "later");
         let mut batch = Vec::new();
         smol::block_on(frames.ready()).unwrap();
         frames.drain_into(&mut batch, 10);
-        assert_eq!(batch, vec![frame(b"a"), frame(b"b")]);
+        assert_eq!(batch, vec![frame(b"a"), frame(b"bcde")]);
+        // Sent bytes no longer count.
+        assert_eq!(outbox.push(frame(b"fghij")), Ok(()));
+        frames.drain_into(&mut batch, 10);
         assert_eq!(controls.take_close(), Some((4002, "too slow".into())));
         assert_eq!(controls.take_close(), None);
         let second = outbox.clone();
@@ -279,7 +367,7 @@ mod tests {
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
         let mut cx = std::task::Context::from_waker(&waker);
-        let (outbox, frames, _) = Outbox::new(8);
+        let (outbox, frames, _) = Outbox::new(1024);
         let mut ready = std::pin::pin!(frames.ready());
         assert!(ready.as_mut().poll(&mut cx).is_pending());
         outbox.push(frame(b"late")).unwrap();
@@ -292,8 +380,8 @@ mod tests {
         frames.drain_into(&mut batch, 10);
         let mut urgent = std::pin::pin!(frames.urgent());
         assert!(urgent.as_mut().poll(&mut cx).is_pending());
-        let notice = crate::ws::text_frame(br#"{"type":"joined","member":{}}"#);
-        outbox.push(notice).unwrap();
+        let notice: Payload = Arc::from(&br#"{"type":"joined","member":{}}"#[..]);
+        outbox.push(Item::Seq(3, notice)).unwrap();
         assert!(!flag.0.load(Ordering::SeqCst));
         assert!(urgent.as_mut().poll(&mut cx).is_pending());
         outbox.push(frame(b"message")).unwrap();

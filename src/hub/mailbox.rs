@@ -1,0 +1,286 @@
+//! Mailboxes: every frame addressed to an endpoint is numbered (`seq`) and kept until the
+//! endpoint acknowledges it, while connected (frames in flight when a connection dies are not
+//! lost) and while away. Bounded in bytes per endpoint and in all; what no longer fits is dropped
+//! oldest first and counted, so the member is told exactly what it missed. Memory only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use super::outbox::Payload;
+
+/// Identifies one endpoint's place in a member (a user's only one, the admin's prompt or web seat).
+pub type SeatId = u64;
+
+/// Who to tell when a kept direct message is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The sender's key ID.
+    pub sender: String,
+    /// The message id.
+    pub id: String,
+    /// The recipient's key ID.
+    pub to: String,
+}
+
+struct Kept {
+    seq: u64,
+    payload: Payload,
+    kind: &'static str,
+    receipt: Option<Receipt>,
+}
+
+/// Frames dropped from a mailbox and not yet reported.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// How many.
+    pub dropped: u64,
+    /// How many of each `type`.
+    pub kinds: BTreeMap<String, u64>,
+    /// First dropped `seq`.
+    pub first: u64,
+    /// Last dropped `seq`.
+    pub last: u64,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    last_seq: u64,
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    away: bool,
+    gap: Gap,
+}
+
+/// Every endpoint's mailbox, and the bytes they hold.
+pub struct Mailboxes {
+    boxes: HashMap<SeatId, Mailbox>,
+    /// Away mailboxes by size, to drop from the largest when all together are over the bound.
+    away_by_size: BTreeSet<(usize, SeatId)>,
+    total: usize,
+    /// Bound per endpoint, in bytes.
+    pub each: usize,
+    /// Bound for all together, in bytes.
+    pub limit: usize,
+}
+
+impl Mailboxes {
+    /// No mailboxes yet; `each` and `limit` bytes at most.
+    pub fn new(each: usize, limit: usize) -> Self {
+        Self {
+            boxes: HashMap::new(),
+            away_by_size: BTreeSet::new(),
+            total: 0,
+            each,
+            limit,
+        }
+    }
+
+    /// Opens an empty mailbox for `seat` (numbering starts at 1).
+    pub fn open(&mut self, seat: SeatId) {
+        self.boxes.insert(seat, Mailbox::default());
+    }
+
+    /// Drops `seat`'s mailbox and everything in it.
+    pub fn close(&mut self, seat: SeatId) {
+        if let Some(b) = self.boxes.remove(&seat) {
+            self.total -= b.bytes;
+            self.away_by_size.remove(&(b.bytes, seat));
+        }
+    }
+
+    /// Bytes kept in all mailboxes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes kept for `seat`.
+    pub fn bytes(&self, seat: SeatId) -> usize {
+        self.boxes.get(&seat).map_or(0, |b| b.bytes)
+    }
+
+    /// The last `seq` given to `seat`.
+    pub fn last_seq(&self, seat: SeatId) -> u64 {
+        self.boxes.get(&seat).map_or(0, |b| b.last_seq)
+    }
+
+    /// The next `seq` for `seat`.
+    pub fn next_seq(&mut self, seat: SeatId) -> u64 {
+        let b = self.boxes.entry(seat).or_default();
+        b.last_seq += 1;
+        b.last_seq
+    }
+
+    /// Marks `seat` as away (its frames may be dropped for room) or connected.
+    pub fn set_away(&mut self, seat: SeatId, away: bool) {
+        let Some(b) = self.boxes.get_mut(&seat) else {
+            return;
+        };
+        if b.away != away {
+            b.away = away;
+            if away {
+                self.away_by_size.insert((b.bytes, seat));
+            } else {
+                self.away_by_size.remove(&(b.bytes, seat));
+            }
+        }
+    }
+
+    fn resize(&mut self, seat: SeatId, f: impl FnOnce(&mut Mailbox)) {
+        let Some(b) = self.boxes.get_mut(&seat) else {
+            return;
+        };
+        let before = b.bytes;
+        f(b);
+        let after = b.bytes;
+        self.total = self.total + after - before;
+        if b.away && before != after {
+            self.away_by_size.remove(&(before, seat));
+            self.away_by_size.insert((after, seat));
+        }
+    }
+
+    /// Keeps a frame for `seat` until it is acknowledged.
+    pub fn keep(
+        &mut self,
+        seat: SeatId,
+        seq: u64,
+        payload: Payload,
+        kind: &'static str,
+        receipt: Option<Receipt>,
+    ) {
+        self.resize(seat, |b| {
+            b.bytes += payload.len();
+            b.kept.push_back(Kept {
+                seq,
+                payload,
+                kind,
+                receipt,
+            });
+        });
+    }
+
+    /// Forgets every frame of `seat` up to `seq`; returns the receipts of the direct messages
+    /// among them.
+    pub fn ack(&mut self, seat: SeatId, seq: u64) -> Vec<Receipt> {
+        let mut receipts = Vec::new();
+        self.resize(seat, |b| {
+            while b.kept.front().is_some_and(|k| k.seq <= seq) {
+                let k = b.kept.pop_front().expect("front exists");
+                b.bytes -= k.payload.len();
+                receipts.extend(k.receipt);
+            }
+        });
+        receipts
+    }
+
+    /// Drops the oldest frame of `seat`, counting it in the gap; false if there was none.
+    pub fn drop_oldest(&mut self, seat: SeatId) -> bool {
+        let mut dropped = false;
+        self.resize(seat, |b| {
+            if let Some(k) = b.kept.pop_front() {
+                b.bytes -= k.payload.len();
+                if b.gap.dropped == 0 {
+                    b.gap.first = k.seq;
+                }
+                b.gap.dropped += 1;
+                b.gap.last = k.seq;
+                *b.gap.kinds.entry(k.kind.to_string()).or_default() += 1;
+                dropped = true;
+            }
+        });
+        dropped
+    }
+
+    /// Drops `seat`'s oldest frames until it holds at most `bytes`.
+    pub fn trim(&mut self, seat: SeatId, bytes: usize) {
+        while self.bytes(seat) > bytes && self.drop_oldest(seat) {}
+    }
+
+    /// The away mailbox holding the most bytes, if any holds some.
+    pub fn largest_away(&self) -> Option<SeatId> {
+        self.away_by_size
+            .last()
+            .filter(|(bytes, _)| *bytes > 0)
+            .map(|&(_, seat)| seat)
+    }
+
+    /// Among the mailboxes that are not away, the one holding the most bytes.
+    pub fn largest_connected(&self) -> Option<SeatId> {
+        self.boxes
+            .iter()
+            .filter(|(_, b)| !b.away && b.bytes > 0)
+            .max_by_key(|(_, b)| b.bytes)
+            .map(|(&seat, _)| seat)
+    }
+
+    /// The kept frames of `seat` after `since`, in order.
+    pub fn after(&self, seat: SeatId, since: u64) -> Vec<(u64, Payload)> {
+        self.boxes.get(&seat).map_or_else(Vec::new, |b| {
+            b.kept
+                .iter()
+                .filter(|k| k.seq > since)
+                .map(|k| (k.seq, k.payload.clone()))
+                .collect()
+        })
+    }
+
+    /// What was dropped from `seat` and not yet reported; reporting it is the caller's.
+    pub fn take_gap(&mut self, seat: SeatId) -> Option<Gap> {
+        let b = self.boxes.get_mut(&seat)?;
+        (b.gap.dropped > 0).then(|| std::mem::take(&mut b.gap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn p(n: usize) -> Payload {
+        Arc::from(vec![b'x'; n])
+    }
+
+    #[test]
+    fn kept_until_acknowledged_and_counted_in_bytes() {
+        let mut m = Mailboxes::new(100, 1000);
+        m.open(1);
+        for _ in 0..3 {
+            let seq = m.next_seq(1);
+            let receipt = Receipt {
+                sender: "s".into(),
+                id: format!("id{seq}"),
+                to: "t".into(),
+            };
+            m.keep(1, seq, p(10), "direct", Some(receipt));
+        }
+        assert_eq!((m.bytes(1), m.total()), (30, 30));
+        let receipts = m.ack(1, 2);
+        assert_eq!(receipts.len(), 2);
+        assert_eq!(receipts[1].id, "id2");
+        assert_eq!(m.after(1, 0).len(), 1);
+        assert_eq!(m.after(1, 0)[0].0, 3);
+        m.close(1);
+        assert_eq!(m.total(), 0);
+    }
+
+    #[test]
+    fn drops_are_counted_by_kind_and_range() {
+        let mut m = Mailboxes::new(100, 1000);
+        m.open(7);
+        m.set_away(7, true);
+        for kind in ["all", "direct", "all", "presence"] {
+            let seq = m.next_seq(7);
+            m.keep(7, seq, p(40), kind, None);
+        }
+        assert_eq!(m.largest_away(), Some(7));
+        m.trim(7, 100);
+        assert_eq!(m.bytes(7), 80);
+        let gap = m.take_gap(7).unwrap();
+        assert_eq!((gap.dropped, gap.first, gap.last), (2, 1, 2));
+        assert_eq!(gap.kinds["all"], 1);
+        assert_eq!(gap.kinds["direct"], 1);
+        assert_eq!(m.take_gap(7), None);
+        m.set_away(7, false);
+        assert_eq!(m.largest_away(), None);
+        assert_eq!(m.largest_connected(), Some(7));
+    }
+}

@@ -1,0 +1,456 @@
+//! Membership: joining (new, resumed, taking over), going away and coming back, leaving (grace
+//! expired, leave, kick, ban, removal from the allow list), and who sees whom.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+
+use super::bans::describe_until;
+use super::directory::{Kind, Member};
+use super::mailbox::SeatId;
+use super::{
+    notice, payload_of, ConnId, DeliveryState, Hub, Item, Moderation, Outbox, Payload,
+};
+use crate::allowlist::AllowList;
+use crate::crypto::PublicIdentity;
+use crate::protocol::{
+    self, close, ErrorCode, Limits, Member as WireMember, Options, Presence, ServerMsg,
+};
+use crate::ws;
+
+/// A refused join: the code, the message, and when a ban ends.
+type JoinRefusal = (ErrorCode, String, Option<i64>);
+
+impl Hub {
+    /// Whether the member `viewer` sees (and may reach) the member `target`.
+    pub(super) fn can_see(&self, viewer: &str, target: &str) -> bool {
+        let admin = |k: &str| self.dir.admin_key_id.as_deref() == Some(k);
+        !self.settings.only_admin || viewer == target || admin(viewer) || admin(target)
+    }
+
+    /// Sends `payload` to every seat of every member that sees `about`, except `about`'s own.
+    fn tell_others(&mut self, about: &str, payload: &Payload, kind: &'static str) {
+        let seats: Vec<SeatId> = self
+            .dir
+            .seats
+            .iter()
+            .filter(|(_, s)| s.key_id != about && self.can_see(&s.key_id, about))
+            .map(|(&id, _)| id)
+            .collect();
+        for seat in seats {
+            self.deliver(seat, payload, kind, None);
+        }
+    }
+
+    /// Sends `payload` to the admin's prompt only.
+    fn tell_console(&mut self, payload: &Payload, kind: &'static str) {
+        if let Some(seat) = self.dir.admin_seat(Kind::Console) {
+            self.deliver(seat, payload, kind, None);
+        }
+    }
+
+    fn check_listed(&self, key_id: &str) -> Result<Option<String>, JoinRefusal> {
+        match &self.allow {
+            None => Ok(None),
+            Some(list) => list.name_of(key_id).map(|n| Some(n.to_string())).ok_or((
+                ErrorCode::NotAllowed,
+                "this key is not on the allow list".into(),
+                None,
+            )),
+        }
+    }
+
+    fn new_member_name(&self, key_id: &str, asked: String) -> Result<String, JoinRefusal> {
+        let name = self.check_listed(key_id)?.unwrap_or(asked);
+        if let Some(why) = protocol::name_refusal(&name, &self.settings.admin_name) {
+            return Err((ErrorCode::BadName, why, None));
+        }
+        if self.dir.user_named(&name).is_some() {
+            return Err((
+                ErrorCode::NameTaken,
+                format!("the name {name} is taken"),
+                None,
+            ));
+        }
+        Ok(name)
+    }
+
+    fn add_member(&mut self, key: &PublicIdentity, name: String, admin: bool) {
+        let wire = WireMember {
+            name: name.clone(),
+            key_id: key.key_id().to_string(),
+            public_key: base64::engine::general_purpose::STANDARD.encode(key.spki_der()),
+            admin,
+        };
+        self.dir.add_member(Member {
+            key_id: key.key_id().to_string(),
+            name,
+            json: serde_json::to_string(&wire).expect("members encode").into(),
+            admin,
+            seats: Vec::new(),
+        });
+    }
+
+    fn new_seat(&mut self, key_id: &str, kind: Kind) -> SeatId {
+        let seat = self.dir.add_seat(key_id, kind);
+        self.boxes.open(seat);
+        seat
+    }
+
+    pub(super) fn join(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        key: PublicIdentity,
+        outbox: Outbox,
+        console: bool,
+        resume: Option<u64>,
+    ) -> Result<(), JoinRefusal> {
+        let key_id = key.key_id().to_string();
+        if console {
+            self.dir.admin_key_id = Some(key_id.clone());
+            self.add_member(&key, self.settings.admin_name.clone(), true);
+            let seat = self.new_seat(&key_id, Kind::Console);
+            self.dir.attach(seat, conn, outbox.clone());
+            let _ = outbox.push(self.welcome_frame(seat, false));
+            self.announce_joined(&key_id);
+            return Ok(());
+        }
+        let admin_key = self.dir.admin_key_id.as_deref() == Some(key_id.as_str());
+        self.check_listed(&key_id)?;
+        if !admin_key {
+            let now = protocol::now_ms();
+            if let Some(ban) = self.bans.active(&key_id, now) {
+                let message = format!(
+                    "you were removed by the admin; you may return {}",
+                    describe_until(ban.until, now)
+                );
+                return Err((ErrorCode::Banned, message, ban.until));
+            }
+        }
+        let (seat, resumed) = if admin_key {
+            match self.dir.admin_seat(Kind::AdminWeb) {
+                Some(seat) => (seat, true),
+                None => (self.new_seat(&key_id, Kind::AdminWeb), false),
+            }
+        } else if let Some(member) = self.dir.members.get(&key_id) {
+            (member.seats[0], true)
+        } else {
+            let name = self.new_member_name(&key_id, name)?;
+            self.add_member(&key, name, false);
+            (self.new_seat(&key_id, Kind::User), false)
+        };
+        let was_online = if admin_key {
+            self.dir.seats.get(&seat).is_some_and(|s| s.conn.is_some())
+        } else {
+            self.dir.online(&key_id)
+        };
+        if let Some((_, old)) = self.dir.attach(seat, conn, outbox.clone()) {
+            let _ = old.push(notice(
+                "replaced",
+                "this chat was opened by a newer connection with the same key",
+                None,
+            ));
+            old.close(close::REPLACED, "replaced by a newer connection");
+        }
+        self.boxes.set_away(seat, false);
+        let since = resume.unwrap_or(0).min(self.boxes.last_seq(seat));
+        for r in self.boxes.ack(seat, since) {
+            self.delivery(r, DeliveryState::Delivered);
+        }
+        let _ = outbox.push(self.welcome_frame(seat, resumed));
+        for (seq, payload) in self.boxes.after(seat, since) {
+            if outbox.push(Item::Seq(seq, payload)).is_err() {
+                self.slow.push(seat);
+                break;
+            }
+        }
+        if let Some(gap) = self.boxes.take_gap(seat) {
+            let payload = payload_of(&ServerMsg::Gap {
+                dropped: gap.dropped,
+                kinds: gap.kinds,
+                first_seq: gap.first,
+                last_seq: gap.last,
+            });
+            self.deliver(seat, &payload, "gap", None);
+        }
+        if !resumed || resume.is_none() {
+            // A new member, or an endpoint that kept nothing: others give it their sender keys.
+            self.announce_joined(&key_id);
+        } else if !was_online {
+            self.announce_presence(seat, Presence::Online);
+        }
+        Ok(())
+    }
+
+    fn announce_joined(&mut self, key_id: &str) {
+        let Some(json) = self.dir.members.get(key_id).map(|m| m.json.clone()) else {
+            return;
+        };
+        let payload: Payload = format!(r#"{{"type":"joined","member":{json}}}"#)
+            .into_bytes()
+            .into();
+        self.tell_others(key_id, &payload, "joined");
+    }
+
+    /// Tells who needs to know that `seat` came back or went away: everyone who sees a user;
+    /// for the admin's web seat, only the prompt (the admin stays online through it).
+    fn announce_presence(&mut self, seat: SeatId, state: Presence) {
+        let Some(s) = self.dir.seats.get(&seat) else {
+            return;
+        };
+        let (kind, key_id) = (s.kind, s.key_id.clone());
+        let Some(name) = self.dir.members.get(&key_id).map(|m| m.name.clone()) else {
+            return;
+        };
+        let payload = payload_of(&ServerMsg::Presence {
+            key_id: key_id.clone(),
+            name,
+            state,
+        });
+        match kind {
+            Kind::User => self.tell_others(&key_id, &payload, "presence"),
+            Kind::AdminWeb => self.tell_console(&payload, "presence"),
+            Kind::Console => {}
+        }
+    }
+
+    fn welcome_frame(&self, seat: SeatId, resumed: bool) -> ws::Frame {
+        let s = &self.dir.seats[&seat];
+        let me = &self.dir.members[&s.key_id];
+        let admin = s.kind != Kind::User;
+        let mut members: Vec<&str> = Vec::new();
+        let mut away: Vec<&str> = Vec::new();
+        for m in self.dir.members.values() {
+            if !self.can_see(&me.key_id, &m.key_id) {
+                continue;
+            }
+            members.push(&m.json);
+            if !self.dir.online(&m.key_id) {
+                away.push(&m.key_id);
+            }
+        }
+        let options = Options {
+            admin_name: self.settings.admin_name.clone(),
+            disable_all: !admin && (self.settings.disable_all || self.settings.only_admin),
+            only_admin: self.settings.only_admin,
+            remember: self.settings.remember,
+        };
+        let limits = Limits {
+            max_message: protocol::MAX_MESSAGE,
+            max_text: protocol::MAX_TEXT,
+            rate_per_sec: self.settings.rate_per_sec,
+            burst: self.settings.burst,
+            mailbox_bytes: self.settings.mailbox_bytes,
+            away_grace_secs: self.settings.away_grace.as_secs(),
+        };
+        let tail = format!(
+            r#"],"away":{},"resumed":{resumed},"seq":{},"options":{},"limits":{},"time":{}}}"#,
+            serde_json::to_string(&away).expect("key IDs encode"),
+            self.boxes.last_seq(seat),
+            serde_json::to_string(&options).expect("options encode"),
+            serde_json::to_string(&limits).expect("limits encode"),
+            protocol::now_ms()
+        );
+        // Up to 400 KB at 500 members: written once, straight into the frame.
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * members.len() + 4);
+        parts.extend([&br#"{"type":"welcome","you":"#[..], me.json.as_bytes()]);
+        parts.push(br#","members":["#);
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                parts.push(b",");
+            }
+            parts.push(m.as_bytes());
+        }
+        parts.push(tail.as_bytes());
+        ws::text_frame_of(&parts)
+    }
+
+    /// `seat`'s connection ended (or was closed): the seat is kept, away, for the grace period.
+    pub(super) fn go_away(&mut self, seat: SeatId) {
+        if self.dir.detach(seat).is_none() {
+            return;
+        }
+        self.boxes.set_away(seat, true);
+        let Some(s) = self.dir.seats.get(&seat) else {
+            return;
+        };
+        self.expiries.push_back((
+            Instant::now() + self.settings.away_grace,
+            seat,
+            s.away_serial,
+        ));
+        let key_id = s.key_id.clone();
+        if s.kind == Kind::AdminWeb || !self.dir.online(&key_id) {
+            self.announce_presence(seat, Presence::Away);
+        }
+    }
+
+    /// Ends the grace period of the seats away since before `now` minus the grace.
+    pub(super) fn expire(&mut self, now: Instant) {
+        while let Some(&(at, seat, serial)) = self.expiries.front() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_front();
+            let Some(s) = self.dir.seats.get(&seat) else {
+                continue;
+            };
+            if s.conn.is_some() || s.away_serial != serial {
+                continue;
+            }
+            let key_id = s.key_id.clone();
+            match s.kind {
+                Kind::User => self.end_membership(&key_id, "expired", None),
+                Kind::AdminWeb => self.end_web_seat(seat, "expired", None),
+                Kind::Console => {}
+            }
+        }
+    }
+
+    /// An explicit `leave` from `seat`.
+    pub(super) fn leave(&mut self, seat: SeatId) {
+        let Some(s) = self.dir.seats.get(&seat) else {
+            return;
+        };
+        let key_id = s.key_id.clone();
+        let bye = Some((close::NORMAL, "you left"));
+        match s.kind {
+            Kind::User => self.end_membership(&key_id, "left", bye),
+            Kind::AdminWeb => self.end_web_seat(seat, "left", bye),
+            Kind::Console => {}
+        }
+    }
+
+    /// Ends a user's membership: its connection (if any) is closed with `close`, its mailbox
+    /// dropped, and everyone is told `left` (and rotates sender keys).
+    fn end_membership(&mut self, key_id: &str, reason: &str, close: Option<(u16, &str)>) {
+        let Some((member, seats)) = self.dir.remove_member(key_id) else {
+            return;
+        };
+        for (id, seat) in seats {
+            self.boxes.close(id);
+            if let (Some((_, outbox)), Some((code, why))) = (seat.conn, close) {
+                outbox.close(code, why);
+            }
+        }
+        let payload = payload_of(&ServerMsg::Left {
+            key_id: member.key_id.clone(),
+            name: member.name,
+            reason: reason.into(),
+        });
+        self.tell_others(key_id, &payload, "left");
+    }
+
+    /// Ends the admin's web seat; only the prompt is told.
+    fn end_web_seat(&mut self, seat: SeatId, reason: &str, close: Option<(u16, &str)>) {
+        let Some(s) = self.dir.remove_seat(seat) else {
+            return;
+        };
+        self.boxes.close(seat);
+        if let (Some((_, outbox)), Some((code, why))) = (s.conn, close) {
+            outbox.close(code, why);
+        }
+        let payload = payload_of(&ServerMsg::Left {
+            key_id: s.key_id,
+            name: self.settings.admin_name.clone(),
+            reason: reason.into(),
+        });
+        self.tell_console(&payload, "left");
+    }
+
+    pub(super) fn moderate(&mut self, action: Moderation) -> Result<String, String> {
+        let now = protocol::now_ms();
+        match action {
+            Moderation::Kick { name, minutes } => {
+                let until = now + (minutes as i64).saturating_mul(60_000);
+                self.remove_by_name(&name, Some(until), "kicked")
+            }
+            Moderation::Ban(name) => self.remove_by_name(&name, None, "banned"),
+            Moderation::Unban(name) => {
+                if self.bans.lift(&name, now) {
+                    Ok(format!("{name} may join again"))
+                } else {
+                    Err(format!("{name} is neither kicked nor banned"))
+                }
+            }
+            Moderation::List => {
+                let list = self.bans.list(now);
+                if list.is_empty() {
+                    return Ok("nobody is kicked or banned".into());
+                }
+                let mut out = format!("{} kicked or banned:", list.len());
+                for (name, key_id, until) in list {
+                    out += &format!(
+                        "\n  {name:<15} {}  may return {}",
+                        &key_id[..12],
+                        describe_until(until, now)
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn remove_by_name(
+        &mut self,
+        name: &str,
+        until: Option<i64>,
+        reason: &'static str,
+    ) -> Result<String, String> {
+        let now = protocol::now_ms();
+        if name == self.settings.admin_name {
+            let seat = self
+                .dir
+                .admin_seat(Kind::AdminWeb)
+                .ok_or_else(|| format!("the admin {name} has no web seat to close"))?;
+            self.end_web_seat(seat, reason, Some((close::KICKED, "closed by the admin")));
+            return Ok(format!("the admin's web seat was closed"));
+        }
+        let key_id = self
+            .dir
+            .user_named(name)
+            .map(str::to_string)
+            .ok_or_else(|| format!("no member named {name}"))?;
+        self.bans.add(&key_id, name, until);
+        let when = describe_until(until, now);
+        let text = format!("you were {reason} by the admin; you may return {when}");
+        let seat_conn = self
+            .dir
+            .members
+            .get(&key_id)
+            .and_then(|m| self.dir.seats.get(&m.seats[0]))
+            .and_then(|s| s.conn.as_ref().map(|(_, o)| o.clone()));
+        if let Some(outbox) = seat_conn {
+            let _ = outbox.push(notice(reason, text, until));
+        }
+        self.end_membership(&key_id, reason, Some((close::KICKED, reason)));
+        Ok(format!("{name} was {reason}; may return {when}"))
+    }
+
+    pub(super) fn set_allow_list(&mut self, list: Option<Arc<AllowList>>) {
+        self.allow = list;
+        let Some(list) = self.allow.clone() else {
+            return;
+        };
+        let admin = self.dir.admin_key_id.clone();
+        let removed: Vec<String> = self
+            .dir
+            .members
+            .keys()
+            .filter(|k| Some(*k) != admin.as_ref() && list.name_of(k).is_none())
+            .cloned()
+            .collect();
+        let bye = Some((close::REMOVED, "removed from the allow list"));
+        for key_id in removed {
+            self.end_membership(&key_id, "removed", bye);
+        }
+        if let Some(admin) = admin.filter(|a| list.name_of(a).is_none()) {
+            let _ = admin;
+            if let Some(seat) = self.dir.admin_seat(Kind::AdminWeb) {
+                self.end_web_seat(seat, "removed", bye);
+            }
+        }
+    }
+}

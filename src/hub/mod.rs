@@ -1,0 +1,412 @@
+//! The hub: the one owner of who is a member. Connection tasks feed it events over a bounded
+//! channel; it runs them one at a time, and between them expires away members and enforces the
+//! mailbox bounds. Membership (join, resume, away, leave, kicks) is in `membership`, routing in
+//! `route`, the data in `directory` and `mailbox`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+
+use crate::allowlist::AllowList;
+use crate::crypto::PublicIdentity;
+use crate::protocol::{close, ClientMsg, DeliveryState, ErrorCode, ServerMsg};
+use crate::ws::{self, Frame};
+
+mod bans;
+mod directory;
+mod mailbox;
+mod membership;
+mod outbox;
+mod replay;
+mod route;
+
+pub use bans::DEFAULT_KICK_MINUTES;
+pub use directory::{ConnId, Kind};
+pub use outbox::{is_join_notice, Closed, Controls, Frames, Item, Outbox, Payload, PushError};
+
+use directory::Directory;
+use mailbox::{Mailboxes, Receipt, SeatId};
+
+/// Bytes an outgoing queue may hold beyond the mailbox bound (answers, errors, the welcome).
+pub const QUEUE_SLACK_BYTES: usize = 256 * 1024;
+
+/// Events the hub handles, in order.
+pub enum Event {
+    /// A connection proved possession of `key` and asks to join as `name`.
+    Join {
+        /// The connection.
+        conn: ConnId,
+        /// The name it asked for.
+        name: String,
+        /// Its verified public key.
+        key: PublicIdentity,
+        /// Its outgoing queue.
+        outbox: Outbox,
+        /// Whether this is the server's own endpoint (only from inside the server).
+        console: bool,
+        /// The last `seq` it received, when it resumes.
+        resume: Option<u64>,
+    },
+    /// A message from a joined connection.
+    Msg {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        msg: ClientMsg,
+    },
+    /// A connection ended.
+    Gone {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// An admin command about members.
+    Moderate {
+        /// What to do.
+        action: Moderation,
+        /// Where to say how it went.
+        reply: async_channel::Sender<Result<String, String>>,
+    },
+    /// The allow list changed.
+    AllowList(Option<Arc<AllowList>>),
+    /// Close every connection: the server is stopping.
+    Shutdown,
+}
+
+/// The admin's commands about members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// Remove a member and refuse its key for some minutes (the admin's web seat: close it).
+    Kick {
+        /// The member's name.
+        name: String,
+        /// How long it is refused.
+        minutes: u64,
+    },
+    /// Remove a member and refuse its key until lifted.
+    Ban(String),
+    /// Lift a kick or a ban.
+    Unban(String),
+    /// List kicks and bans in force.
+    List,
+}
+
+/// Settings the hub needs.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// The admin's name.
+    pub admin_name: String,
+    /// `@all` is off for users.
+    pub disable_all: bool,
+    /// Users see and reach only the admin.
+    pub only_admin: bool,
+    /// Clients may store their identity and state.
+    pub remember: bool,
+    /// Messages per second per connection.
+    pub rate_per_sec: u32,
+    /// Burst above the rate.
+    pub burst: u32,
+    /// Bytes kept per endpoint.
+    pub mailbox_bytes: usize,
+    /// Bytes kept in all.
+    pub mailbox_total: usize,
+    /// How long an away member is kept.
+    pub away_grace: Duration,
+}
+
+/// The hub's state. Run it with [`run`].
+pub struct Hub {
+    settings: HubSettings,
+    allow: Option<Arc<AllowList>>,
+    dir: Directory,
+    boxes: Mailboxes,
+    seen: replay::Seen,
+    bans: bans::Bans,
+    /// Seats that fell behind, to close once the current event is done.
+    slow: Vec<SeatId>,
+    /// When away seats expire, in order (the grace period is the same for all).
+    expiries: VecDeque<(Instant, SeatId, u64)>,
+    console_dropped: u64,
+}
+
+/// The payload of a server message, encoded once.
+fn payload_of(msg: &ServerMsg) -> Payload {
+    serde_json::to_vec(msg)
+        .expect("server messages always encode")
+        .into()
+}
+
+fn frame_of(msg: &ServerMsg) -> Frame {
+    ws::text_frame(&serde_json::to_vec(msg).expect("server messages always encode"))
+}
+
+fn notice(code: &str, text: impl Into<String>, until: Option<i64>) -> Frame {
+    frame_of(&ServerMsg::Notice {
+        code: code.into(),
+        text: text.into(),
+        until,
+    })
+}
+
+fn error_frame(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Frame {
+    frame_of(&ServerMsg::Error {
+        code,
+        message: message.into(),
+        id,
+        until: None,
+    })
+}
+
+/// A refusal: the code, the message, and the refused message's id.
+type Refusal = (ErrorCode, String, Option<String>);
+
+/// Runs the hub until `Shutdown` (or every sender is gone).
+pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
+    loop {
+        let next = match hub.expiries.front() {
+            // Nobody is away: sleep until something happens.
+            None => Some(events.recv().await),
+            Some(&(at, ..)) => {
+                future::or(async { Some(events.recv().await) }, async {
+                    smol::Timer::at(at).await;
+                    None
+                })
+                .await
+            }
+        };
+        let mut stop = false;
+        match next {
+            None => hub.expire(Instant::now()),
+            Some(Err(_)) => break,
+            Some(Ok(event)) => {
+                stop = matches!(event, Event::Shutdown);
+                hub.handle(event);
+            }
+        }
+        hub.settle();
+        if stop {
+            break;
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with no members.
+    pub fn new(settings: HubSettings, allow: Option<Arc<AllowList>>) -> Self {
+        let boxes = Mailboxes::new(settings.mailbox_bytes, settings.mailbox_total);
+        Self {
+            settings,
+            allow,
+            dir: Directory::default(),
+            boxes,
+            seen: replay::Seen::default(),
+            bans: bans::Bans::default(),
+            slow: Vec::new(),
+            expiries: VecDeque::new(),
+            console_dropped: 0,
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Join {
+                conn,
+                name,
+                key,
+                outbox,
+                console,
+                resume,
+            } => {
+                if let Err((code, message, until)) =
+                    self.join(conn, name, key, outbox.clone(), console, resume)
+                {
+                    let _ = outbox.push(frame_of(&ServerMsg::Error {
+                        code,
+                        message,
+                        id: None,
+                        until,
+                    }));
+                    outbox.close(close::JOIN_REFUSED, code_reason(code));
+                }
+            }
+            Event::Msg { conn, msg } => self.message(conn, msg),
+            Event::Gone { conn } => {
+                if let Some(seat) = self.dir.seat_of(conn) {
+                    self.go_away(seat);
+                }
+            }
+            Event::Moderate { action, reply } => {
+                let _ = reply.try_send(self.moderate(action));
+            }
+            Event::AllowList(list) => self.set_allow_list(list),
+            Event::Shutdown => {
+                let bye = notice("shutting_down", "the server is shutting down", None);
+                for s in self.dir.seats.values() {
+                    if let Some((_, outbox)) = &s.conn {
+                        let _ = outbox.push(bye.clone());
+                        outbox.close(close::GOING_AWAY, "the server is shutting down");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.
+    fn deliver(
+        &mut self,
+        seat: SeatId,
+        payload: &Payload,
+        kind: &'static str,
+        receipt: Option<Receipt>,
+    ) {
+        let Some(s) = self.dir.seats.get(&seat) else {
+            return;
+        };
+        let seq = self.boxes.next_seq(seat);
+        let item = Item::Seq(seq, payload.clone());
+        if s.kind == Kind::Console {
+            // The prompt is in this process: what reaches its queue is delivered. It never
+            // stalls the relay; it learns how much it missed instead.
+            if let Some((_, outbox)) = &s.conn {
+                if outbox.push(item).is_err() {
+                    self.console_dropped += 1;
+                }
+            }
+            if let Some(r) = receipt {
+                self.delivery(r, DeliveryState::Delivered);
+            }
+            return;
+        }
+        let outbox = s.conn.as_ref().map(|(_, o)| o.clone());
+        self.boxes.keep(seat, seq, payload.clone(), kind, receipt);
+        match outbox {
+            Some(outbox) => {
+                let full = outbox.push(item) == Err(PushError::Full);
+                if full || self.boxes.bytes(seat) > self.boxes.each {
+                    self.slow.push(seat);
+                }
+            }
+            None => self.boxes.trim(seat, self.boxes.each),
+        }
+    }
+
+    /// Tells the sender of a direct message what became of it.
+    fn delivery(&mut self, r: Receipt, state: DeliveryState) {
+        let payload = payload_of(&ServerMsg::Delivery {
+            id: r.id,
+            to: r.to,
+            state,
+        });
+        for seat in self.dir.seats_of(&r.sender, 0) {
+            self.deliver(seat, &payload, "delivery", None);
+        }
+    }
+
+    /// After each event: closes the endpoints that fell behind, keeps all mailboxes within their
+    /// bound, and tells the prompt what it missed.
+    fn settle(&mut self) {
+        loop {
+            while let Some(seat) = self.slow.pop() {
+                self.too_slow(seat);
+            }
+            if self.boxes.total() <= self.boxes.limit {
+                break;
+            }
+            if let Some(seat) = self.boxes.largest_away() {
+                self.boxes.drop_oldest(seat);
+            } else if let Some(seat) = self.boxes.largest_connected() {
+                self.slow.push(seat);
+            } else {
+                break;
+            }
+        }
+        if self.console_dropped > 0 {
+            if let Some((_, outbox)) = self
+                .dir
+                .admin_seat(Kind::Console)
+                .and_then(|s| self.dir.seats.get(&s))
+                .and_then(|s| s.conn.as_ref())
+            {
+                let text = format!(
+                    "the prompt fell behind: {} messages not shown",
+                    self.console_dropped
+                );
+                if outbox.push(notice("prompt_behind", text, None)).is_ok() {
+                    self.console_dropped = 0;
+                }
+            }
+        }
+    }
+
+    fn too_slow(&mut self, seat: SeatId) {
+        let connected = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref());
+        if let Some((_, outbox)) = connected {
+            outbox.close(close::TOO_SLOW, "too slow: messages were piling up");
+            self.go_away(seat);
+        }
+        self.boxes.trim(seat, self.boxes.each);
+    }
+
+    fn refuse(&mut self, conn: ConnId, refusal: Refusal) {
+        let (code, message, id) = refusal;
+        if let Some(outbox) = self.outbox_of(conn) {
+            let _ = outbox.push(error_frame(code, message, id));
+        }
+    }
+
+    fn outbox_of(&self, conn: ConnId) -> Option<Outbox> {
+        let seat = self.dir.seats.get(&self.dir.seat_of(conn)?)?;
+        seat.conn.as_ref().map(|(_, o)| o.clone())
+    }
+
+    fn message(&mut self, conn: ConnId, msg: ClientMsg) {
+        let Some(seat) = self.dir.seat_of(conn) else {
+            return;
+        };
+        let result = match msg {
+            ClientMsg::Join { .. } => Err((
+                ErrorCode::AlreadyJoined,
+                "already joined".to_string(),
+                None,
+            )),
+            ClientMsg::Ack { seq } => self.ack(seat, seq),
+            ClientMsg::Leave {} => {
+                self.leave(seat);
+                Ok(())
+            }
+            ClientMsg::Direct(d) => self.direct(seat, d),
+            ClientMsg::All(a) => self.all(seat, a),
+            ClientMsg::SenderKey(k) => self.sender_key(seat, k),
+            ClientMsg::KeyRequest { to, skid, n } => self.key_request(seat, to, skid, n),
+        };
+        if let Err(refusal) = result {
+            self.refuse(conn, refusal);
+        }
+    }
+
+    fn ack(&mut self, seat: SeatId, seq: u64) -> Result<(), Refusal> {
+        let last = self.boxes.last_seq(seat);
+        if seq > last {
+            return Err((
+                ErrorCode::BadField,
+                format!("ack: seq {seq} was never sent (the last is {last})"),
+                None,
+            ));
+        }
+        for r in self.boxes.ack(seat, seq) {
+            self.delivery(r, DeliveryState::Delivered);
+        }
+        Ok(())
+    }
+}
+
+fn code_reason(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadName => "bad name",
+        ErrorCode::NameTaken => "name taken",
+        ErrorCode::Banned => "banned",
+        ErrorCode::NotAllowed => "not on the allow list",
+        _ => "join refused",
+    }
+}

@@ -1,0 +1,269 @@
+//! Routing: which seats a `direct`, `all`, `sender_key` or `key_request` goes to, checked against
+//! the sending member. Away members are reached through their mailboxes.
+
+use super::directory::Kind;
+use super::mailbox::{Receipt, SeatId};
+use super::{payload_of, DeliveryState, Hub, Refusal};
+use crate::protocol::{
+    self, AllIn, AllOut, DirectIn, DirectOut, ErrorCode, Sender, SenderKeyIn, SenderKeyOut,
+    ServerMsg, Via,
+};
+
+impl Hub {
+    fn sender(&self, seat: SeatId) -> (Sender, Option<Via>, String) {
+        let s = &self.dir.seats[&seat];
+        let name = self.dir.members[&s.key_id].name.clone();
+        let via = match s.kind {
+            Kind::User => None,
+            Kind::AdminWeb => Some(Via::Web),
+            Kind::Console => Some(Via::Prompt),
+        };
+        let key_id = s.key_id.clone();
+        (
+            Sender {
+                name,
+                key_id: key_id.clone(),
+            },
+            via,
+            key_id,
+        )
+    }
+
+    fn is_admin_seat(&self, seat: SeatId) -> bool {
+        self.dir.seats.get(&seat).is_some_and(|s| s.kind != Kind::User)
+    }
+
+    fn accepted(&mut self, seat: SeatId, id: String) {
+        let frame = super::frame_of(&ServerMsg::Ack { id });
+        if let Some((_, outbox)) = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref()) {
+            let _ = outbox.push(frame);
+        }
+    }
+
+    fn fresh(&mut self, id: &str, ts: i64) -> Result<(), Refusal> {
+        self.seen
+            .check(id, ts, protocol::now_ms())
+            .map_err(|(code, m)| (code, m.to_string(), Some(id.to_string())))
+    }
+
+    pub(super) fn direct(&mut self, seat: SeatId, d: DirectOut) -> Result<(), Refusal> {
+        let id = Some(d.id.clone());
+        check_sealed(&d.id, &d.iv, &d.ciphertext, &d.signature)
+            .map_err(|m| (ErrorCode::BadField, m, id.clone()))?;
+        let (from, via, own) = self.sender(seat);
+        if !self.dir.members.contains_key(&d.to) || !self.can_see(&own, &d.to) {
+            let forbidden = self.dir.members.contains_key(&d.to);
+            return Err(if forbidden {
+                (
+                    ErrorCode::Forbidden,
+                    "on this server you can write only to the admin".into(),
+                    id,
+                )
+            } else {
+                (ErrorCode::UnknownRecipient, "no such member".into(), id)
+            });
+        }
+        let targets = self.dir.seats_of(&d.to, seat);
+        if targets.is_empty() {
+            return Err((ErrorCode::UnknownRecipient, "no such member".into(), id));
+        }
+        let mut expected = vec![d.to.as_str(), own.as_str()];
+        expected.dedup();
+        let keys_ok = d.keys.len() == expected.len()
+            && expected.iter().all(|k| {
+                d.keys
+                    .get(*k)
+                    .is_some_and(|w| protocol::is_base64(w) && !w.is_empty())
+            });
+        if !keys_ok {
+            return Err((
+                ErrorCode::BadKeys,
+                "keys must hold the key wrapped for the recipient and for yourself".into(),
+                id,
+            ));
+        }
+        self.fresh(&d.id, d.ts)?;
+        let mut relay = DirectIn {
+            id: d.id.clone(),
+            ts: d.ts,
+            from,
+            to: d.to.clone(),
+            iv: d.iv,
+            ciphertext: d.ciphertext,
+            key: d.keys[&d.to].clone(),
+            signature: d.signature,
+            via,
+        };
+        let payload = payload_of(&ServerMsg::Direct(relay.clone()));
+        let to_self = d.to == own;
+        let receipt = (!to_self).then(|| Receipt {
+            sender: own.clone(),
+            id: d.id.clone(),
+            to: d.to.clone(),
+        });
+        // One seat carries the receipt: the prompt if the admin is the recipient (it receives
+        // at once), else the member's seat.
+        let carrier = targets
+            .iter()
+            .copied()
+            .find(|t| self.dir.seats[t].kind == Kind::Console)
+            .unwrap_or(targets[0]);
+        let held = !to_self && !self.dir.online(&d.to);
+        self.accepted(seat, d.id.clone());
+        for t in targets {
+            let r = if t == carrier { receipt.clone() } else { None };
+            self.deliver(t, &payload, "direct", r);
+        }
+        if held {
+            if let Some(r) = receipt {
+                self.delivery(r, DeliveryState::Held);
+            }
+        }
+        if !to_self {
+            // The sender's other endpoint (the admin's) shows what this one sent.
+            let mirrors = self.dir.seats_of(&own, seat);
+            if !mirrors.is_empty() {
+                relay.key = d.keys[&own].clone();
+                let payload = payload_of(&ServerMsg::Direct(relay));
+                for m in mirrors {
+                    self.deliver(m, &payload, "direct", None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn all(&mut self, seat: SeatId, a: AllOut) -> Result<(), Refusal> {
+        let id = Some(a.id.clone());
+        if !self.is_admin_seat(seat) && (self.settings.disable_all || self.settings.only_admin) {
+            return Err((
+                ErrorCode::Forbidden,
+                "@all is disabled on this server".into(),
+                id,
+            ));
+        }
+        check_sealed(&a.id, &a.iv, &a.ciphertext, &a.signature)
+            .map_err(|m| (ErrorCode::BadField, m, id.clone()))?;
+        if !protocol::is_hex(&a.skid, 32) {
+            return Err((
+                ErrorCode::BadField,
+                "skid must be 32 hex characters".into(),
+                id,
+            ));
+        }
+        self.fresh(&a.id, a.ts)?;
+        let (from, via, _) = self.sender(seat);
+        let payload = payload_of(&ServerMsg::All(AllIn {
+            id: a.id.clone(),
+            ts: a.ts,
+            from,
+            skid: a.skid,
+            n: a.n,
+            iv: a.iv,
+            ciphertext: a.ciphertext,
+            signature: a.signature,
+            via,
+        }));
+        self.accepted(seat, a.id);
+        let targets: Vec<SeatId> = self
+            .dir
+            .seats
+            .keys()
+            .copied()
+            .filter(|&t| t != seat)
+            .collect();
+        for t in targets {
+            self.deliver(t, &payload, "all", None);
+        }
+        Ok(())
+    }
+
+    /// The seats of `to` that the member of `seat` may reach, `seat` itself excepted.
+    fn reachable(&self, seat: SeatId, to: &str) -> Vec<SeatId> {
+        let own = &self.dir.seats[&seat].key_id;
+        if !self.can_see(own, to) {
+            return Vec::new();
+        }
+        self.dir.seats_of(to, seat)
+    }
+
+    pub(super) fn sender_key(&mut self, seat: SeatId, k: SenderKeyOut) -> Result<(), Refusal> {
+        let bad = |m: &str| Err((ErrorCode::BadField, m.to_string(), None));
+        if !protocol::is_hex(&k.skid, 32) {
+            return bad("skid must be 32 hex characters");
+        }
+        if !protocol::is_hex(&k.commitment, 64) {
+            return bad("commitment must be 64 hex characters");
+        }
+        if !protocol::is_base64(&k.signature) {
+            return bad("signature must be base64");
+        }
+        if k.keys.is_empty() || k.keys.len() > protocol::MAX_SENDER_KEY_ENTRIES {
+            return bad("keys must hold 1 to 256 entries");
+        }
+        if k.keys.values().any(|w| !protocol::is_base64(w)) {
+            return bad("wrapped keys must be base64");
+        }
+        let (from, _, _) = self.sender(seat);
+        for (key_id, wrapped) in k.keys {
+            let targets = self.reachable(seat, &key_id);
+            if targets.is_empty() {
+                continue;
+            }
+            let payload = payload_of(&ServerMsg::SenderKey(SenderKeyIn {
+                from: from.clone(),
+                skid: k.skid.clone(),
+                n: k.n,
+                commitment: k.commitment.clone(),
+                signature: k.signature.clone(),
+                wrapped,
+            }));
+            for t in targets {
+                self.deliver(t, &payload, "sender_key", None);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn key_request(
+        &mut self,
+        seat: SeatId,
+        to: String,
+        skid: String,
+        n: u32,
+    ) -> Result<(), Refusal> {
+        if !protocol::is_hex(&skid, 32) {
+            return Err((
+                ErrorCode::BadField,
+                "skid must be 32 hex characters".into(),
+                None,
+            ));
+        }
+        let targets = self.reachable(seat, &to);
+        if targets.is_empty() {
+            return Err((ErrorCode::UnknownRecipient, "no such member".into(), None));
+        }
+        let (from, _, _) = self.sender(seat);
+        let payload = payload_of(&ServerMsg::KeyRequest { from, skid, n });
+        for t in targets {
+            self.deliver(t, &payload, "key_request", None);
+        }
+        Ok(())
+    }
+}
+
+fn check_sealed(id: &str, iv: &str, ciphertext: &str, signature: &str) -> Result<(), String> {
+    if !protocol::is_hex(id, 32) {
+        return Err("id must be 32 lowercase hex characters".into());
+    }
+    if iv.len() != 16 || !protocol::is_base64(iv) {
+        return Err("iv must be 12 bytes in base64".into());
+    }
+    if ciphertext.len() < 24 || !protocol::is_base64(ciphertext) {
+        return Err("ciphertext must be base64 holding at least the 16-byte tag".into());
+    }
+    if signature.is_empty() || !protocol::is_base64(signature) {
+        return Err("signature must be base64".into());
+    }
+    Ok(())
+}
