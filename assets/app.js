@@ -1,6 +1,7 @@
 // dyspatcher web client: the screens. Start (name, keys) → chat (members, conversation, composer).
 import * as c from './crypto.js';
-import { Chat, chatUrl, LEFT_REASONS } from './protocol.js';
+import { Chat, chatUrl, gapText, LEFT_REASONS, untilText } from './protocol.js';
+import * as store from './store.js';
 import { $, Conversation, download, exportFilename, renderMembers, shortId } from './ui.js';
 
 const NAME_RE = /^[a-z0-9]{4,15}$/;
@@ -19,6 +20,11 @@ const app = {
   countdown: null,
   state: null,
   reconnecting: false,
+  source: '', // where the identity came from, as shown
+  remember: true, // the user's choice on the start screen
+  keepsNothing: false, // the server said --no-remember
+  remembered: false, // this device holds an identity
+  closedTimer: null,
 };
 
 // ---------------------------------------------------------------- start screen
@@ -51,12 +57,16 @@ function updateConnect() {
 
 function setIdentity(identity, source) {
   app.identity = identity;
+  app.source = source;
   $('keygen').hidden = true;
   $('key-info').hidden = false;
   $('key-source').textContent = source;
   $('key-id').textContent = shortId(identity.keyId);
   $('key-id').title = `Full Key ID: ${identity.keyId}`;
-  $('download-keys').disabled = false;
+  // Keys kept on this device are locked inside the browser: they cannot be downloaded.
+  $('download-keys').disabled = !identity.pkcs8;
+  $('download-keys').title = identity.pkcs8 ? '' : 'Keys remembered on this device cannot be exported';
+  $('key-offer').hidden = !identity.pkcs8;
   updateConnect();
 }
 
@@ -111,7 +121,7 @@ async function loadOwnKeys() {
 }
 
 function downloadKeys() {
-  if (!app.identity) return;
+  if (!app.identity?.pkcs8) return;
   const { privatePem, publicPem } = c.identityPems(app.identity);
   const base = `dyspatcher-${shortId(app.identity.keyId)}`;
   download(`${base}-private.pem`, privatePem, 'application/x-pem-file');
@@ -149,34 +159,140 @@ function initStart() {
     }
     if (app.identity) enterChat($('name').value);
   });
+  $('start-forget').addEventListener('click', () => askForget());
   checkName();
   $('name').focus();
-  generateKeys();
+}
+
+/** Starts where this device left off: rejoins as the remembered member, or offers its keys. */
+async function boot() {
+  let saved = null;
+  try {
+    saved = await store.load();
+  } catch (e) {
+    console.warn('dyspatcher: nothing usable is remembered here:', e);
+  }
+  if (!saved) {
+    generateKeys();
+    return;
+  }
+  app.remembered = true;
+  $('start-forget').hidden = false;
+  setIdentity(saved.identity, saved.source || `RSA ${saved.identity.bits} key remembered on this device.`);
+  $('name').value = saved.name || '';
+  checkName();
+  if (!saved.left) enterChat(saved.name, saved.state);
 }
 
 // ---------------------------------------------------------------- chat screen
 
-function enterChat(name) {
+/** Opens the chat as `name`; `state` is the session this device kept (a reload). */
+function enterChat(name, state = null) {
   $('start').hidden = true;
   $('chat').hidden = false;
   $('closed').hidden = true;
+  $('start-note').hidden = true;
   $('me-name').textContent = name;
   $('me-key').textContent = shortId(app.identity.keyId);
   $('me-key').title = `Your Key ID: ${app.identity.keyId}`;
   app.conversation ||= new Conversation($('messages'), $('conversation'));
-  app.chat?.stop();
-  app.chat = new Chat({ identity: app.identity, name, url: chatUrl(), hooks });
+  app.remember = $('remember').checked;
+  if (!app.remember && app.remembered) forgetStored();
+  app.chat?.dispose();
+  app.chat = new Chat({ identity: app.identity, name, url: chatUrl(), hooks, state });
   app.chat.start();
   $('text').focus();
 }
 
 function backToStart() {
-  app.chat?.stop();
+  app.chat?.dispose();
   app.chat = null;
   app.me = null;
+  clearInterval(app.closedTimer);
   $('chat').hidden = true;
   $('start').hidden = false;
   updateTitle();
+  $('name').focus();
+}
+
+/** Deletes what this device keeps (the user unticked "Remember me", or the server said so). */
+function forgetStored() {
+  app.remembered = false;
+  $('start-forget').hidden = true;
+  return store.wipe().catch((e) => console.warn('dyspatcher: could not delete what this device kept:', e));
+}
+
+/** Keeps the identity and, from now on, the session state, when both the user and the server agree. */
+function keepOnDevice(me) {
+  const chat = app.chat;
+  if (!chat) return;
+  if (app.options.remember === false) {
+    chat.save = null;
+    app.keepsNothing = true;
+    if (app.remembered || app.remember) forgetStored();
+    return;
+  }
+  app.keepsNothing = false;
+  if (!app.remember) {
+    chat.save = null;
+    return;
+  }
+  store.saveIdentity(app.identity, me.name, app.source).catch((e) => console.warn('dyspatcher: could not keep the keys:', e));
+  app.remembered = true;
+  $('start-forget').hidden = false;
+  chat.save = (state) => store.saveState(state);
+}
+
+// ---------------------------------------------------------------- leaving and forgetting
+
+async function leave() {
+  const chat = app.chat;
+  if (!chat) return;
+  await chat.leave();
+  if (app.remembered) store.markLeft().catch(() => {});
+}
+
+function askForget() {
+  const dialog = $('forget-dialog');
+  if (typeof dialog.showModal === 'function') dialog.showModal();
+  else dialog.setAttribute('open', '');
+  $('forget-cancel').focus();
+}
+
+function closeForget() {
+  const dialog = $('forget-dialog');
+  if (typeof dialog.close === 'function' && dialog.open) dialog.close();
+  else dialog.removeAttribute('open');
+}
+
+/** The panic wipe: leave, disconnect, delete everything kept here, start again as someone new. */
+async function forgetDevice() {
+  closeForget();
+  const chat = app.chat;
+  app.chat = null;
+  if (chat) {
+    await chat.leave();
+    chat.dispose();
+  }
+  await store.wipe().catch((e) => console.warn('dyspatcher: could not delete what this device kept:', e));
+  app.remembered = false;
+  app.identity = null;
+  app.generation = null;
+  app.me = null;
+  app.members = [];
+  app.unread = 0;
+  clearInterval(app.closedTimer);
+  app.conversation?.clear();
+  $('start-forget').hidden = true;
+  $('chat').hidden = true;
+  $('start').hidden = false;
+  $('key-info').hidden = true;
+  $('name').value = '';
+  checkName();
+  $('start-note').hidden = false;
+  $('start-note').textContent = 'This device has forgotten you: your keys, your name and everything this page kept here are deleted.';
+  updateTitle();
+  generateKeys();
   $('name').focus();
 }
 
@@ -187,24 +303,31 @@ function setStatus(state, text) {
 }
 
 const hooks = {
-  state({ state, text, retryIn }) {
+  state({ state, text, retryIn, offline, kind, until }) {
     // Failed attempts while the server stays away add no new lines to the conversation.
     const wasConnected = app.state === 'connected';
     app.state = state;
     clearInterval(app.countdown);
+    clearInterval(app.closedTimer);
     $('reconnect-now').hidden = state !== 'reconnecting';
     $('closed').hidden = state !== 'closed';
     if (state === 'reconnecting') {
       const until = Date.now() + retryIn;
-      const tick = () => setStatus(state, `${text} Reconnecting in ${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s\u2026`);
+      const tick = () =>
+        setStatus(
+          state,
+          offline
+            ? `${text} Waiting for the network\u2026`
+            : `${text} Reconnecting in ${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s\u2026`,
+        );
       tick();
       app.countdown = setInterval(tick, 500);
       if (wasConnected) app.conversation.notice(text, 'trouble');
       app.reconnecting = true;
     } else if (state === 'closed') {
       setStatus(state, 'Disconnected');
-      $('closed-text').textContent = text;
-      app.conversation.notice(text, 'trouble');
+      showClosed(text, kind, until);
+      if (kind !== 'stopped') app.conversation.notice(text, 'trouble');
       app.reconnecting = false;
     } else if (state === 'connected') {
       setStatus(state, 'Connected');
@@ -214,13 +337,24 @@ const hooks = {
       setStatus(state, text);
     }
   },
-  welcome({ me, options }) {
+  welcome({ me, options, resumed, restored }) {
     app.me = me;
     app.options = options;
     $('me-name').textContent = me.name;
     $('me-admin').hidden = !me.admin;
     if (me.admin && $('name').value !== me.name) {
       app.conversation.notice(`These are the admin's keys: you are ${me.name}, the admin's web seat.`);
+    }
+    keepOnDevice(me);
+    $('no-remember-note').hidden = !app.keepsNothing;
+    if (app.keepsNothing && !app.toldNothingKept) {
+      app.toldNothingKept = true;
+      app.conversation.notice('This server asks browsers to keep nothing: this page stores nothing on your device.');
+    }
+    if (restored) {
+      app.conversation.notice(
+        resumed ? `Welcome back, ${me.name}: this device remembered you.` : `This device remembered your keys, ${me.name}; your earlier place in the chat was gone, so you joined afresh.`,
+      );
     }
     if (app.selected === 'all' && !canWriteAll()) app.selected = null;
     updateTitle();
@@ -243,14 +377,22 @@ const hooks = {
   },
   joined(member, again) {
     // Only the admin has a second endpoint: its web seat beside the prompt.
-    app.conversation.notice(again && member.admin ? `${member.name} joined from the admin's web seat` : `${member.name} joined`);
+    if (again && member.admin) app.conversation.notice(`${member.name} joined from the admin's web seat`);
+    else if (!again) app.conversation.notice(`${member.name} joined`);
   },
   left({ name, reason }) {
     app.conversation.notice(`${name} ${LEFT_REASONS[reason] ?? 'left'}`, reason === 'left' ? 'info' : 'trouble');
   },
+  gap(gap) {
+    app.conversation.notice(gapText(gap), 'trouble');
+  },
+  delivery({ id, state }) {
+    app.conversation.status(id, state);
+  },
   notice({ code, text }) {
+    if (code === 'replaced') return; // the closed panel says it
     if (code === 'shutting_down') app.conversation.notice(text || 'The server is shutting down.', 'trouble');
-    else app.conversation.notice(text || code);
+    else app.conversation.notice(text || code, code === 'kicked' || code === 'banned' ? 'trouble' : 'info');
   },
   ack(id) {
     app.conversation.status(id, 'sent');
@@ -262,6 +404,51 @@ const hooks = {
     app.conversation.warning(`The server said: ${message}`);
   },
 };
+
+/** The panel under the conversation once the connection will not come back by itself. */
+function showClosed(text, kind, until) {
+  $('closed-text').textContent = text;
+  const detail = $('closed-detail');
+  const retry = $('closed-retry');
+  $('take-back').hidden = kind !== 'replaced';
+  retry.hidden = kind === 'replaced';
+  retry.disabled = false;
+  retry.textContent = 'Connect again';
+  detail.hidden = true;
+  if (kind === 'replaced') {
+    // This page no longer writes the remembered state: the other one does.
+    if (app.chat) app.chat.save = null;
+    detail.hidden = false;
+    detail.textContent = 'This page stays quiet so that the two do not take turns. The others still see you as here.';
+  } else if (kind === 'kicked' || kind === 'banned') {
+    detail.hidden = false;
+    if (until === null || until === undefined) {
+      detail.textContent = 'You may come back when the admin lifts the ban.';
+      retry.textContent = 'Try again';
+    } else {
+      const tick = () => {
+        const open = Date.now() >= until;
+        detail.textContent = open ? 'You may come back now.' : `You may come back ${untilText(until)}.`;
+        retry.disabled = !open;
+        if (open) clearInterval(app.closedTimer);
+      };
+      tick();
+      app.closedTimer = setInterval(tick, 1000);
+    }
+  }
+}
+
+/** "Use the chat here": takes the membership back from the tab or device that took it. */
+async function takeBack() {
+  if (!app.chat) return;
+  let state = null;
+  if (app.remember && !app.keepsNothing) {
+    const saved = await store.load().catch(() => null);
+    if (saved?.identity.keyId === app.identity.keyId) state = saved.state;
+  }
+  app.conversation.notice('Taking the chat back to this page\u2026');
+  app.chat.takeBack(state);
+}
 
 const canWriteAll = () => !!app.me && (app.me.admin || !app.options.disable_all);
 
@@ -283,7 +470,14 @@ function showMembers() {
   $('member-count').textContent = String(app.members.length);
   const target = app.members.find((m) => m.keyId === app.selected);
   $('to-name').textContent = app.selected === 'all' ? '@all' : target ? target.name : 'choose\u2026';
-  $('text').placeholder = app.selected === 'all' ? 'Message to everyone' : target ? `Message to ${target.name}` : 'Choose who receives it';
+  $('text').placeholder =
+    app.selected === 'all'
+      ? 'Message to everyone'
+      : target
+        ? target.away
+          ? `Message to ${target.name} (away: kept for them)`
+          : `Message to ${target.name}`
+        : 'Choose who receives it';
 }
 
 function pick(key) {
@@ -372,10 +566,16 @@ function initChat() {
     }
   });
   $('export').addEventListener('click', () => download(exportFilename(), app.conversation.exportText()));
-  $('leave').addEventListener('click', () => app.chat?.stop());
+  $('leave').addEventListener('click', leave);
+  $('forget').addEventListener('click', askForget);
+  $('forget-cancel').addEventListener('click', closeForget);
+  $('forget-confirm').addEventListener('click', forgetDevice);
   $('reconnect-now').addEventListener('click', () => app.chat?.reconnectNow());
-  $('closed-retry').addEventListener('click', () => enterChat($('name').value));
+  $('closed-retry').addEventListener('click', () => app.chat?.retry());
+  $('take-back').addEventListener('click', takeBack);
   $('closed-start').addEventListener('click', backToStart);
+  // A page closed or hidden may not come back: what it saw is kept first.
+  addEventListener('pagehide', () => app.chat?.enqueue(() => app.chat?.persist()));
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) {
       app.unread = 0;
@@ -390,4 +590,5 @@ if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
 } else {
   initStart();
   initChat();
+  boot();
 }

@@ -1,9 +1,15 @@
-// dyspatcher web client: the connection and the end-to-end protocol (docs/PROTOCOL.md, v1).
-// One Chat keeps the WebSocket alive (reconnecting with backoff), joins with proof of
-// possession, seals and opens direct and @all messages, and manages sender keys.
-// It knows nothing of the DOM: it reports to the `hooks` it is given.
+// dyspatcher web client: the connection and the end-to-end protocol (docs/PROTOCOL.md, v2).
+// One Chat keeps the WebSocket alive (reconnecting with backoff and resuming the membership),
+// joins with proof of possession, acknowledges sequenced frames, seals and opens direct and @all
+// messages, and manages sender keys. Its session state (sender keys, receiving chains, seen ids,
+// last seq) outlives connections; `snapshot()`/`restore()` carry it across a reload.
+// It knows nothing of the DOM nor of storage: it reports to the `hooks` it is given.
 import * as c from './crypto.js';
+import { backoffDelay, closeMeaning } from './meaning.js';
 
+export { backoffDelay, chatUrl, closeMeaning, gapText, LEFT_REASONS, untilText } from './meaning.js';
+
+export const VERSION = 2;
 const MAX_SKIPPED = 1000; // kept message keys per receiving chain
 const MAX_JUMP = 2000; // largest forward jump in a receiving chain
 const MAX_PENDING = 64; // @all messages waiting for their sender key
@@ -13,96 +19,79 @@ const SKEW = 5 * 60_000; // accepted distance of `ts` from the corrected clock
 const SEEN_WINDOW = 10 * 60_000; // how long message ids are remembered
 const MAX_SENDER_KEY_ENTRIES = 256;
 const MAX_CHAINS_PER_SENDER = 3; // a sender's older chains still open messages in flight
-const BACKOFF_BASE = 1000;
-const BACKOFF_MAX = 30_000;
-
-/** Join refusals worth retrying: the server may have room or time later. */
-const RETRYABLE_REFUSALS = new Set(['server_full', 'join_timeout']);
-
-/** What a member leaving means, by `left.reason`. */
-export const LEFT_REASONS = {
-  left: 'left',
-  kicked: 'was kicked by the admin',
-  removed: 'was removed from the allow list',
-  timeout: 'timed out',
-  too_slow: 'was disconnected (connection too slow)',
-};
-
-/** What a close code means, and whether to reconnect after it. */
-export function closeMeaning(code, refusal) {
-  switch (code) {
-    case 1000:
-      return { text: 'The server closed the connection.', retry: true };
-    case 1001:
-      return { text: 'The server is shutting down.', retry: true };
-    case 1009:
-      return { text: 'A message was too large for the server.', retry: true };
-    case 4000:
-      return { text: 'You were kicked by the admin.', retry: false };
-    case 4001:
-      return { text: 'You were removed from the allow list.', retry: false };
-    case 4002:
-      return { text: 'The connection was too slow and the server dropped it.', retry: true };
-    case 4003:
-      return { text: 'The connection was idle for too long.', retry: true };
-    case 4005:
-      return {
-        text: refusal ? `The server refused to let you in: ${refusal.message}` : 'The server refused to let you in.',
-        retry: !!refusal && RETRYABLE_REFUSALS.has(refusal.code),
-      };
-    default:
-      return { text: 'The connection was lost.', retry: true };
-  }
-}
-
-export function backoffDelay(attempt) {
-  const ceiling = Math.min(BACKOFF_MAX, BACKOFF_BASE * 2 ** attempt);
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-export function chatUrl(loc = globalThis.location) {
-  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
-}
+const MAX_FORMER = 64; // members gone, kept to check frames sent before they went
+const ACK_EVERY = 64; // frames between two acks
+const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
+const OUTBOX_MAX_BYTES = 1024 * 1024; // sent frames kept until the server confirms them
+const OFFLINE_RETRY = 30_000; // while the browser says it is offline, try this seldom
+const LEAVE_WAIT = 3000; // how long a leave waits for the server's close
+const SNAPSHOT_VERSION = 1;
+/** Frames the server numbers (`seq`) and keeps until acknowledged. */
+const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap']);
+const OPEN = 1; // WebSocket.OPEN, named here: Node (the unit tests) may have no WebSocket
+const CLOSED = 3; // WebSocket.CLOSED
 
 function freshSenderKey() {
   return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
 }
 
+const wireMember = (m) => ({ name: m.name, key_id: m.keyId, public_key: m.publicKey, admin: m.admin });
+
 export class Chat {
   /**
-   * hooks: state({state, text, retryIn}), welcome(info), members(list), message(m),
-   * rejected({fromName, reason}), joined(member, again), left({name, keyId, reason}),
-   * notice({code, text}), ack(id), refused({id, code, message}), serverError({code, message}).
+   * hooks: state({state, text, retryIn, kind, until, offline}), welcome(info), members(list),
+   * message(m), rejected({fromName, reason}), joined(member, again), left({name, keyId, reason}),
+   * presence({name, keyId, state}), delivery({id, to, state}), gap({dropped, kinds}),
+   * notice({code, text, until}), ack(id), refused({id, code, message}), serverError({code, message}).
+   *
+   * `state`: a `snapshot()` to continue from (a reload). `save(snapshot)`: keeps the state on the
+   * device; when set, frames are acknowledged only once the state that saw them is saved, so a
+   * reload never loses a frame the server has forgotten.
    */
-  constructor({ identity, name, url, hooks }) {
+  constructor({ identity, name, url, hooks, state = null, save = null }) {
     this.identity = identity;
     this.name = name;
     this.url = url;
     this.hooks = hooks;
+    this.save = save;
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
     this.stopped = false;
-    this.seen = new Map(); // id -> corrected time seen
     this.queue = Promise.resolve();
-    this.reset();
-    this.sweeper = setInterval(() => this.enqueue(() => this.expirePending()), 5000);
-  }
-
-  /** Forgets everything that belongs to one connection. */
-  reset() {
+    // The session: it survives reconnects; only a welcome that did not resume resets it.
     this.me = null;
     this.options = null;
     this.limits = null;
     this.offset = 0;
     this.peers = new Map(); // key_id -> {member, verifyKey, wrapKey}
+    this.former = new Map(); // members gone: their frames sent before may still arrive
+    this.away = new Set(); // key_ids of away members
     this.otherEndpoint = false;
     this.own = freshSenderKey();
     this.chains = new Map(); // "sender skid" -> {ck, n, skipped: Map}
+    this.seen = new Map(); // id -> corrected time seen
     this.pending = [];
     this.requested = new Set();
+    this.lastSeq = 0;
+    this.resumable = false; // a membership exists to resume
+    this.outbox = []; // [{id, type, text}] sent, not yet confirmed by an ack or error
+    this.outboxBytes = 0;
+    this.resent = new Set(); // ids sent again after a resume
+    this.restoredFromDevice = false;
+    this.connReset();
+    if (state) this.enqueue(() => this.restore(state));
+    this.sweeper = setInterval(() => this.enqueue(() => this.expirePending()), 5000);
+  }
+
+  /** Forgets what belongs to one connection. */
+  connReset() {
     this.refusal = null;
+    this.ending = null; // the notice before a close: kicked, banned, replaced
     this.joined = false;
+    this.unacked = 0;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
   }
 
   now() {
@@ -119,7 +108,7 @@ export class Chat {
   open() {
     clearTimeout(this.timer);
     this.timer = null;
-    this.reset();
+    this.connReset();
     this.state('connecting', this.attempt ? 'Connecting again\u2026' : 'Connecting\u2026');
     let ws;
     try {
@@ -139,15 +128,71 @@ export class Chat {
     };
   }
 
-  /** Leaves for good (the user's choice). */
-  stop() {
+  /** Disconnects without leaving (the membership stays, away, for the grace period). */
+  stop(text = 'Disconnected.') {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.timer = null;
+    const ws = this.ws;
+    this.ws = null;
+    this.connReset();
+    if (ws) ws.close(1000);
+    this.state('closed', text, { kind: 'stopped' });
+  }
+
+  /** Ends the membership: everyone is told and rotates; resolves once the server closed (or 3 s). */
+  async leave() {
+    const ws = this.ws;
+    const joined = this.joined;
+    this.stopped = true;
+    this.resumable = false;
+    this.save = null;
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (ws && joined && ws.readyState === OPEN) {
+      const gone = new Promise((res) => {
+        ws.addEventListener('close', res, { once: true });
+        setTimeout(res, LEAVE_WAIT);
+      });
+      ws.send(JSON.stringify({ type: 'leave' }));
+      await gone;
+    }
+    this.ws = null;
+    this.connReset();
+    if (ws && ws.readyState !== CLOSED) ws.close(1000);
+    this.state('closed', 'You left the chat.', { kind: 'left', wasJoined: joined });
+    return joined;
+  }
+
+  /** Stops for good: no timers, no connection. */
+  dispose() {
+    this.stopped = true;
+    this.save = null;
+    clearTimeout(this.timer);
     clearInterval(this.sweeper);
+    this.connReset();
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);
-    this.state('closed', 'You left the chat.');
+  }
+
+  /** Connects again after a stop or a close that does not retry by itself (kick over, retry). */
+  retry() {
+    this.attempt = 0;
+    this.start();
+  }
+
+  /**
+   * Takes the chat back from the tab or device that replaced this one: continues from `state`
+   * (what that one saved, when the device remembers) with a fresh sender key of our own, since
+   * the other endpoint may have used ours meanwhile.
+   */
+  takeBack(state = null) {
+    this.enqueue(async () => {
+      if (state) await this.restore(state);
+      this.own = freshSenderKey();
+      this.retry();
+    });
   }
 
   /** Skips the wait before the next attempt. */
@@ -159,13 +204,21 @@ export class Chat {
   closed(ws, code) {
     if (ws && this.ws !== ws) return;
     this.ws = null;
+    const { refusal, ending } = this;
+    this.connReset();
     // A refused join ends the connection whatever close code arrives (or fails to).
-    const meaning = closeMeaning(this.refusal ? 4005 : code, this.refusal);
+    const meaning = closeMeaning(refusal ? 4005 : ending?.code === 'replaced' ? 4006 : code, refusal, ending);
     if (this.stopped) return;
     if (!meaning.retry) {
       this.stopped = true;
-      clearInterval(this.sweeper);
-      this.state('closed', meaning.text, { code, refusal: this.refusal });
+      if (meaning.kind === 'kicked' || meaning.kind === 'banned') this.resumable = false;
+      this.state('closed', meaning.text, { code, refusal, kind: meaning.kind, until: meaning.until });
+      return;
+    }
+    if (globalThis.navigator?.onLine === false) {
+      // No attempt while the device is offline; the page's `online` event calls reconnectNow().
+      this.timer = setTimeout(() => this.open(), OFFLINE_RETRY);
+      this.state('reconnecting', `${meaning.text} You are offline.`, { code, retryIn: OFFLINE_RETRY, offline: true });
       return;
     }
     const delay = backoffDelay(this.attempt++);
@@ -184,9 +237,86 @@ export class Chat {
     return result;
   }
 
+  /** Sends a connection-level message (join, ack, leave). */
   send(msg) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw new Error('Not connected.');
+    if (!this.ws || this.ws.readyState !== OPEN) throw new Error('Not connected.');
     this.ws.send(JSON.stringify(msg));
+  }
+
+  /** Sends a message the server confirms later; it is kept until then and sent again after a resume. */
+  transmit(msg) {
+    const text = JSON.stringify(msg);
+    this.outbox.push({ id: msg.id ?? null, type: msg.type, text });
+    this.outboxBytes += text.length;
+    while (this.outboxBytes > OUTBOX_MAX_BYTES && this.outbox.length > 1) {
+      this.outboxBytes -= this.outbox.shift().text.length;
+    }
+    if (this.ws && this.ws.readyState === OPEN) this.ws.send(text);
+  }
+
+  /** The server answered `id`: it handled everything sent before it on the connection too. */
+  confirm(id) {
+    const at = this.outbox.findIndex((e) => e.id === id);
+    if (at < 0) return;
+    for (const e of this.outbox.splice(0, at + 1)) this.outboxBytes -= e.text.length;
+  }
+
+  /** After a welcome: what the server may not have got is sent again, with the same ids. */
+  resend(resumed) {
+    let entries = this.outbox;
+    if (!resumed) {
+      // A new membership: everyone forgot our old sender key, so @all under it cannot be opened.
+      for (const e of entries) {
+        if (e.type === 'all') {
+          this.hooks.refused?.({ id: e.id, code: 'lost', message: 'the connection dropped before the server took it; send it again' });
+        }
+      }
+      entries = entries.filter((e) => e.type === 'direct');
+      this.outbox = entries;
+      this.outboxBytes = entries.reduce((a, e) => a + e.text.length, 0);
+    }
+    for (const e of entries) {
+      if (e.id) this.resent.add(e.id);
+      this.ws.send(e.text);
+    }
+  }
+
+  // ------------------------------------------------------------ sequence numbers and acks
+
+  /** Counts a sequenced frame handled; acks after 64 of them or within a second. */
+  async counted() {
+    this.unacked += 1;
+    if (this.unacked >= ACK_EVERY) {
+      await this.flushAck();
+    } else if (!this.ackTimer) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = null;
+        this.enqueue(() => this.flushAck());
+      }, ACK_DELAY);
+    }
+  }
+
+  async flushAck() {
+    if (!this.unacked || !this.joined) return;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    this.unacked = 0;
+    const ws = this.ws;
+    const seq = this.lastSeq;
+    // The state that saw these frames is on the device before the server forgets them.
+    await this.persist();
+    if (this.ws !== ws || !this.joined) return; // the next resume covers them
+    this.send({ type: 'ack', seq });
+  }
+
+  /** Saves the session state (when the device remembers). */
+  async persist() {
+    if (!this.save) return;
+    try {
+      await this.save(this.snapshot());
+    } catch (e) {
+      console.warn('dyspatcher: the state could not be kept on this device:', e);
+    }
   }
 
   // ------------------------------------------------------------ incoming
@@ -196,9 +326,23 @@ export class Chat {
     try {
       msg = JSON.parse(data);
     } catch {
-      return;
+      return undefined;
     }
-    if (!msg || typeof msg !== 'object') return;
+    if (!msg || typeof msg !== 'object') return undefined;
+    // `welcome` carries a `seq` too, with another meaning: only frames addressed to the member count.
+    if (!SEQUENCED.has(msg.type) || msg.seq === undefined) return this.handle(msg);
+    if (!Number.isSafeInteger(msg.seq) || msg.seq < 1) return undefined;
+    // A frame seen before (sent again after a resume): once is enough.
+    if (msg.seq <= this.lastSeq || !this.joined) return undefined;
+    try {
+      await this.handle(msg);
+    } finally {
+      this.lastSeq = msg.seq;
+    }
+    return this.counted();
+  }
+
+  handle(msg) {
     switch (msg.type) {
       case 'challenge':
         return this.onChallenge(msg);
@@ -208,6 +352,8 @@ export class Chat {
         return this.onJoined(msg.member);
       case 'left':
         return this.onLeft(msg);
+      case 'presence':
+        return this.onPresence(msg);
       case 'direct':
         return this.onDirect(msg);
       case 'all':
@@ -216,10 +362,18 @@ export class Chat {
         return this.onSenderKey(msg);
       case 'key_request':
         return this.onKeyRequest(msg);
+      case 'delivery':
+        if (typeof msg.id === 'string' && (msg.state === 'held' || msg.state === 'delivered')) {
+          this.hooks.delivery?.({ id: msg.id, to: msg.to, state: msg.state });
+        }
+        return undefined;
+      case 'gap':
+        return this.hooks.gap?.({ dropped: Number(msg.dropped) || 0, kinds: msg.kinds ?? {} });
       case 'ack':
+        this.confirm(msg.id);
         return this.hooks.ack?.(msg.id);
       case 'notice':
-        return this.hooks.notice?.({ code: String(msg.code), text: String(msg.text ?? '') });
+        return this.onNotice(msg);
       case 'error':
         return this.onError(msg);
       default:
@@ -228,36 +382,78 @@ export class Chat {
   }
 
   async onChallenge(msg) {
-    if (msg.version !== 1) {
-      this.refusal = { code: 'version', message: `the server speaks protocol version ${msg.version}, this page speaks 1.` };
+    if (msg.version !== VERSION) {
+      this.refusal = { code: 'version', message: `the server speaks protocol version ${msg.version}, this page speaks ${VERSION}.` };
       this.ws?.close(4005);
       return;
     }
     this.offset = Number(msg.time) - Date.now() || 0;
     const signature = await c.sign(this.identity, c.canonical.join(msg.nonce, this.name, this.identity.keyId));
-    this.send({ type: 'join', name: this.name, public_key: this.identity.publicB64, signature });
+    const join = { type: 'join', name: this.name, public_key: this.identity.publicB64, signature };
+    if (this.resumable) join.resume = { since: this.lastSeq };
+    this.send(join);
   }
 
   async onWelcome(msg) {
     this.offset = Number(msg.time) - Date.now() || this.offset;
-    this.me = { name: msg.you.name, keyId: msg.you.key_id, admin: !!msg.you.admin };
+    const resumed = msg.resumed === true;
+    if (!resumed) {
+      // A new membership: seq starts again at 1, and nobody holds our old sender key.
+      this.lastSeq = 0;
+      this.own = freshSenderKey();
+    }
+    this.me = { name: String(msg.you.name), keyId: msg.you.key_id, admin: !!msg.you.admin };
     this.options = msg.options || {};
     this.limits = msg.limits || {};
-    this.peers.clear();
-    for (const m of msg.members || []) await this.addPeer(m);
+    const before = new Map(this.peers);
+    this.peers = new Map();
+    for (const m of Array.isArray(msg.members) ? msg.members : []) {
+      const known = before.get(m?.key_id) ?? this.former.get(m?.key_id);
+      if (known && known.member.publicKey === m.public_key) {
+        known.member = { ...known.member, name: String(m.name), admin: !!m.admin };
+        this.peers.set(m.key_id, known);
+        this.former.delete(m.key_id);
+      } else {
+        await this.addPeer(m);
+      }
+    }
+    // Whoever went while we were away must not open what we send next.
+    let gone = false;
+    for (const [keyId, peer] of before) {
+      if (this.peers.has(keyId) || keyId === this.identity.keyId) continue;
+      gone = true;
+      this.remember(keyId, peer);
+    }
+    if (gone) this.own = freshSenderKey();
+    for (const k of this.own.given) if (!this.peers.has(k)) this.own.given.delete(k);
+    for (const id of this.chains.keys()) {
+      const sender = id.split(' ')[0];
+      if (!this.peers.has(sender) && !this.former.has(sender)) this.chains.delete(id);
+    }
+    this.away = new Set((Array.isArray(msg.away) ? msg.away : []).filter((k) => this.peers.has(k)));
     this.otherEndpoint = this.me.admin && this.peers.has(this.identity.keyId);
     this.joined = true;
     this.attempt = 0;
-    this.hooks.welcome?.({ me: this.me, options: this.options, limits: this.limits });
+    this.resumable = true;
+    this.hooks.welcome?.({ me: this.me, options: this.options, limits: this.limits, resumed, restored: this.restoredFromDevice });
+    this.restoredFromDevice = false;
     this.hooks.members?.(this.memberList());
     this.state('connected', `Connected as ${this.me.name}.`);
+    this.resend(resumed);
+    await this.persist();
+  }
+
+  /** Keeps a departed member's keys for a while: its earlier frames may still be replayed. */
+  remember(keyId, peer) {
+    this.former.set(keyId, peer);
+    while (this.former.size > MAX_FORMER) this.former.delete(this.former.keys().next().value);
   }
 
   async addPeer(member) {
     try {
       const peer = await c.importPeer(member.public_key);
       if (peer.keyId !== member.key_id) throw new Error('key ID does not match the public key');
-      const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin };
+      const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin, publicKey: member.public_key };
       this.peers.set(member.key_id, { member: entry, ...peer });
       return true;
     } catch {
@@ -269,8 +465,10 @@ export class Chat {
   async onJoined(member) {
     if (!member) return;
     const again = this.peers.has(member.key_id);
-    // A known key joining again (the admin's web seat) must be given our sender key again.
+    // A known key joining again (a reloaded page, the admin's web seat) must be given our sender key again.
     this.own.given.delete(member.key_id);
+    this.former.delete(member.key_id);
+    this.away.delete(member.key_id);
     if (member.key_id === this.identity.keyId) this.otherEndpoint = true;
     if (!(await this.addPeer(member))) return;
     this.hooks.joined?.(this.peers.get(member.key_id).member, again);
@@ -280,6 +478,8 @@ export class Chat {
   onLeft(msg) {
     if (msg.key_id === this.identity.keyId) this.otherEndpoint = false;
     else this.peers.delete(msg.key_id);
+    this.former.delete(msg.key_id);
+    this.away.delete(msg.key_id);
     for (const id of this.chains.keys()) if (id.startsWith(msg.key_id + ' ')) this.chains.delete(id);
     // Whoever left must not open what comes next.
     this.own = freshSenderKey();
@@ -287,23 +487,54 @@ export class Chat {
     this.hooks.members?.(this.memberList());
   }
 
+  onPresence(msg) {
+    // Away is not leaving: keys stay as they are.
+    if (!this.peers.has(msg.key_id) || msg.key_id === this.identity.keyId) return;
+    if (msg.state === 'away') this.away.add(msg.key_id);
+    else if (msg.state === 'online') this.away.delete(msg.key_id);
+    else return;
+    this.hooks.presence?.({ name: this.nameOf(msg.key_id), keyId: msg.key_id, state: msg.state });
+    this.hooks.members?.(this.memberList());
+  }
+
+  onNotice(msg) {
+    const notice = { code: String(msg.code), text: String(msg.text ?? ''), until: Number.isSafeInteger(msg.until) ? msg.until : null };
+    if (['kicked', 'banned', 'replaced'].includes(notice.code)) this.ending = notice;
+    this.hooks.notice?.(notice);
+  }
+
   onError(msg) {
-    const err = { id: msg.id, code: String(msg.code), message: String(msg.message ?? msg.code) };
-    if (!this.joined) this.refusal = err;
-    else if (msg.id) this.hooks.refused?.(err);
+    const err = {
+      id: msg.id,
+      code: String(msg.code),
+      message: String(msg.message ?? msg.code),
+      until: Number.isSafeInteger(msg.until) ? msg.until : null,
+    };
+    if (!this.joined) {
+      this.refusal = err;
+      return;
+    }
+    if (msg.id) this.confirm(msg.id);
+    if (msg.id && err.code === 'duplicate_id' && this.resent.has(msg.id)) {
+      // Sent again after a resume, and the server already had it: it was accepted.
+      this.resent.delete(msg.id);
+      this.hooks.ack?.(msg.id);
+    } else if (msg.id) this.hooks.refused?.(err);
     else this.hooks.serverError?.(err);
   }
 
   memberList() {
-    return [...this.peers.values()].map((p) => p.member).sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.peers.values()]
+      .map((p) => ({ ...p.member, away: this.away.has(p.member.keyId) }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   nameOf(keyId) {
-    return this.peers.get(keyId)?.member.name ?? keyId.slice(0, 12);
+    return this.peers.get(keyId)?.member.name ?? this.former.get(keyId)?.member.name ?? keyId.slice(0, 12);
   }
 
   sender(from) {
-    const peer = this.peers.get(from?.key_id);
+    const peer = this.peers.get(from?.key_id) ?? this.former.get(from?.key_id);
     if (!peer) throw new Error('the sender is not a known member');
     return peer;
   }
@@ -317,13 +548,17 @@ export class Chat {
     if (!Number.isSafeInteger(ts) || Math.abs(ts - now) > SKEW) {
       throw new Error('its time is too far from the server\u2019s clock (stale or replayed)');
     }
+    this.forgetSeen(now);
+    if (this.seen.has(id)) return false;
+    this.seen.set(id, now);
+    return true;
+  }
+
+  forgetSeen(now = this.now()) {
     for (const [old, t] of this.seen) {
       if (now - t <= SEEN_WINDOW) break;
       this.seen.delete(old);
     }
-    if (this.seen.has(id)) return false;
-    this.seen.set(id, now);
-    return true;
   }
 
   opened(msg, to, text) {
@@ -415,9 +650,9 @@ export class Chat {
       this.reject(dropped.msg, 'too many messages were waiting for sender keys');
     }
     const chainId = `${msg.from.key_id} ${msg.skid}`;
-    if (!this.requested.has(chainId)) {
+    if (!this.requested.has(chainId) && this.peers.has(msg.from.key_id)) {
       this.requested.add(chainId);
-      this.send({ type: 'key_request', to: msg.from.key_id, skid: msg.skid, n: msg.n });
+      this.transmit({ type: 'key_request', to: msg.from.key_id, skid: msg.skid, n: msg.n });
     }
     this.pending.push({ t: Date.now(), msg });
   }
@@ -507,8 +742,8 @@ export class Chat {
     if (toKeyId !== this.identity.keyId) keys[this.identity.keyId] = await c.wrap(this.identity.wrapKey, key);
     const msg = { type: 'direct', id: c.randomId(), ts: this.now(), to: toKeyId, iv, ciphertext, keys };
     msg.signature = await c.sign(this.identity, c.canonical.direct(msg, this.identity.keyId));
-    this.send(msg);
     this.seen.set(msg.id, this.now());
+    this.transmit(msg);
     return this.ownRecord(msg, { kind: 'direct', keyId: toKeyId, name: peer.member.name }, text);
   }
 
@@ -526,13 +761,15 @@ export class Chat {
     const { iv, ciphertext } = await c.seal(mk, text);
     const msg = { type: 'all', id: c.randomId(), ts: this.now(), skid: own.skid, n: own.n, iv, ciphertext };
     msg.signature = await c.sign(this.identity, c.canonical.all(msg, this.identity.keyId));
-    this.send(msg);
     this.seen.set(msg.id, this.now());
     const t = Date.now();
     own.recent = own.recent.filter((r) => t - r.t <= RECENT_TTL).slice(-31);
     own.recent.push({ n: own.n, ck: own.ck, t });
     own.ck = next;
     own.n += 1;
+    // The used chain state is on the device before the message leaves: a reload never reuses it.
+    await this.persist();
+    this.transmit(msg);
     return this.ownRecord(msg, { kind: 'all' }, text);
   }
 
@@ -551,7 +788,7 @@ export class Chat {
         const peer = this.peers.get(k);
         if (peer) keys[k] = await c.wrap(peer.wrapKey, ck);
       }
-      this.send({ type: 'sender_key', skid: own.skid, n, commitment, signature: own.signed.signature, keys });
+      this.transmit({ type: 'sender_key', skid: own.skid, n, commitment, signature: own.signed.signature, keys });
     }
   }
 
@@ -566,5 +803,72 @@ export class Chat {
       own: true,
       local: true,
     };
+  }
+
+  // ------------------------------------------------------------ across reloads
+
+  /** The session state as plain JSON: what a reload needs to resume and open what comes. */
+  snapshot() {
+    const b64 = c.b64encode;
+    const own = this.own;
+    const t = Date.now();
+    this.forgetSeen();
+    const members = (map, former) => [...map.values()].map((p) => ({ ...wireMember(p.member), former }));
+    return {
+      v: SNAPSHOT_VERSION,
+      savedAt: t,
+      lastSeq: this.lastSeq,
+      own: {
+        skid: own.skid,
+        ck: b64(own.ck),
+        n: own.n,
+        given: [...own.given],
+        recent: own.recent.filter((r) => t - r.t <= RECENT_TTL).map((r) => ({ n: r.n, ck: b64(r.ck), t: r.t })),
+      },
+      chains: [...this.chains].map(([id, ch]) => [id, { ck: b64(ch.ck), n: ch.n, skipped: [...ch.skipped].map(([n, mk]) => [n, b64(mk)]) }]),
+      seen: [...this.seen],
+      members: [...members(this.peers, false), ...members(this.former, true)],
+      away: [...this.away],
+      pending: this.pending.map((p) => ({ t: p.t, msg: p.msg })),
+    };
+  }
+
+  /** Continues from a `snapshot()`; anything unreadable leaves a fresh session. */
+  async restore(state) {
+    if (!state || state.v !== SNAPSHOT_VERSION) return;
+    const b = c.b64decode;
+    try {
+      const own = {
+        skid: String(state.own.skid),
+        ck: b(state.own.ck),
+        n: Number(state.own.n) || 0,
+        given: new Set(state.own.given),
+        recent: (state.own.recent || []).map((r) => ({ n: r.n, ck: b(r.ck), t: r.t })),
+        signed: null,
+      };
+      const chains = new Map(
+        state.chains.map(([id, ch]) => [id, { ck: b(ch.ck), n: ch.n, skipped: new Map(ch.skipped.map(([n, mk]) => [n, b(mk)])) }]),
+      );
+      const peers = new Map();
+      const former = new Map();
+      for (const m of state.members || []) {
+        const peer = await c.importPeer(m.public_key).catch(() => null);
+        if (!peer || peer.keyId !== m.key_id) continue;
+        const entry = { name: String(m.name), keyId: m.key_id, admin: !!m.admin, publicKey: m.public_key };
+        (m.former ? former : peers).set(m.key_id, { member: entry, ...peer });
+      }
+      this.own = own;
+      this.chains = chains;
+      this.peers = peers;
+      this.former = former;
+      this.away = new Set(state.away || []);
+      this.seen = new Map(state.seen);
+      this.pending = (state.pending || []).slice(-MAX_PENDING);
+      this.lastSeq = Number.isSafeInteger(state.lastSeq) ? state.lastSeq : 0;
+      this.resumable = true;
+      this.restoredFromDevice = true;
+    } catch (e) {
+      console.warn('dyspatcher: the kept state is unreadable; starting afresh:', e);
+    }
   }
 }

@@ -9,8 +9,9 @@ export function el(tag, props = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k === 'class') node.className = v;
     else if (k === 'text') node.textContent = v;
-    else if (k === 'dataset') Object.assign(node.dataset, v);
-    else node.setAttribute(k, v === true ? '' : v);
+    else if (k === 'dataset') {
+      for (const [dk, dv] of Object.entries(v)) if (dv !== undefined) node.dataset[dk] = dv;
+    } else node.setAttribute(k, v === true ? '' : v);
   }
   for (const child of children) if (child) node.append(child);
   return node;
@@ -19,6 +20,17 @@ export function el(tag, props = {}, ...children) {
 export const shortId = (keyId) => keyId.slice(0, 12);
 
 const UNCONFIRMED_AFTER = 10_000;
+const MAX_TRACKED = 500; // own messages whose delivery state is still followed
+
+/** How far a message of ours got; a state never goes back. */
+const RANK = { sending: 0, unconfirmed: 1, sent: 2, held: 3, delivered: 4, refused: 5 };
+const STATES = {
+  unconfirmed: { text: 'not confirmed', title: 'Not confirmed by the server' },
+  sent: { text: '\u2713 sent', title: 'Sent: the server accepted and routed it' },
+  held: { text: 'waiting: recipient away', title: 'Waiting: the recipient is away; the server keeps it for them' },
+  delivered: { text: '\u2713\u2713 delivered', title: 'Delivered to the recipient\u2019s device' },
+  refused: { text: 'not delivered', title: 'Not delivered' },
+};
 
 const pad = (n) => String(n).padStart(2, '0');
 export const clock = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
@@ -98,7 +110,7 @@ export class Conversation {
       m.via ? el('span', { class: 'via', text: `via ${m.via}` }) : null,
       el('time', { datetime: when.toISOString(), title: fullTime(when), text: clock(when) }),
       m.local
-        ? el('span', { class: 'state sending', text: 'sending\u2026' })
+        ? el('span', { class: 'state sending', text: 'sending\u2026', title: 'Sending to the server' })
         : el('span', { class: 'state verified', title: 'Signature verified with the sender\u2019s key', text: '\u2713 verified' }),
     );
     const li = el(
@@ -110,38 +122,59 @@ export class Conversation {
     this.records.push(m);
     this.append(li, m.local);
     if (m.local) {
+      li.dataset.state = 'sending';
       this.items.set(m.id, li);
+      while (this.items.size > MAX_TRACKED) this.items.delete(this.items.keys().next().value);
       const early = this.early.get(m.id);
+      this.early.delete(m.id);
       if (early) this.status(m.id, ...early);
       // The server answers every message; silence means it may be lost (an ack may still come).
       setTimeout(() => {
-        if (li.querySelector('.state.sending')) this.mark(li, 'unconfirmed', 'no answer from the server');
+        if (li.dataset.state === 'sending') this.mark(li, 'unconfirmed', 'no answer from the server yet');
       }, UNCONFIRMED_AFTER);
     }
     return li;
   }
 
-  /** Updates the status of one of our messages: 'sent' or 'refused'. */
+  /**
+   * Updates the status of one of our messages: 'sent', 'held', 'delivered' or 'refused'. A state
+   * never goes back (a late 'sent' after 'delivered' changes nothing).
+   */
   status(id, state, detail = '') {
     const li = this.items.get(id);
     if (!li) {
       // An answer may overtake the showing of the message it is about: keep it for a moment.
-      this.early.set(id, [state, detail]);
+      const early = this.early.get(id);
+      if (!early || RANK[state] > RANK[early[0]]) this.early.set(id, [state, detail]);
       setTimeout(() => this.early.delete(id), 5000);
       return false;
     }
-    this.early.delete(id);
-    this.items.delete(id);
+    if (RANK[state] <= RANK[li.dataset.state]) return true;
     this.mark(li, state, detail);
+    // Only direct messages learn more after 'sent'.
+    if (state === 'delivered' || state === 'refused' || (state === 'sent' && !li.classList.contains('direct'))) this.items.delete(id);
     return true;
   }
 
   mark(li, state, detail) {
     const span = li.querySelector('.state');
+    const { text, title } = STATES[state];
+    li.dataset.state = state;
     span.className = `state ${state}`;
-    span.textContent = { sent: '\u2713 sent', refused: 'not delivered', unconfirmed: 'not confirmed' }[state] + (detail ? `: ${detail}` : '');
-    span.title = state === 'sent' ? 'The server accepted and routed it' : detail;
-    li.classList.toggle('refused', state !== 'sent');
+    span.replaceChildren();
+    if (state === 'held') span.append(el('span', { class: 'icon clock', 'aria-hidden': 'true' }));
+    span.append(text + (detail ? `: ${detail}` : ''));
+    span.title = detail || title;
+    span.setAttribute('aria-label', `${title}${detail ? `: ${detail}` : ''}`);
+    li.classList.toggle('refused', state === 'refused' || state === 'unconfirmed');
+  }
+
+  /** Removes every message and notice (after "Forget this device"). */
+  clear() {
+    this.list.replaceChildren();
+    this.records = [];
+    this.items.clear();
+    this.early.clear();
   }
 
   notice(text, kind = 'info') {
@@ -183,31 +216,40 @@ export function renderMembers(ul, { members, me, showAll, selected, onPick }) {
         detail: shortId(m.keyId),
         admin: m.admin,
         self,
+        away: !self && m.away,
       }),
     );
   }
   ul.replaceChildren(...items);
 }
 
-function memberButton({ key, selected, onPick, label, detail, admin, self, classes = '' }) {
+function memberButton({ key, selected, onPick, label, detail, admin, self, away = false, classes = '' }) {
+  const person = key !== 'all';
   const btn = el(
     'button',
     {
       type: 'button',
-      class: ['member', classes, admin && 'admin', self && 'self'].filter(Boolean).join(' '),
+      class: ['member', classes, admin && 'admin', self && 'self', person && (away ? 'away' : 'online')].filter(Boolean).join(' '),
       'aria-pressed': selected ? 'true' : 'false',
       disabled: !onPick,
-      title: key === 'all' ? 'Write to everyone' : `Key ID ${key}`,
-      dataset: { key },
+      title: !person ? 'Write to everyone' : away ? `Away: messages are kept for ${label} \u00b7 Key ID ${key}` : `Key ID ${key}`,
+      dataset: { key, presence: person ? (away ? 'away' : 'online') : undefined },
     },
     el(
       'span',
       { class: 'member-name' },
+      person ? el('span', { class: 'presence', 'aria-hidden': 'true' }) : null,
       el('span', { class: 'name', text: label }),
+      person ? el('span', { class: 'sr-only', text: away ? ', away' : ', online' }) : null,
       admin ? el('span', { class: 'badge admin', text: 'admin' }) : null,
       self ? el('span', { class: 'badge you', text: 'you' }) : null,
     ),
-    el(key === 'all' ? 'span' : 'code', { class: key === 'all' ? 'detail' : 'kid', text: detail }),
+    el(
+      'span',
+      { class: 'member-detail' },
+      away ? el('span', { class: 'away-label', text: 'away' }) : null,
+      el(person ? 'code' : 'span', { class: person ? 'kid' : 'detail', text: detail }),
+    ),
   );
   if (onPick) btn.addEventListener('click', () => onPick(key));
   return el('li', {}, btn);

@@ -11,53 +11,98 @@ before(async () => {
   for (const name of ['alice', 'bobby', 'carol']) ids[name] = await c.generateIdentity(2048);
 });
 
-/** Endpoints joined to one relay; `deliver()` hands over everything sent so far. */
+const member = (ch) => ({ name: ch.name, key_id: ch.identity.keyId, public_key: ch.identity.publicB64, admin: false });
+
+/**
+ * Endpoints joined to one relay that numbers every frame per member (`seq`), acknowledges
+ * accepted messages (`ack {id}`) and answers duplicates as the server does; `deliver()` hands
+ * over everything sent so far.
+ */
 class Relay {
   constructor() {
     this.chats = new Map(); // name -> chat
     this.queue = [];
+    this.accepted = new Set(); // message ids the "server" took
   }
 
-  async add(name) {
-    const events = { messages: [], rejected: [], acks: [] };
+  /** A Chat with a fake open socket; `state`/`save` as for a reload. */
+  endpoint(name, { state = null, save = null } = {}) {
+    const events = { messages: [], rejected: [], acks: [], refused: [], delivery: [], gaps: [], presence: [], states: [] };
     const chat = new Chat({
       identity: ids[name],
       name,
       url: 'ws://unused',
+      state,
+      save,
       hooks: {
         message: (m) => events.messages.push(m),
         rejected: (r) => events.rejected.push(r),
         ack: (id) => events.acks.push(id),
+        refused: (r) => events.refused.push(r),
+        delivery: (d) => events.delivery.push(d),
+        gap: (g) => events.gaps.push(g),
+        presence: (p) => events.presence.push(p),
+        state: (s) => events.states.push(s),
       },
     });
     clearInterval(chat.sweeper);
     chat.events = events;
     chat.sent = [];
-    chat.send = (msg) => {
-      chat.sent.push(msg);
-      this.queue.push({ from: chat, msg });
+    chat.seqOut = 0; // the relay's numbering of frames for this member
+    this.connect(chat);
+    return chat;
+  }
+
+  /** Gives `chat` a fresh "connection" (the old one, if any, is dead). */
+  connect(chat) {
+    chat.ws = {
+      readyState: 1,
+      send: (text) => {
+        const msg = JSON.parse(text);
+        chat.sent.push(msg);
+        this.queue.push({ from: chat, msg });
+      },
+      close() {},
     };
-    const member = (ch) => ({ name: ch.name, key_id: ch.identity.keyId, public_key: ch.identity.publicB64, admin: false });
-    for (const other of this.chats.values()) await other.receive(JSON.stringify({ type: 'joined', member: member(chat) }));
+  }
+
+  async add(name, opts) {
+    const chat = this.endpoint(name, opts);
+    for (const other of this.chats.values()) await this.frame(other, { type: 'joined', member: member(chat) });
     this.chats.set(name, chat);
+    await this.welcome(chat, false);
+    return chat;
+  }
+
+  async welcome(chat, resumed, extra = {}) {
+    if (!resumed) chat.seqOut = 0;
     await chat.receive(
       JSON.stringify({
         type: 'welcome',
         you: member(chat),
         members: [...this.chats.values()].map(member),
-        options: { admin_name: 'ADMIN', disable_all: false, only_admin: false },
+        away: [],
+        resumed,
+        seq: chat.seqOut,
+        options: { admin_name: 'ADMIN', disable_all: false, only_admin: false, remember: true },
         limits: { max_text: 32768 },
         time: Date.now(),
+        ...extra,
       }),
     );
-    return chat;
+  }
+
+  /** A sequenced frame to `chat`. */
+  frame(chat, msg) {
+    chat.seqOut += 1;
+    return chat.receive(JSON.stringify({ seq: chat.seqOut, ...msg }));
   }
 
   async leave(name) {
     const chat = this.chats.get(name);
     this.chats.delete(name);
     for (const other of this.chats.values()) {
-      await other.receive(JSON.stringify({ type: 'left', key_id: chat.identity.keyId, name, reason: 'left' }));
+      await this.frame(other, { type: 'left', key_id: chat.identity.keyId, name, reason: 'left' });
     }
   }
 
@@ -81,15 +126,26 @@ class Relay {
     return [];
   }
 
-  /** Delivers what was sent; `filter(recipient, message)` may drop (false) or replace it. */
+  /**
+   * Delivers what was sent; `filter(recipient, message)` may drop (false) or replace it. Filtered
+   * messages carry no `seq` yet: the relay numbers what it hands over.
+   */
   async deliver(filter = () => true) {
     while (this.queue.length) {
       const { from, msg } = this.queue.shift();
+      if (msg.id) {
+        if (this.accepted.has(msg.id)) {
+          await from.receive(JSON.stringify({ type: 'error', code: 'duplicate_id', message: 'seen', id: msg.id }));
+          continue;
+        }
+        this.accepted.add(msg.id);
+        await from.receive(JSON.stringify({ type: 'ack', id: msg.id }));
+      }
       for (const [to, out] of this.route(from, msg)) {
         if (!to) continue;
         const verdict = filter(to, out);
         if (verdict === false) continue;
-        await to.receive(JSON.stringify(verdict === true ? out : verdict));
+        await this.frame(to, verdict === true ? out : verdict);
       }
     }
   }
@@ -275,13 +331,21 @@ test('messages from unknown senders, with bad signatures or stale times are refu
   assert.deepEqual(texts(bobby), ['genuine']);
 });
 
-test('close codes: reconnect after losses, never after kicks and join refusals', () => {
-  for (const code of [1000, 1001, 1006, 1009, 4002, 4003]) assert.equal(closeMeaning(code).retry, true, code);
-  assert.deepEqual(closeMeaning(4000), { text: 'You were kicked by the admin.', retry: false });
+test('close codes: reconnect after losses, never after kicks, takeovers and join refusals', () => {
+  for (const code of [1000, 1001, 1002, 1006, 1009, 4002, 4003]) assert.equal(closeMeaning(code).retry, true, code);
+  assert.deepEqual(closeMeaning(4000), { text: 'You were kicked by the admin.', retry: false, kind: 'kicked', until: null });
+  const until = Date.now() + 5 * 60_000;
+  assert.deepEqual(closeMeaning(4000, null, { code: 'kicked', until }), { text: 'You were kicked by the admin.', retry: false, kind: 'kicked', until });
+  assert.deepEqual(closeMeaning(4000, null, { code: 'banned', until: null }), { text: 'You were banned by the admin.', retry: false, kind: 'banned', until: null });
+  assert.deepEqual(closeMeaning(4006), { text: 'This chat was opened somewhere else (another tab or device).', retry: false, kind: 'replaced' });
   assert.equal(closeMeaning(4001).retry, false);
-  for (const code of ['name_taken', 'bad_name', 'bad_proof', 'key_in_use', 'admin_seat_taken', 'not_allowed', 'bad_key']) {
+  for (const code of ['name_taken', 'bad_name', 'bad_proof', 'not_allowed', 'bad_key', 'banned']) {
     assert.equal(closeMeaning(4005, { code, message: 'm' }).retry, false, code);
   }
+  assert.deepEqual(closeMeaning(4005, { code: 'banned', message: 'banned', until }), {
+    text: 'The admin does not let you in at the moment.', retry: false, kind: 'banned', until,
+  });
+  assert.match(closeMeaning(4005, { code: 'bad_name', message: 'the name admin is reserved' }).text, /the name admin is reserved/);
   assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, true);
   assert.match(closeMeaning(4005, { code: 'name_taken', message: 'the name alice is taken' }).text, /the name alice is taken/);
   // Exponential backoff with jitter, capped at 30 s.
