@@ -2,18 +2,14 @@
 //! incoming lines never garble what is being typed; plain lines when stdin is not a terminal) and
 //! the `dyspatcher connect` chat client.
 
+mod connect;
+
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
-use futures_lite::future;
-
-use crate::admin::{self, Command};
-use crate::cli::ConnectArgs;
-use crate::client::{Client, ClientError};
-use crate::console::{self, Line};
-use crate::crypto::Identity;
+use crate::console::Line;
 use crate::server::Running;
-use crate::session::Event;
+
+pub use connect::{connect, print_event};
 
 /// Prints operator output until the server stops, with the prompt on a terminal.
 pub fn run_prompt(running: Running) {
@@ -150,139 +146,4 @@ fn plain_print(s: String) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{s}");
     let _ = out.flush();
-}
-
-/// Runs `dyspatcher connect`; returns the process exit code.
-pub fn connect(args: ConnectArgs) -> i32 {
-    let identity = match &args.key {
-        Some(path) => match crate::config::load_key(path) {
-            Ok(id) => id,
-            Err(e) => {
-                eprintln!(
-                    "dyspatcher: {}",
-                    e.to_string().replace("--admin-private-key", "--key")
-                );
-                return 2;
-            }
-        },
-        None => {
-            eprintln!("generating a {}-bit key for this session…", args.bits);
-            match Identity::generate(args.bits) {
-                Ok(id) => id,
-                Err(e) => {
-                    eprintln!("dyspatcher: --bits: {e}");
-                    return 2;
-                }
-            }
-        }
-    };
-    match smol::block_on(chat(&args, Arc::new(identity))) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("dyspatcher: {e}");
-            1
-        }
-    }
-}
-
-async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientError> {
-    let tls = if args.url.starts_with("wss://") {
-        let config =
-            crate::tls::client_config(args.fingerprint.as_deref(), args.ca_file.as_deref())
-                .map_err(|e| ClientError::Url(format!("{}: {e}", args.url)))?;
-        Some(config)
-    } else {
-        None
-    };
-    let mut client = Client::connect(&args.url, &args.name, identity, tls).await?;
-    let me = client.session().name().unwrap_or(&args.name).to_string();
-    println!(
-        "joined as {me} ({}); {} member(s) online. Type @NAME text, @all text, /users, /quit.",
-        &client.session().key_id()[..12],
-        client.session().members().len()
-    );
-    let (tx, lines) = async_channel::bounded::<String>(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send_blocking(line).is_err() {
-                return;
-            }
-        }
-    });
-    loop {
-        enum Step {
-            Msg(Result<crate::protocol::ServerMsg, ClientError>),
-            Line(Option<String>),
-        }
-        let step = future::or(async { Step::Msg(client.recv_msg().await) }, async {
-            Step::Line(lines.recv().await.ok())
-        })
-        .await;
-        match step {
-            Step::Msg(msg) => {
-                for event in client.process(msg?).await? {
-                    print_event(&client, event);
-                }
-            }
-            // End of input: stay to read what arrives (a piped client keeps listening).
-            Step::Line(None) => loop {
-                let msg = client.recv_msg().await?;
-                for event in client.process(msg).await? {
-                    print_event(&client, event);
-                }
-            },
-            Step::Line(Some(line)) => match admin::parse(&line) {
-                Ok(Command::Send { to, text }) => {
-                    let sent = match &to {
-                        Some(name) => client.send_direct(name, &text).await,
-                        None => client.send_all(&text).await,
-                    };
-                    match sent {
-                        Ok(_) => println!(
-                            "[{}] {me} → {}: {text}",
-                            console::clock(crate::protocol::now_ms()),
-                            to.as_deref().unwrap_or("@all")
-                        ),
-                        Err(ClientError::Send(e)) => println!("not sent: {e}"),
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(Command::Users) => println!("{}", admin::users(client.session())),
-                Ok(Command::Quit) => {
-                    client.close().await;
-                    return Ok(());
-                }
-                Ok(Command::Empty) => {}
-                Ok(Command::Help) => println!("@NAME text, @all text, /users, /quit"),
-                Ok(_) => println!("not available here; use @NAME text, @all text, /users, /quit"),
-                Err(e) => println!("{e}"),
-            },
-        }
-    }
-}
-
-fn print_event(client: &Client, event: Event) {
-    let now = console::clock(crate::protocol::now_ms());
-    match event {
-        Event::Message(m) => println!("[{now}] {}", console::describe(client.session(), &m)),
-        Event::Joined(m) => println!("[{now}] * {} ({}) joined", m.name, &m.key_id[..12]),
-        Event::Left { name, reason, .. } => println!("[{now}] * {name} left ({reason})"),
-        Event::Rejected { from_name, reason } => {
-            println!("[{now}] ! a message from {from_name} was refused: {reason}")
-        }
-        Event::Notice { text, .. } => println!("[{now}] * {text}"),
-        Event::Error { message, .. } => println!("[{now}] ! the server refused: {message}"),
-        Event::Presence { name, state, .. } => {
-            let state = match state {
-                crate::protocol::Presence::Online => "is back online",
-                crate::protocol::Presence::Away => "is away",
-            };
-            println!("[{now}] * {name} {state}")
-        }
-        Event::Gap { dropped, .. } => {
-            println!("[{now}] ! {dropped} message(s) kept for you were dropped while you were away")
-        }
-        Event::Welcome { .. } | Event::Ack(_) | Event::Delivery { .. } => {}
-    }
 }
