@@ -92,17 +92,18 @@ test('the admin web seat and the prompt mirror each other both ways', { timeout:
   assertClean(bob, seat);
 });
 
-test('a second admin web seat is refused with the reason', { timeout: 60000 }, async (t) => {
+test('a second admin web seat takes over the first, which stays closed', { timeout: 60000 }, async (t) => {
   const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  const sockets = { opened: 0 };
+  seat.on('websocket', () => (sockets.opened += 1));
   await joinWithKeys(seat, 'whoever', keys.admin);
   const second = await openPage(browser, server.url, { t, name: 'second' });
-  await second.fill('#name', 'another');
-  await second.click('#own-keys-toggle');
-  await second.setInputFiles('#private-file', keys.admin.priv);
-  await second.waitForSelector('#key-info:not([hidden])');
-  await second.click('#connect');
-  await second.waitForSelector('#status[data-state="closed"]');
-  assert.match(await second.textContent('#closed-text'), /refused/);
-  await waitConnected(seat);
+  await joinWithKeys(second, 'another', keys.admin);
+  assert.equal(await second.textContent('#me-name'), 'ADMIN');
+  await seat.waitForSelector('#status[data-state="closed"]');
+  assert.match(await seat.textContent('#closed-text'), /opened somewhere else/);
+  assert.equal(await seat.isVisible('#take-back'), true);
+  await waitConnected(second);
+  assert.equal(sockets.opened, 1, 'the replaced seat does not reconnect by itself');
   assertClean(seat, second);
 });

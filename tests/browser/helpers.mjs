@@ -11,7 +11,8 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = resolve(here, process.env.DYSPATCHER_BIN || '../../target/debug/dyspatcher');
-export const SCREENSHOTS = join(here, 'screenshots');
+// Screenshots are for looking at, not for the repository: they go to the temporary directory.
+export const SCREENSHOTS = process.env.SCREENSHOTS || join(tmpdir(), 'dyspatcher-screenshots');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const URL_RE = /https?:\/\/127\.0\.0\.1:\d+\//;
 
@@ -135,14 +136,24 @@ export async function launchBrowser(extraArgs = []) {
 }
 
 /**
- * Opens `url` in a new context. The page records CSP violations, console errors and uncaught
+ * Opens `url` in a new context (its own storage). The page records CSP violations, console errors and uncaught
  * exceptions in `page.problems`; `assertClean(page)` fails on any.
  */
 export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', name = 'page', t, acceptCertificate = false } = {}) {
   // `acceptCertificate`: the user has accepted the server's self-signed certificate.
   const context = await browser.newContext({ viewport, colorScheme, acceptDownloads: true, ignoreHTTPSErrors: acceptCertificate });
-  // Closed when the test `t` ends, passed or failed, so that no page stays connected.
-  t?.after(() => context.close().catch(() => {}));
+  // Closed when the test `t` ends, passed or failed, so that no page stays connected. A member
+  // whose page just closes stays in the chat (away) with what was sent to it kept: pages leave
+  // first, so that the next test with the same keys starts a membership of its own.
+  t?.after(async () => {
+    for (const page of context.pages()) await leaveIfConnected(page);
+    await context.close().catch(() => {});
+  });
+  return openTab(context, url, { name });
+}
+
+/** Opens `url` in another tab of `context` (same storage), watched as `openPage` does. */
+export async function openTab(context, url, { name = 'tab' } = {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
   page.problems = [];
@@ -175,6 +186,17 @@ export async function joinWithKeys(page, name, key) {
   await waitConnected(page);
 }
 
+/** Clicks "Leave" on a connected page and waits until the page says it left. */
+export async function leaveIfConnected(page) {
+  try {
+    if (!(await page.isVisible('#status[data-state="connected"]', { timeout: 1000 }))) return;
+    await page.click('#leave', { timeout: 2000 });
+    await page.waitForSelector('#status[data-state="closed"]', { timeout: 5000 });
+  } catch {
+    // a page already gone or broken has nothing to leave
+  }
+}
+
 export const waitConnected = (page, ms = 20000) => page.waitForSelector('#status[data-state="connected"]', { timeout: ms });
 
 /** Picks a destination in the member list ('@all' or a name) and sends `text` with Enter. */
@@ -186,7 +208,7 @@ export async function sendTo(page, dest, text) {
   await page.fill('#text', text);
   await page.press('#text', 'Enter');
   await page.waitForFunction(
-    (t) => [...document.querySelectorAll('.msg.own')].some((li) => li.querySelector('.text').textContent === t && li.querySelector('.state.sent')),
+    (t) => [...document.querySelectorAll('.msg.own')].some((li) => li.querySelector('.text').textContent === t && li.querySelector('.state.sent, .state.held, .state.delivered')),
     text,
   );
 }

@@ -3,7 +3,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as c from '../../assets/crypto.js';
-import { Chat, backoffDelay, closeMeaning } from '../../assets/protocol.js';
+import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/protocol.js';
 
 let ids;
 before(async () => {
@@ -356,4 +356,214 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
       assert.ok(d >= ceiling / 2 && d <= ceiling, `${attempt}: ${d}`);
     }
   }
+});
+
+const acks = (chat) => chat.sent.filter((m) => m.type === 'ack').map((m) => m.seq);
+const settle = (chat) => chat.enqueue(() => {});
+
+test('frames are acknowledged after 64 and within a second; repeats of a seq are dropped', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  for (let i = 0; i < 70; i++) await alice.sendDirect(bobby.identity.keyId, `m${i}`);
+  await relay.deliver();
+  await settle(bobby);
+  assert.equal(texts(bobby).length, 70);
+  assert.deepEqual(acks(bobby), [64], 'one ack after 64 frames');
+  // The rest within a second, by the timer.
+  await new Promise((r) => setTimeout(r, 1100));
+  await settle(bobby);
+  assert.deepEqual(acks(bobby), [64, 70]);
+  // A frame whose seq was seen before (a replay after a resume) is dropped.
+  const before = texts(bobby).length;
+  await bobby.receive(JSON.stringify({ seq: 70, type: 'presence', key_id: alice.identity.keyId, name: 'alice', state: 'away' }));
+  assert.equal(texts(bobby).length, before);
+  assert.deepEqual(bobby.events.presence, []);
+  assert.equal(bobby.lastSeq, 70);
+});
+
+test('an ack waits until the state that saw its frames is saved', async (t) => {
+  const relay = new Relay();
+  const saved = [];
+  let release;
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby', {
+    save: (state) => {
+      saved.push(state);
+      return saved.length === 1 ? Promise.resolve() : new Promise((r) => (release = r));
+    },
+  });
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  await alice.sendAll('kept before the ack');
+  await relay.deliver();
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.deepEqual(acks(bobby), [], 'no ack while the save is under way');
+  assert.equal(saved.at(-1).lastSeq, bobby.lastSeq);
+  release();
+  await settle(bobby);
+  assert.deepEqual(acks(bobby), [saved.at(-1).lastSeq]);
+});
+
+test('a reload continues from the saved state: same chains, own key, seen ids and seq', async (t) => {
+  const relay = new Relay();
+  let kept = null;
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby', { save: async (s) => (kept = JSON.parse(JSON.stringify(s))) });
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  await alice.sendAll('before the reload');
+  await bobby.sendAll('bob before the reload');
+  await relay.deliver();
+  await bobby.enqueue(() => bobby.persist());
+  const ownBefore = { skid: bobby.own.skid, n: bobby.own.n };
+  const seqBefore = bobby.lastSeq;
+  bobby.dispose();
+
+  // Frames that came while the page was gone (alice's next @all) wait on the relay.
+  const again = relay.endpoint('bobby', { state: kept, save: async (s) => (kept = s) });
+  relay.chats.set('bobby', again);
+  again.seqOut = bobby.seqOut;
+  t.after(() => again.dispose());
+  await settle(again);
+  assert.equal(again.lastSeq, seqBefore);
+  await alice.sendAll('while bob was reloading');
+  await relay.deliver();
+  assert.deepEqual(texts(again), [], 'frames before the welcome are not taken');
+  // The frames sent while the page was away come again after the resumed welcome.
+  const joins = [];
+  again.ws.send = (text) => joins.push(JSON.parse(text));
+  await again.receive(JSON.stringify({ type: 'challenge', version: 2, nonce: 'bm9uY2U=', time: Date.now() }));
+  assert.deepEqual(joins[0].resume, { since: seqBefore });
+  relay.connect(again);
+  again.seqOut = seqBefore;
+  await relay.welcome(again, true);
+  // The relay replays: the @all and a repeat of an older frame with its old seq.
+  const lost = alice.sent.filter((m) => m.type === 'all').at(-1);
+  await again.receive(JSON.stringify({ seq: seqBefore, type: 'all', ...lost, from: { name: 'alice', key_id: alice.identity.keyId }, id: 'f'.repeat(32) }));
+  await relay.frame(again, { ...lost, from: { name: 'alice', key_id: alice.identity.keyId } });
+  assert.deepEqual(texts(again), ['while bob was reloading']);
+  assert.deepEqual(again.events.rejected, []);
+  // Its own sender key goes on where it was: receivers open the next message.
+  assert.deepEqual({ skid: again.own.skid, n: again.own.n }, ownBefore);
+  await again.sendAll('bob after the reload');
+  await relay.deliver();
+  assert.deepEqual(texts(alice).slice(-1), ['bob after the reload']);
+  assert.deepEqual(alice.events.rejected, []);
+});
+
+test('a welcome that did not resume resets seq and the own sender key; a resumed one keeps them', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  await alice.sendAll('one');
+  await relay.deliver();
+  const skid = alice.own.skid;
+  relay.connect(alice);
+  await relay.welcome(alice, true);
+  assert.equal(alice.own.skid, skid, 'resumed: same sender key');
+  assert.ok(alice.own.given.has(bobby.identity.keyId));
+  await relay.frame(alice, { type: 'presence', key_id: bobby.identity.keyId, name: 'bobby', state: 'away' });
+  assert.equal(alice.own.skid, skid, 'away is not leaving');
+  assert.deepEqual(alice.memberList().map((m) => [m.name, m.away]), [['alice', false], ['bobby', true]]);
+  relay.connect(alice);
+  await relay.welcome(alice, false);
+  assert.notEqual(alice.own.skid, skid);
+  assert.equal(alice.own.given.size, 0);
+  assert.equal(alice.lastSeq, 0);
+  await relay.frame(alice, { type: 'presence', key_id: bobby.identity.keyId, name: 'bobby', state: 'online' });
+  assert.equal(alice.lastSeq, 1, 'seq starts again at 1');
+});
+
+test('a member missing from a welcome went while we were away: the sender key rotates', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  const carol = await relay.add('carol');
+  t.after(() => [alice, bobby, carol].forEach((ch) => ch.dispose()));
+  await alice.sendAll('all three');
+  await carol.sendAll('carol speaks');
+  await relay.deliver();
+  const skid = alice.own.skid;
+  // carol left while alice's connection was down; her last @all is replayed after the welcome.
+  relay.chats.delete('carol');
+  await carol.sendAll('carol before she left');
+  await relay.deliver((to) => to !== alice);
+  const lastFromCarol = carol.sent.filter((m) => m.type === 'all').at(-1);
+  relay.connect(alice);
+  await relay.welcome(alice, true, { away: [bobby.identity.keyId] });
+  assert.notEqual(alice.own.skid, skid);
+  assert.deepEqual(alice.memberList().map((m) => [m.name, m.away]), [['alice', false], ['bobby', true]]);
+  await relay.frame(alice, { ...lastFromCarol, from: { name: 'carol', key_id: carol.identity.keyId } });
+  assert.deepEqual(texts(alice), ['carol speaks', 'carol before she left'], 'frames sent before she left still open');
+  alice.sent.length = 0;
+  await alice.sendAll('without carol');
+  assert.deepEqual(Object.keys(alice.sent[0].keys), [bobby.identity.keyId]);
+});
+
+test('unconfirmed messages are sent again after a resume; duplicate_id counts as accepted', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  const first = await alice.sendDirect(bobby.identity.keyId, 'reached the server');
+  await relay.deliver();
+  // The connection dies: the next two never get an answer (the first did reach the server).
+  const lostAnswer = await alice.sendDirect(bobby.identity.keyId, 'answer lost');
+  relay.queue.length = 0;
+  relay.accepted.add(lostAnswer.id);
+  const neverArrived = await alice.sendAll('never arrived');
+  relay.queue.length = 0;
+  assert.deepEqual(alice.outbox.map((e) => e.type), ['direct', 'sender_key', 'all']);
+  relay.connect(alice);
+  await relay.welcome(alice, true);
+  assert.deepEqual(alice.sent.slice(-3).map((m) => m.id ?? m.type), [lostAnswer.id, 'sender_key', neverArrived.id]);
+  await relay.deliver();
+  assert.deepEqual(alice.events.acks, [first.id, lostAnswer.id, neverArrived.id]);
+  assert.deepEqual(alice.events.refused, []);
+  assert.deepEqual(texts(bobby), ['reached the server', 'never arrived']);
+  assert.equal(alice.outbox.length, 0);
+
+  // After a welcome that did not resume, direct messages go again; @all under the old key cannot.
+  const d = await alice.sendDirect(bobby.identity.keyId, 'direct again');
+  const a = await alice.sendAll('all lost');
+  relay.queue.length = 0;
+  relay.connect(alice);
+  await relay.welcome(alice, false);
+  assert.deepEqual(alice.events.refused.map((r) => [r.id, r.code]), [[a.id, 'lost']]);
+  await relay.deliver();
+  assert.ok(alice.events.acks.includes(d.id));
+  assert.deepEqual(texts(bobby).slice(-1), ['direct again']);
+});
+
+test('delivery states, gaps and kick notices reach the hooks', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  t.after(() => alice.dispose());
+  const id = 'a'.repeat(32);
+  await relay.frame(alice, { type: 'delivery', id, to: 'b'.repeat(64), state: 'held' });
+  await relay.frame(alice, { type: 'delivery', id, to: 'b'.repeat(64), state: 'delivered' });
+  await relay.frame(alice, { type: 'delivery', id, to: 'b'.repeat(64), state: 'bogus' });
+  assert.deepEqual(alice.events.delivery.map((d) => d.state), ['held', 'delivered']);
+  await relay.frame(alice, { type: 'gap', dropped: 3, kinds: { all: 2, direct: 1 }, first_seq: 4, last_seq: 6 });
+  assert.deepEqual(alice.events.gaps, [{ dropped: 3, kinds: { all: 2, direct: 1 } }]);
+  const until = Date.now() + 120_000;
+  await alice.receive(JSON.stringify({ type: 'notice', code: 'kicked', text: 'You were kicked.', until }));
+  alice.ws = { readyState: 3, send() {}, close() {} };
+  await alice.closed(alice.ws, 4000);
+  const last = alice.events.states.at(-1);
+  assert.equal(last.state, 'closed');
+  assert.equal(last.kind, 'kicked');
+  assert.equal(last.until, until);
+  assert.equal(alice.timer, null, 'no reconnection');
+  assert.equal(alice.resumable, false);
+});
+
+test('gaps and waiting times read as sentences', () => {
+  assert.equal(gapText({ dropped: 3, kinds: { all: 2, direct: 1 } }), '3 messages kept for you were dropped while you were away (2 @all, 1 direct).');
+  assert.equal(gapText({ dropped: 1, kinds: { sender_key: 1 } }), '1 message kept for you was dropped while you were away (1 sender key).');
+  const now = new Date(2030, 0, 1, 14, 0, 0).getTime();
+  assert.equal(untilText(now + 10 * 60_000, now), 'at 14:10 (in 10 min 0 s)');
+  assert.equal(untilText(now + 42_000, now), 'at 14:00 (in 42 s)');
+  assert.equal(untilText(now - 1, now), 'now');
 });
