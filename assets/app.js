@@ -5,6 +5,8 @@ import * as store from './store.js';
 import { $, Conversation, download, exportFilename, renderMembers, shortId } from './ui.js';
 
 const NAME_RE = /^[a-z0-9]{4,15}$/;
+/** Join refusals about the name: answered on the start screen. */
+const NAME_REFUSALS = new Set(['bad_name', 'name_taken']);
 const GENERATED_BITS = 4096;
 
 const app = {
@@ -38,7 +40,15 @@ function nameProblem(name) {
   return null;
 }
 
+function showJoinError(text) {
+  $('join-error').textContent = text;
+  $('name').setAttribute('aria-invalid', 'true');
+  $('name').focus();
+  $('name').select();
+}
+
 function checkName() {
+  $('join-error').textContent = '';
   const name = $('name').value;
   const problem = nameProblem(name);
   const check = $('name-check');
@@ -192,6 +202,7 @@ function enterChat(name, state = null) {
   $('chat').hidden = false;
   $('closed').hidden = true;
   $('start-note').hidden = true;
+  $('join-error').textContent = '';
   $('me-name').textContent = name;
   $('me-key').textContent = shortId(app.identity.keyId);
   $('me-key').title = `Your Key ID: ${app.identity.keyId}`;
@@ -303,7 +314,14 @@ function setStatus(state, text) {
 }
 
 const hooks = {
-  state({ state, text, retryIn, offline, kind, until }) {
+  state({ state, text, retryIn, offline, kind, until, refusal }) {
+    // A name the server refuses is fixed where it is typed: back on the start screen, with its reason.
+    if (state === 'closed' && NAME_REFUSALS.has(refusal?.code)) {
+      app.state = state;
+      backToStart();
+      showJoinError(`The server refused this name: ${refusal.message}`);
+      return;
+    }
     // Failed attempts while the server stays away add no new lines to the conversation.
     const wasConnected = app.state === 'connected';
     app.state = state;

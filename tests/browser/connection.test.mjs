@@ -67,7 +67,7 @@ test('the page reconnects with the same name and keys after the server dies and 
 test('a graceful shutdown is announced, and the page reconnects when the server is back', { timeout: 120000 }, (t) =>
   restartAndChat(t, 'SIGTERM', /shutting down/i));
 
-test('a refused join shows the reason and is not retried', { timeout: 60000 }, async (t) => {
+test('a name taken by another member is refused on the start screen, with the reason, and not retried', { timeout: 60000 }, async (t) => {
   const server = await startServer();
   try {
     const alice = await openPage(browser, server.url, { t, name: 'alice' });
@@ -79,15 +79,14 @@ test('a refused join shows the reason and is not retried', { timeout: 60000 }, a
     await eve.setInputFiles('#private-file', keys.eve.priv);
     await eve.waitForSelector('#key-info:not([hidden])');
     await eve.click('#connect');
-    await eve.waitForSelector('#status[data-state="closed"]');
-    assert.match(await eve.textContent('#closed-text'), /refused/i);
-    assert.match(await eve.textContent('#closed-text'), /name|taken|use/i);
-    await sleep(3000);
+    await eve.waitForSelector('#start:not([hidden]) #join-error:has-text("refused")');
+    assert.match(await eve.textContent('#join-error'), /alice/);
+    assert.equal(await eve.isVisible('#chat'), false);
+    assert.equal(await eve.evaluate(() => document.activeElement.id), 'name');
     assert.equal(sockets.opened, 1, 'no second attempt after a refusal');
-    assert.equal(await eve.getAttribute('#status', 'data-state'), 'closed');
-    // Back to the start screen, another name works with the same keys.
-    await eve.click('#closed-start');
+    // Another name works with the same keys; typing clears the old reason.
     await eve.fill('#name', 'evelyn');
+    assert.equal(await eve.textContent('#join-error'), '');
     await eve.click('#connect');
     await waitConnected(eve);
     assertClean(alice, eve);
@@ -96,7 +95,26 @@ test('a refused join shows the reason and is not retried', { timeout: 60000 }, a
   }
 });
 
-test('a page kicked by the admin says so and does not reconnect', { timeout: 60000 }, async (t) => {
+test("reserved names and the admin's name in any case are refused with the server's reason", { timeout: 60000 }, async (t) => {
+  const server = await startServer(['-n', 'CHIEF']);
+  try {
+    const page = await openPage(browser, server.url, { t, name: 'page' });
+    await page.click('#own-keys-toggle');
+    await page.setInputFiles('#private-file', keys.eve.priv);
+    await page.waitForSelector('#key-info:not([hidden])');
+    for (const [name, reason] of [['chief', /admin/i], ['admin', /reserved|admin/i], ['everyone', /reserved/i]]) {
+      await page.fill('#name', name);
+      await page.click('#connect');
+      await page.waitForSelector('#start:not([hidden]) #join-error:has-text("refused")');
+      assert.match(await page.textContent('#join-error'), reason, name);
+    }
+    assertClean(page);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a page kicked for some minutes says until when, does not reconnect, and is refused until then', { timeout: 60000 }, async (t) => {
   const server = await startServer();
   try {
     const alice = await openPage(browser, server.url, { t, name: 'alice' });
@@ -105,12 +123,30 @@ test('a page kicked by the admin says so and does not reconnect', { timeout: 600
     const bob = await openPage(browser, server.url, { t, name: 'bob' });
     await joinWithKeys(bob, 'bobby', keys.bob);
     await waitMembers(bob, 2); // the admin is there to kick
-    server.write('/kick alice');
+    server.write('/kick alice 5');
     await alice.waitForSelector('#status[data-state="closed"]');
     assert.match(await alice.textContent('#closed-text'), /kicked by the admin/);
+    // "You may come back at 14:32 (in 4 min 59 s)." and no button to try before then.
+    assert.match(await alice.textContent('#closed-detail'), /^You may come back at \d\d:\d\d \(in [45] min \d+ s\)\.$/);
+    assert.equal(await alice.isDisabled('#closed-retry'), true);
     await bob.waitForSelector('.notice:text("alice was kicked by the admin")');
-    await sleep(3000);
-    assert.equal(sockets.opened, 1);
+    // A reload during the kick is refused by the server, with the same time.
+    await alice.reload();
+    await alice.waitForSelector('#status[data-state="closed"]');
+    assert.match(await alice.textContent('#closed-text'), /does not let you in/);
+    assert.match(await alice.textContent('#closed-detail'), /You may come back at \d\d:\d\d \(in [45] min/);
+    assert.equal(await alice.isDisabled('#closed-retry'), true);
+    assert.equal(sockets.opened, 2, 'one connection before the reload, one after, no retries');
+
+    // /ban has no end: only the admin lifts it; trying again is allowed and refused.
+    server.write('/ban bobby');
+    await bob.waitForSelector('#status[data-state="closed"]');
+    assert.match(await bob.textContent('#closed-text'), /banned by the admin/);
+    assert.equal(await bob.textContent('#closed-detail'), 'You may come back when the admin lifts the ban.');
+    server.write('/unban bobby');
+    await server.waitFor(/bobby may join again/);
+    await bob.click('#closed-retry');
+    await waitConnected(bob);
     assertClean(alice, bob);
   } finally {
     await server.stop();
