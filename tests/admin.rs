@@ -170,6 +170,7 @@ fn disable_all_stops_users_but_not_the_admin() {
                 admin_name: "ADMIN".into(),
                 disable_all: false,
                 only_admin: false,
+                remember: true,
             },
         );
         for m in sneaky.seal_all("forced").unwrap() {

@@ -23,6 +23,7 @@ fn pair() -> (Session, Session) {
         admin_name: "ADMIN".into(),
         disable_all: false,
         only_admin: false,
+        remember: true,
     };
     a.join_local("alice", members.clone(), options.clone());
     b.join_local("bobby", members, options);

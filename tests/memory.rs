@@ -1,0 +1,98 @@
+//! The memory a flooder can pin: 200 away members, each sent more than its mailbox holds in
+//! distinct direct messages. The server (in this process, alone in this test binary) must stay
+//! within the bound for all mailboxes, read from /proc/self/status.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn join(server: &TestServer, name: &str, key: &dyspatcher::crypto::Identity) -> Raw {
+    let mut ws = raw(server).await;
+    let welcome = raw_join(&mut ws, name, key, key).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    ws
+}
+
+#[test]
+fn a_flooder_writing_to_200_away_members_pins_at_most_the_total() {
+    const AWAY: usize = 200;
+    const EACH: usize = dyspatcher::config::MIN_MAILBOX_BYTES;
+    const TOTAL: usize = 8 * 1024 * 1024;
+    let server = start(|c| {
+        c.limits.rate_per_sec = 100_000;
+        c.limits.burst = 100_000;
+        c.limits.mailbox_bytes = EACH;
+        c.limits.mailbox_total = TOTAL;
+    });
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(AWAY + 1);
+        let mut away = Vec::new();
+        for (i, key) in k[..AWAY].iter().enumerate() {
+            away.push(join(&server, &format!("away{i}"), key).await);
+        }
+        let flooder = &k[AWAY];
+        let mut ws = join(&server, "flooder", flooder).await;
+        drop(away);
+        let mut gone = 0;
+        while gone < AWAY {
+            let v = raw_next(&mut ws).await;
+            if v["type"] == "presence" && v["state"] == "away" {
+                gone += 1;
+            }
+        }
+        let before = rss_kib();
+        // Each away member is sent 24 distinct messages of 32 KiB: 1.5 times its mailbox, and
+        // 150 MiB in all against a bound of 8 MiB.
+        let own = flooder.public().key_id().to_string();
+        let ct = B64.encode(vec![5u8; 24 * 1024]);
+        let mut sent = 0u64;
+        for round in 0..24u64 {
+            for key in &k[..AWAY] {
+                let to = key.public().key_id().to_string();
+                sent += 1;
+                let msg = json!({
+                    "type": "direct",
+                    "id": format!("{:016x}{:016x}", round, sent),
+                    "ts": dyspatcher::protocol::now_ms(),
+                    "to": to,
+                    "iv": "AAAAAAAAAAAAAAAA",
+                    "ciphertext": ct,
+                    "keys": {to.clone(): "d3JhcA==", own.clone(): "d3JhcA=="},
+                    "signature": "c2ln",
+                });
+                raw_send(&mut ws, msg.to_string()).await;
+            }
+            // Wait for the server to take this round: the last message's answers.
+            let mut acks = 0;
+            while acks < AWAY {
+                let v = raw_next(&mut ws).await;
+                if v["type"] == "ack" {
+                    acks += 1;
+                }
+                assert_ne!(v["type"], "error", "{v}");
+            }
+        }
+        let grown = rss_kib().saturating_sub(before) * 1024;
+        let unbounded = AWAY * 24 * 32 * 1024;
+        eprintln!(
+            "RSS grew by {} KiB while {} KiB were sent ({} KiB would be kept unbounded)",
+            grown / 1024,
+            sent as usize * 32,
+            unbounded.min(AWAY * EACH) / 1024
+        );
+        // The bound plus room for the allocator and the sockets' buffers; without the total
+        // bound, each mailbox alone would keep 512 KiB: 100 MiB.
+        assert!(grown < TOTAL + 24 * 1024 * 1024, "RSS grew by {grown} bytes");
+    });
+}
