@@ -21,6 +21,7 @@ const MAX_SENDER_KEY_ENTRIES = 256;
 const MAX_CHAINS_PER_SENDER = 3; // a sender's older chains still open messages in flight
 const MAX_FORMER = 64; // members gone, kept to check frames sent before they went
 const ACK_EVERY = 64; // frames between two acks
+const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
 const OUTBOX_MAX_BYTES = 1024 * 1024; // sent frames kept until the server confirms them
 const OFFLINE_RETRY = 30_000; // while the browser says it is offline, try this seldom
@@ -283,10 +284,11 @@ export class Chat {
 
   // ------------------------------------------------------------ sequence numbers and acks
 
-  /** Counts a sequenced frame handled; acks after 64 of them or within a second. */
-  async counted() {
+  /** Counts a sequenced frame handled; acks after 64 of them (or 128 KiB) or within a second. */
+  async counted(bytes = 0) {
     this.unacked += 1;
-    if (this.unacked >= ACK_EVERY) {
+    this.unackedBytes = (this.unackedBytes || 0) + bytes;
+    if (this.unacked >= ACK_EVERY || this.unackedBytes >= ACK_BYTES) {
       await this.flushAck();
     } else if (!this.ackTimer) {
       this.ackTimer = setTimeout(() => {
@@ -301,6 +303,7 @@ export class Chat {
     clearTimeout(this.ackTimer);
     this.ackTimer = null;
     this.unacked = 0;
+    this.unackedBytes = 0;
     const ws = this.ws;
     const seq = this.lastSeq;
     // The state that saw these frames is on the device before the server forgets them.
@@ -339,7 +342,7 @@ export class Chat {
     } finally {
       this.lastSeq = msg.seq;
     }
-    return this.counted();
+    return this.counted(data.length);
   }
 
   handle(msg) {

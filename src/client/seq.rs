@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Acknowledge at least after this many sequenced frames.
 pub const ACK_EVERY: u64 = 64;
+/// Acknowledge at least after this many bytes of sequenced frames: large frames must not pile up
+/// unacknowledged past the server's mailbox bound (at least 512 KiB).
+pub const ACK_BYTES: usize = 128 * 1024;
 /// Acknowledge a frame at most this long after it arrived, even when nothing follows it.
 pub const ACK_WITHIN: Duration = Duration::from_secs(1);
 /// Bytes of sent messages kept until the server answers them (`ack {id}` or `error`); past it the
@@ -47,6 +50,7 @@ pub enum Received {
 pub struct Acks {
     last: u64,
     acked: u64,
+    unacked_bytes: usize,
     oldest_unacked: Option<Instant>,
 }
 
@@ -56,6 +60,7 @@ impl Acks {
         Self {
             last,
             acked: last,
+            unacked_bytes: 0,
             oldest_unacked: None,
         }
     }
@@ -70,6 +75,7 @@ impl Acks {
         }
         // A jump forward is legitimate: frames dropped from a full mailbox (a `gap` follows).
         self.last = seq;
+        self.unacked_bytes += frame.len();
         self.oldest_unacked.get_or_insert(now);
         Received::New(seq)
     }
@@ -77,7 +83,8 @@ impl Acks {
     /// The `seq` to acknowledge now, if one is due.
     pub fn due(&self, now: Instant) -> Option<u64> {
         let late = self.deadline().is_some_and(|d| d <= now);
-        (self.last > self.acked && (self.last - self.acked >= ACK_EVERY || late))
+        let many = self.last - self.acked >= ACK_EVERY || self.unacked_bytes >= ACK_BYTES;
+        (self.last > self.acked && (many || late))
             .then_some(self.last)
     }
 
@@ -91,6 +98,7 @@ impl Acks {
         self.acked = self.acked.max(seq);
         if self.acked >= self.last {
             self.oldest_unacked = None;
+            self.unacked_bytes = 0;
         }
     }
 
