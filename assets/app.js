@@ -65,7 +65,7 @@ function updateConnect() {
   $('connect').textContent = app.identity ? 'Connect' : 'Connect (waiting for your keys\u2026)';
 }
 
-function setIdentity(identity, source) {
+function setIdentity(identity, source, { generated = false } = {}) {
   app.identity = identity;
   app.source = source;
   $('keygen').hidden = true;
@@ -76,7 +76,8 @@ function setIdentity(identity, source) {
   // Keys kept on this device are locked inside the browser: they cannot be downloaded.
   $('download-keys').disabled = !identity.pkcs8;
   $('download-keys').title = identity.pkcs8 ? '' : 'Keys remembered on this device cannot be exported';
-  $('key-offer').hidden = !identity.pkcs8;
+  // Keys made here exist nowhere else: say so while they can still be downloaded.
+  $('key-offer').hidden = !generated;
   updateConnect();
 }
 
@@ -102,7 +103,7 @@ async function generateKeys() {
       stepText = steps[step];
       show();
     });
-    if (app.generation === run) setIdentity(identity, `New RSA ${GENERATED_BITS} key pair, made in this browser.`);
+    if (app.generation === run) setIdentity(identity, `New RSA ${GENERATED_BITS} key pair, made in this browser.`, { generated: true });
   } catch (e) {
     if (app.generation === run) status.textContent = `Key generation failed: ${e.message}`;
   } finally {
@@ -408,9 +409,10 @@ const hooks = {
     app.conversation.status(id, state);
   },
   notice({ code, text }) {
-    if (code === 'replaced') return; // the closed panel says it
+    // The panel under the conversation says these, with the time to come back.
+    if (code === 'replaced' || code === 'kicked' || code === 'banned') return;
     if (code === 'shutting_down') app.conversation.notice(text || 'The server is shutting down.', 'trouble');
-    else app.conversation.notice(text || code, code === 'kicked' || code === 'banned' ? 'trouble' : 'info');
+    else app.conversation.notice(text || code);
   },
   ack(id) {
     app.conversation.status(id, 'sent');

@@ -1,10 +1,11 @@
 // Screens on a phone (360×740) and a desktop (1280×800), light and dark: nothing overflows
-// sideways, the composer stays on screen, and screenshots are saved to screenshots/ to look at.
+// sideways, the composer stays on screen, and screenshots are saved to look at (in the temporary
+// directory, or $SCREENSHOTS).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, sendTo,
-  waitMessage, waitMembers, screenshotPath, rmSync,
+  startServer, launchBrowser, openPage, openTab, assertClean, tempDir, opensslKey, joinWithKeys, sendTo,
+  waitMessage, waitMembers, waitConnected, screenshotPath, rmSync,
 } from './helpers.mjs';
 
 const VIEWPORTS = { phone: { width: 360, height: 740 }, desktop: { width: 1280, height: 800 } };
@@ -71,6 +72,13 @@ test('chat screen', { timeout: 120000 }, async (t) => {
   server.write('@alice A direct word from the admin.');
   await waitMessage(alice, 'A direct word from the admin.');
   await waitMessage(alice, 'Good morning!');
+  await alice.waitForSelector('.msg.own .state.delivered');
+  await bob.screenshot({ path: screenshotPath('chat-bob-phone-light') });
+  // bob's page goes away: he stays listed, away, and what alice writes him is held.
+  await bob.goto('about:blank');
+  await alice.waitForSelector(`#member-list .member.away[data-key="${keys.bob.keyId}"]`);
+  await sendTo(alice, 'bobby', 'Are you there? This waits for you.');
+  await alice.waitForSelector('.msg.own .state.held');
   const inView = async (device) => {
     const box = await alice.locator('#composer').boundingBox();
     const vh = VIEWPORTS[device].height;
@@ -89,7 +97,6 @@ test('chat screen', { timeout: 120000 }, async (t) => {
     await alice.screenshot({ path: screenshotPath(`members-phone-${colorScheme}`) });
     await alice.keyboard.press('Escape');
   }
-  await bob.screenshot({ path: screenshotPath('chat-bob-phone-light') });
 
   // The closed state, with its reason.
   await alice.setViewportSize(VIEWPORTS.desktop);
@@ -97,6 +104,24 @@ test('chat screen', { timeout: 120000 }, async (t) => {
   await alice.waitForSelector('#closed:not([hidden])');
   await shootAll(alice, 'closed', inView);
   assertClean(alice, bob);
+});
+
+test('replaced and kicked screens', { timeout: 120000 }, async (t) => {
+  const first = await openPage(browser, server.url, { t, name: 'first' });
+  await joinWithKeys(first, 'alice', keys.alice);
+  await first.waitForFunction(async () => (await indexedDB.databases()).length === 1);
+  const second = await openTab(first.context(), server.url, { name: 'second' });
+  await waitConnected(second);
+  await first.waitForSelector('#take-back:not([hidden])');
+  await shootAll(first, 'replaced');
+  server.write('/kick alice 10');
+  await second.waitForSelector('#closed-detail:has-text("You may come back")');
+  await shootAll(second, 'kicked');
+  await second.setViewportSize(VIEWPORTS.phone);
+  await second.click('#forget');
+  await second.waitForSelector('#forget-dialog[open]');
+  await shootAll(second, 'forget-dialog');
+  assertClean(first, second);
 });
 
 test('non-secure origin screen', { timeout: 60000 }, async (t) => {
