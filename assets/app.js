@@ -277,15 +277,28 @@ function closeForget() {
   else dialog.removeAttribute('open');
 }
 
-/** The panic wipe: leave, disconnect, delete everything kept here, start again as someone new. */
-async function forgetDevice() {
+/** Other tabs of this page on this device: a wipe in one empties them all. */
+const tabs = globalThis.BroadcastChannel ? new BroadcastChannel('dyspatcher') : null;
+tabs?.addEventListener('message', (ev) => {
+  if (ev.data === 'forget') forgetDevice({ elsewhere: true });
+});
+
+/**
+ * The panic wipe: leave, disconnect, delete everything kept here, start again as someone new.
+ * `elsewhere`: another tab of this device asked for it.
+ */
+async function forgetDevice({ elsewhere = false } = {}) {
   closeForget();
+  if (!elsewhere) tabs?.postMessage('forget');
   const chat = app.chat;
   app.chat = null;
+  // Still trying to reconnect: the server cannot be told, the membership expires by itself.
+  const offline = !!chat && !chat.stopped && !chat.joined;
   if (chat) {
     await chat.leave();
     chat.dispose();
   }
+  const grace = Math.round((chat?.limits?.away_grace_secs ?? 600) / 60);
   await store.wipe().catch((e) => console.warn('dyspatcher: could not delete what this device kept:', e));
   app.remembered = false;
   app.identity = null;
@@ -302,7 +315,10 @@ async function forgetDevice() {
   $('name').value = '';
   checkName();
   $('start-note').hidden = false;
-  $('start-note').textContent = 'This device has forgotten you: your keys, your name and everything this page kept here are deleted.';
+  $('start-note').textContent =
+    (elsewhere ? 'This device was told to forget you in another tab: ' : 'This device has forgotten you: ') +
+    'your keys, your name and everything this page kept here are deleted.' +
+    (offline ? ` You were offline, so the others see you leave within ${grace} minute${grace === 1 ? '' : 's'}.` : '');
   updateTitle();
   generateKeys();
   $('name').focus();
@@ -589,7 +605,7 @@ function initChat() {
   $('leave').addEventListener('click', leave);
   $('forget').addEventListener('click', askForget);
   $('forget-cancel').addEventListener('click', closeForget);
-  $('forget-confirm').addEventListener('click', forgetDevice);
+  $('forget-confirm').addEventListener('click', () => forgetDevice());
   $('reconnect-now').addEventListener('click', () => app.chat?.reconnectNow());
   $('closed-retry').addEventListener('click', () => app.chat?.retry());
   $('take-back').addEventListener('click', takeBack);

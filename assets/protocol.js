@@ -161,7 +161,10 @@ export class Chat {
     this.ws = null;
     this.connReset();
     if (ws && ws.readyState !== CLOSED) ws.close(1000);
-    this.state('closed', 'You left the chat.', { kind: 'left', wasJoined: joined });
+    const text = joined
+      ? 'You left the chat.'
+      : 'You left the chat. The connection was down, so the others see you go only when the server gives up your place.';
+    this.state('closed', text, { kind: 'left' });
     return joined;
   }
 

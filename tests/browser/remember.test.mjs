@@ -230,5 +230,13 @@ test('the same remembered identity in a second tab takes over; the first stays c
   await sendTo(first, '@all', 'the first tab writes');
   await waitMessage(bob, 'the first tab writes');
   assert.equal(await bob.locator('.notice.warning').count(), 0);
+
+  // "Forget this device" in one tab empties the other one too.
+  await first.click('#forget');
+  await first.click('#forget-confirm');
+  await second.waitForSelector('#start-note:has-text("in another tab")');
+  await first.waitForSelector('#start:not([hidden])');
+  await bob.waitForSelector('.notice:text("alice left")');
+  assert.deepEqual(await first.evaluate(async () => (await indexedDB.databases()).length), 0);
   assertClean(first, second, bob);
 });
