@@ -118,6 +118,73 @@ fn raw_frames_against_an_in_process_server() {
 }
 
 #[test]
+fn members_cut_off_while_messages_flow_resume_and_miss_nothing() {
+    let server = fast_server();
+    let url = server.url();
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "6",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--seconds",
+        "1",
+        "--churn",
+        "10",
+    ]);
+    assert_complete(&r, 100, 5);
+    let text = r.to_string();
+    // Three members only receive: each was cut at least twice, and came back each time.
+    assert!(r.cuts.unwrap() >= 5, "{text}");
+    assert_eq!(r.backs.len() as u64, r.cuts.unwrap(), "{text}");
+    assert!(r.backs.iter().all(|b| b.resumed), "{text}");
+    assert!(text.contains("churn        "), "{text}");
+    assert!(text.contains(" cuts="), "{text}");
+}
+
+#[test]
+fn away_members_come_back_to_full_mailboxes_and_gaps() {
+    let server = common::start(|c| {
+        c.limits.rate_per_sec = 10_000;
+        c.limits.burst = 20_000;
+        c.limits.mailbox_bytes = 16 * 1024;
+    });
+    let url = server.url();
+    let r = load(&[
+        "--url",
+        &url,
+        "--members",
+        "4",
+        "--senders",
+        "1",
+        "--audit",
+        "0",
+        "--rate",
+        "100",
+        "--seconds",
+        "1",
+        "--away",
+        "--raw",
+        "--bytes",
+        "200",
+    ]);
+    let text = r.to_string();
+    // Three members away; 100 frames of ~500 bytes each do not fit in 16 KiB: the oldest are
+    // dropped and every member is told exactly how many.
+    assert_eq!((r.away_members, r.backs.len()), (3, 3), "{text}");
+    assert_eq!(r.gaps, 3, "{text}");
+    assert_eq!(r.lost(), r.gap_messages, "{text}");
+    assert!(
+        r.gap_dropped > 0 && r.duplicated == 0 && r.closed == 0,
+        "{text}"
+    );
+    assert!(r.replayed_frames() > 0, "{text}");
+}
+
+#[test]
 fn raw_frames_against_the_bare_relay() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
@@ -201,6 +268,13 @@ fn bad_options_name_the_option() {
             "--audit",
         ),
         (vec!["--fingerprint", "AB:CD"], "--fingerprint"),
+        (vec!["--churn", "1000"], "--churn: at most 100"),
+        (vec!["--churn", "1", "--away"], "--churn: not together"),
+        (vec!["--churn", "1", "--bare"], "--churn, --away"),
+        (
+            vec!["--away", "--members", "2", "--senders", "1", "--audit", "1"],
+            "no member only receives",
+        ),
     ] {
         match bench::run_bench(&args(&list)) {
             Err(BenchError::Option(m)) => assert!(m.contains(says), "{list:?}: {m}"),

@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::WriteHalf;
 use smol::{Executor, Task};
 
+use super::churn::Churn;
 use super::members::{self, JoinSpec, Role};
 use super::messages::{self, id_bytes, send, text_of, Fake, Outgoing, Sealed, Sealing, Sent};
 use super::proc::{self, ChildServer, Launch};
 use super::report::{LoadReport, Summary};
 use super::tally::{self, Shared, Table, Tally};
-use super::wire::{self, Stream, Target, OP_TEXT};
+use super::wire::{self, Target, Writer, OP_TEXT};
 use super::{within, BenchError, Mode, Plan};
 use crate::client::Client;
 use crate::crypto::{self, Identity};
@@ -129,6 +129,14 @@ fn start_child(
         if a.tls {
             args.push("--ssl-self-signed".into());
         }
+        for (flag, value) in [
+            ("--mailbox-bytes", a.mailbox_bytes),
+            ("--mailbox-total", a.mailbox_total),
+        ] {
+            if let Some(v) = value {
+                args.extend([flag.into(), v.to_string()]);
+            }
+        }
         ready = Some("admin connected");
     }
     let launch = Launch {
@@ -168,8 +176,16 @@ impl Run<'_> {
             table: OnceLock::new(),
             delivered: AtomicU64::new(0),
             keys_received: AtomicUsize::new(0),
+            away_seen: AtomicUsize::new(0),
+            acked: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             stop: stop_rx,
         });
+        let churn = (a.churn > 0 || a.away)
+            .then(|| Churn::new(&self.target, &self.keys, a.members, a.away));
+        let cut_off: Vec<usize> = (0..a.members)
+            .filter(|&i| self.role(i) == Role::Receiver)
+            .collect();
         let role = |i| self.role(i);
         let spec = JoinSpec {
             target: &self.target,
@@ -178,6 +194,7 @@ impl Run<'_> {
             role: &role,
             sessions: !self.plan.raw,
             expect_members: a.members + 1,
+            churn: churn.as_ref(),
         };
         let cpu_joins = self.pid.and_then(proc::cpu_seconds);
         let joined = members::join_all(&spec, &self.ex, &shared).await?;
@@ -225,6 +242,9 @@ impl Run<'_> {
         );
         waited.await?;
         smol::Timer::after(Duration::from_millis(200)).await;
+        if let (Some(churn), true) = (&churn, a.away) {
+            self.go_away(churn, &cut_off, &shared, &mut report).await?;
+        }
 
         let t0 = Instant::now() + Duration::from_millis(50);
         let interval_ns = 1e9 / f64::from(a.rate);
@@ -236,6 +256,13 @@ impl Run<'_> {
         let cpu0 = self.pid.and_then(proc::cpu_seconds);
         let own0 = proc::cpu_seconds(std::process::id());
         let senders = self.plan.senders;
+        let cutting = churn.as_ref().filter(|_| a.churn > 0).map(|churn| {
+            let (churn, members) = (churn.clone(), cut_off.clone());
+            let until = t0 + Duration::from_secs(u64::from(a.seconds));
+            let rate = a.churn;
+            self.ex
+                .spawn(async move { churn.drive(&members, rate, t0, until).await })
+        });
         let tasks: Vec<Task<Sent>> = outgoing
             .drain(..)
             .enumerate()
@@ -255,10 +282,18 @@ impl Run<'_> {
             Mode::Direct => 1,
         };
         report.expected = sent_total * per_message;
+        if let Some(cutting) = cutting {
+            report.cuts = Some(cutting.await);
+        }
+        if let (Some(churn), true) = (&churn, a.away) {
+            self.come_back(churn, &cut_off, &shared, sent_total, &mut report)
+                .await;
+        }
         let drain_until = Instant::now() + Duration::from_secs(u64::from(a.drain));
-        while shared.delivered.load(Ordering::Relaxed) < report.expected
-            && Instant::now() < drain_until
-        {
+        // Messages dropped from full mailboxes (and reported in a gap) will never come.
+        let settled =
+            || shared.delivered.load(Ordering::Relaxed) + shared.dropped.load(Ordering::Relaxed);
+        while settled() < report.expected && Instant::now() < drain_until {
             smol::Timer::after(Duration::from_millis(2)).await;
         }
         let done = Instant::now();
@@ -293,7 +328,7 @@ impl Run<'_> {
     async fn prepare(
         &self,
         full: Vec<(usize, Role, Client)>,
-        writers: Vec<(usize, WriteHalf<Stream>)>,
+        writers: Vec<(usize, Writer)>,
         shared: &Arc<Shared>,
         receivers: &mut Vec<Task<Tally>>,
     ) -> Result<(Vec<Outgoing>, Table), BenchError> {
@@ -360,8 +395,11 @@ impl Run<'_> {
                 for (id, index) in sealed_ids {
                     ids.insert(id_bytes(&id), index);
                 }
-                let (sink, stream) = client.into_websocket().split();
-                receivers.push(self.ex.spawn(tally::receive_ws(stream, i, shared.clone())));
+                let (ws, acks, _) = client.into_parts();
+                let (sink, stream) = ws.split();
+                let sink = Arc::new(smol::lock::Mutex::new(sink));
+                let task = tally::receive_ws(stream, sink.clone(), acks, i, shared.clone());
+                receivers.push(self.ex.spawn(task));
                 outgoing.push(Outgoing::Texts(sink, texts));
             }
         }
@@ -379,6 +417,50 @@ impl Run<'_> {
             recipient,
         };
         Ok((outgoing, table))
+    }
+
+    /// Cuts the `members` off and waits until everyone still connected has seen them go away.
+    async fn go_away(
+        &self,
+        churn: &Churn,
+        members: &[usize],
+        shared: &Shared,
+        report: &mut LoadReport,
+    ) -> Result<(), BenchError> {
+        let online = self.plan.senders + self.plan.audit;
+        let want = online * members.len();
+        let before = shared.away_seen.load(Ordering::Relaxed);
+        for &i in members {
+            churn.cut(i);
+        }
+        within(Duration::from_secs(30), "members going away", async {
+            while shared.away_seen.load(Ordering::Relaxed) < before + want {
+                smol::Timer::after(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        })
+        .await?;
+        report.away_members = members.len();
+        report.away_before = self.pid.and_then(proc::memory);
+        Ok(())
+    }
+
+    /// Once the server has taken every message (all acknowledged), reads its memory with the
+    /// mailboxes full, then brings the `members` back one after another.
+    async fn come_back(
+        &self,
+        churn: &Churn,
+        members: &[usize],
+        shared: &Shared,
+        sent: u64,
+        report: &mut LoadReport,
+    ) {
+        let until = Instant::now() + Duration::from_secs(u64::from(self.plan.args.drain));
+        while shared.acked.load(Ordering::Relaxed) < sent && Instant::now() < until {
+            smol::Timer::after(Duration::from_millis(5)).await;
+        }
+        report.away_full = self.pid.and_then(proc::memory);
+        churn.bring_back(members, Duration::from_secs(30)).await;
     }
 
     fn key_id(&self, member: usize) -> String {

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use futures_lite::io::{ReadHalf, WriteHalf};
+use futures_lite::io::ReadHalf;
+use smol::net::TcpStream;
 use smol::{Executor, Task};
 
+use super::churn::Churn;
 use super::tally::{self, Shared, Tally};
-use super::wire::{self, FrameReader, Stream, Target, OP_TEXT};
+use super::wire::{self, FrameReader, Stream, Target, Writer, OP_TEXT};
 use super::{within, BenchError};
-use crate::client::Client;
+use crate::client::{Acks, Client};
 use crate::crypto::Identity;
 use crate::protocol::{self, ClientMsg, ServerMsg};
 
@@ -34,7 +36,7 @@ pub struct Joined {
     /// Receiving tasks already running (light members).
     pub receivers: Vec<Task<Tally>>,
     /// Writing halves of light senders, by member index.
-    pub writers: Vec<(usize, WriteHalf<Stream>)>,
+    pub writers: Vec<(usize, Writer)>,
     /// Full members (with a session), by member index, once they have seen everyone join.
     pub full: Vec<(usize, Role, Ready)>,
     /// Wall time of all joins.
@@ -62,6 +64,38 @@ pub struct JoinSpec<'a> {
     pub sessions: bool,
     /// Members each full member must see before it is ready (admin and itself included).
     pub expect_members: usize,
+    /// Where receivers who may be cut register their sockets.
+    pub churn: Option<&'a Arc<Churn>>,
+}
+
+/// A light member's connection.
+pub struct Light {
+    /// Whole frames from the server.
+    pub reader: FrameReader<ReadHalf<Stream>>,
+    /// The writing half, shared with the member's sending task if it sends.
+    pub writer: Writer,
+}
+
+/// What the server's welcome says about a resume.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(default)]
+pub struct Welcome {
+    /// Whether the membership was resumed.
+    pub resumed: bool,
+    /// The last `seq` given before the welcome.
+    pub seq: u64,
+}
+
+/// A light member that joined.
+pub struct LightJoin {
+    /// The connection.
+    pub light: Light,
+    /// Its TCP socket, to cut it.
+    pub socket: TcpStream,
+    /// From sending the join to the welcome (the server's part), when it joined.
+    pub server_part: Option<Duration>,
+    /// The welcome, read when resuming.
+    pub welcome: Option<Welcome>,
 }
 
 /// The name of member `i`.
@@ -106,54 +140,55 @@ pub async fn join_all(
             joined.full.push((i, role, task));
             continue;
         }
-        let (reader, writer, server_part) = within(
+        let j = within(
             Duration::from_secs(30),
             &format!("{} joining", name(i)),
-            join_light(spec.target, &name(i), key.as_deref()),
+            join_light(spec.target, &name(i), key.as_deref(), None),
         )
         .await?;
         joined.each.push(began.elapsed());
-        if let Some(t) = server_part {
+        if let Some(t) = j.server_part {
             joined.server_part.push(t);
         }
-        let shared = shared.clone();
         if role == Role::Sender {
-            joined.writers.push((i, writer));
-            let none: Option<WriteHalf<Stream>> = None;
-            joined
-                .receivers
-                .push(ex.spawn(tally::receive(reader, none, i, shared)));
-        } else {
-            joined
-                .receivers
-                .push(ex.spawn(tally::receive(reader, Some(writer), i, shared)));
+            joined.writers.push((i, j.light.writer.clone()));
         }
+        let churn = match spec.churn {
+            Some(c) if role == Role::Receiver => {
+                c.attach(i, j.socket);
+                Some(c.clone())
+            }
+            _ => None,
+        };
+        let task = tally::receive(j.light, Acks::after(0), i, shared.clone(), churn);
+        joined.receivers.push(ex.spawn(task));
     }
     joined.wall = start.elapsed();
     Ok(joined)
 }
 
-type Light = (
-    FrameReader<ReadHalf<Stream>>,
-    WriteHalf<Stream>,
-    Option<Duration>,
-);
-
-/// Connects and, when `key` is given, joins: challenge, proof, welcome. Returns the halves and
-/// the time from sending the join to the welcome.
-async fn join_light(
+/// Connects and, when `key` is given, joins: challenge, proof, welcome; with `since`, resumes
+/// the membership after that `seq`.
+pub async fn join_light(
     target: &Target,
     name: &str,
     key: Option<&Identity>,
-) -> Result<Light, BenchError> {
+    since: Option<u64>,
+) -> Result<LightJoin, BenchError> {
     let fail = |e: String| BenchError::Run(format!("{name} cannot join: {e}"));
-    let (stream, leftover) = wire::connect(target)
+    let (stream, leftover, socket) = wire::connect(target)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let (r, mut w) = futures_lite::io::split(stream);
+    let (r, w) = futures_lite::io::split(stream);
     let mut reader = FrameReader::new(r, leftover);
+    let writer: Writer = Arc::new(smol::lock::Mutex::new(w));
     let Some(key) = key else {
-        return Ok((reader, w, None));
+        return Ok(LightJoin {
+            light: Light { reader, writer },
+            socket,
+            server_part: None,
+            welcome: None,
+        });
     };
     let nonce = loop {
         let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
@@ -175,25 +210,41 @@ async fn join_light(
         name: name.to_string(),
         public_key: B64.encode(public.spki_der()),
         signature: B64.encode(key.sign(&protocol::join_bytes(&nonce, name, public.key_id()))),
-        resume: None,
+        resume: since.map(|since| protocol::Resume { since }),
     };
     let text = serde_json::to_vec(&join).expect("join encodes");
     let sent = Instant::now();
-    wire::send(&mut w, &wire::client_frame(OP_TEXT, &text))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    loop {
+    wire::send(
+        &mut *writer.lock().await,
+        &wire::client_frame(OP_TEXT, &text),
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let welcome = loop {
         let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
         if op != OP_TEXT {
             continue;
         }
         if p.starts_with(br#"{"type":"welcome""#) {
-            return Ok((reader, w, Some(sent.elapsed())));
+            // The member list is parsed only when resuming: a thousand joins would cost more.
+            break match since {
+                Some(_) => Some(
+                    serde_json::from_slice::<Welcome>(p)
+                        .map_err(|e| fail(format!("unreadable welcome: {e}")))?,
+                ),
+                None => None,
+            };
         }
         if p.starts_with(br#"{"type":"error""#) {
             return Err(fail(String::from_utf8_lossy(p).into_owned()));
         }
-    }
+    };
+    Ok(LightJoin {
+        light: Light { reader, writer },
+        socket,
+        server_part: Some(sent.elapsed()),
+        welcome,
+    })
 }
 
 /// Reads a full member's events until its session knows `expect` members.

@@ -5,18 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::members::{self, Role};
+use super::tally::{Shared, WsWriter};
+use super::wire::{self, Writer};
+use super::BenchError;
+use crate::client::Client;
+use crate::crypto;
+use crate::protocol::ClientMsg;
 use async_tungstenite::tungstenite::Message;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use futures_lite::io::WriteHalf;
-
-use super::members::{self, Role};
-use super::tally::Shared;
-use super::wire::{self, Stream};
-use super::BenchError;
-use crate::client::{BoxedStream, Client};
-use crate::crypto;
-use crate::protocol::ClientMsg;
 
 /// What sealing needs to know.
 pub struct Sealing<'a> {
@@ -47,9 +45,9 @@ pub struct Sealed {
 /// A sender's messages, ready to go.
 pub enum Outgoing {
     /// Encoded, masked frames for a light connection.
-    Frames(WriteHalf<Stream>, Vec<Vec<u8>>),
+    Frames(Writer, Vec<Vec<u8>>),
     /// JSON texts for a client's WebSocket.
-    Texts(async_tungstenite::WebSocketSender<BoxedStream>, Vec<String>),
+    Texts(WsWriter, Vec<String>),
 }
 
 /// How a sender kept to its schedule.
@@ -132,24 +130,24 @@ pub async fn send(out: Outgoing, s: usize, senders: usize, shared: Arc<Shared>) 
         }
     };
     match out {
-        Outgoing::Frames(mut w, frames) => {
+        Outgoing::Frames(w, frames) => {
             for (k, frame) in frames.into_iter().enumerate() {
                 let i = k * senders + s;
                 smol::Timer::at(table.due(i)).await;
                 note(&mut sent, i);
-                if let Err(e) = wire::send(&mut w, &frame).await {
+                if let Err(e) = wire::send(&mut *w.lock().await, &frame).await {
                     sent.error = Some(e.to_string());
                     break;
                 }
                 sent.count += 1;
             }
         }
-        Outgoing::Texts(mut sink, texts) => {
+        Outgoing::Texts(sink, texts) => {
             for (k, text) in texts.into_iter().enumerate() {
                 let i = k * senders + s;
                 smol::Timer::at(table.due(i)).await;
                 note(&mut sent, i);
-                if let Err(e) = sink.send(Message::text(text)).await {
+                if let Err(e) = sink.lock().await.send(Message::text(text)).await {
                     sent.error = Some(e.to_string());
                     break;
                 }

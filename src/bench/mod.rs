@@ -6,8 +6,12 @@
 //! (`keycache`), and every message is sealed before the timed phase. Receivers count messages by
 //! id after checking the frame (`--audit` of them open and verify every message for real).
 //! `--raw` sends frames with made-up ciphertext, and `--bare` drives a relay that knows nothing of
-//! the protocol (`examples/bare_relay.rs`), the floor to compare with. Every phase has a time limit.
+//! the protocol (`examples/bare_relay.rs`), the floor to compare with. Every member acknowledges
+//! what it receives, as a client must. `--churn` cuts members' connections and has them resume
+//! while messages flow; `--away` lets their mailboxes fill and times each replay. Every phase has
+//! a time limit.
 
+mod churn;
 mod load;
 mod members;
 mod messages;
@@ -85,6 +89,20 @@ pub struct BenchArgs {
     /// (default 0)
     #[argh(option, default = "0")]
     pub hold: u32,
+    /// members who only receive have their connection cut (TCP shut both ways, no close frame)
+    /// and resume at once, this many per second while messages are sent (default 0)
+    #[argh(option, default = "0")]
+    pub churn: u32,
+    /// members who only receive are cut off before the sending and come back one after another
+    /// after it: the server's memory with their mailboxes full, and each replay timed
+    #[argh(switch)]
+    pub away: bool,
+    /// for a server started here: --mailbox-bytes (bytes kept per member until acknowledged)
+    #[argh(option)]
+    pub mailbox_bytes: Option<usize>,
+    /// for a server started here: --mailbox-total (bytes kept in all mailboxes together)
+    #[argh(option)]
+    pub mailbox_total: Option<usize>,
     /// allow a --url that is not on this machine
     #[argh(switch)]
     pub remote: bool,
@@ -149,6 +167,8 @@ pub mod bounds {
     pub const DRAIN: u32 = 60;
     /// Start-ups with --startup.
     pub const REPEAT: usize = 100;
+    /// Cuts per second with --churn.
+    pub const CHURN: u32 = 100;
 }
 
 /// A validated run.
@@ -225,6 +245,25 @@ impl Plan {
         if a.bare && a.tls {
             return Err(opt_err("--tls: the bare relay serves plain WebSocket only"));
         }
+        if a.churn > bounds::CHURN {
+            return Err(opt_err(format!("--churn: at most {}", bounds::CHURN)));
+        }
+        if (a.churn > 0 || a.away) && a.bare {
+            return Err(opt_err(
+                "--churn, --away: a bare relay has no members to resume",
+            ));
+        }
+        if (a.churn > 0 || a.away) && a.seconds == 0 {
+            return Err(opt_err("--churn, --away: need --seconds above 0"));
+        }
+        if a.churn > 0 && a.away {
+            return Err(opt_err("--churn: not together with --away"));
+        }
+        if (a.mailbox_bytes.is_some() || a.mailbox_total.is_some()) && a.url.is_some() {
+            return Err(opt_err(
+                "--mailbox-bytes, --mailbox-total: for a server started here, not with --url",
+            ));
+        }
         if a.server_pid.is_some() && a.url.is_none() {
             return Err(opt_err(
                 "--server-pid: goes with --url (a server started here is measured anyway)",
@@ -257,6 +296,11 @@ impl Plan {
         if audit > a.members - senders {
             return Err(opt_err(
                 "--audit: at most the members who do not send (--members minus --senders)",
+            ));
+        }
+        if (a.churn > 0 || a.away) && a.members - senders - audit == 0 {
+            return Err(opt_err(
+                "--churn, --away: no member only receives; raise --members or lower --senders, --audit",
             ));
         }
         let messages = u64::from(a.rate) * u64::from(a.seconds);

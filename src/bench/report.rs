@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::churn::Back;
 use super::proc::Memory;
 use super::tally::{self, Tally};
 use super::{Mode, Plan};
@@ -132,6 +133,26 @@ pub struct LoadReport {
     pub server_stopped: Option<bool>,
     /// Lines worth a look from the server's prompt.
     pub notes: Vec<String>,
+    /// Connections cut with `--churn`.
+    pub cuts: Option<u64>,
+    /// Members away with `--away`.
+    pub away_members: usize,
+    /// Server memory with the members away, before the sending.
+    pub away_before: Option<Memory>,
+    /// Server memory once every message was taken, the away members' mailboxes full.
+    pub away_full: Option<Memory>,
+    /// Frames dropped by `seq` as already received (sent again after a resume).
+    pub repeats: u64,
+    /// Latency of deliveries that came in a replay, µs.
+    pub replay_latency: Histogram<u32>,
+    /// Every way back after a cut.
+    pub backs: Vec<Back>,
+    /// `gap` frames received.
+    pub gaps: u64,
+    /// Frames the `gap` frames said were dropped.
+    pub gap_dropped: u64,
+    /// Of them, messages.
+    pub gap_messages: u64,
 }
 
 impl LoadReport {
@@ -175,6 +196,16 @@ impl LoadReport {
             transcript_all_lines: None,
             server_stopped: None,
             notes: Vec::new(),
+            cuts: None,
+            away_members: 0,
+            away_before: None,
+            away_full: None,
+            repeats: 0,
+            replay_latency: tally::histogram(),
+            backs: Vec::new(),
+            gaps: 0,
+            gap_dropped: 0,
+            gap_messages: 0,
         }
     }
 
@@ -198,7 +229,38 @@ impl LoadReport {
             }
         }
         let _ = self.latency.add(&t.latency);
+        let _ = self.replay_latency.add(&t.replay_latency);
         self.last = self.last.max(t.last);
+        self.repeats += t.repeats;
+        self.backs.extend(t.backs);
+        self.gaps += t.gaps;
+        self.gap_dropped += t.gap_dropped;
+        self.gap_messages += t.gap_messages;
+    }
+
+    /// A quantile of the latency of replayed deliveries, in milliseconds.
+    pub fn replay_latency_ms(&self, q: f64) -> Option<f64> {
+        (!self.replay_latency.is_empty())
+            .then(|| self.replay_latency.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Server memory per away member with its mailbox full, KiB.
+    pub fn away_kib_each(&self) -> Option<f64> {
+        let (before, full) = (self.away_before?, self.away_full?);
+        (self.away_members > 0)
+            .then(|| (full.rss_kib as f64 - before.rss_kib as f64) / self.away_members as f64)
+    }
+
+    /// Ways back after a cut: cut (or told) → welcome, and welcome → last replayed frame.
+    pub fn back_times(&self) -> (Option<Summary>, Option<Summary>) {
+        let rejoin: Vec<Duration> = self.backs.iter().map(|b| b.rejoin).collect();
+        let replay: Vec<Duration> = self.backs.iter().map(|b| b.replay).collect();
+        (Summary::of(&rejoin), Summary::of(&replay))
+    }
+
+    /// Frames replayed in all.
+    pub fn replayed_frames(&self) -> u64 {
+        self.backs.iter().map(|b| b.frames).sum()
     }
 
     /// Adds one sender's result.
@@ -353,6 +415,33 @@ impl fmt::Display for LoadReport {
             self.prompt_all_lines.map_or("-".into(), |n| n.to_string()),
             self.errors.values().sum::<u64>(),
             self.closed
+        )?;
+        let (rejoin, replay) = self.back_times();
+        let ms_of = |s: Option<Summary>, pick: fn(&Summary) -> Duration| {
+            opt(s.map(|s| pick(&s).as_secs_f64() * 1000.0), 2)
+        };
+        write!(
+            f,
+            " churn={} cuts={} backs={} not_resumed={} replayed={} repeats={} replay_p50_ms={} \
+             replay_p99_ms={} rejoin_p50_ms={} rejoin_max_ms={} replay_time_p50_ms={} \
+             replay_time_max_ms={} away={} away_kib_each={} gaps={} gap_dropped={} gap_messages={}",
+            a.churn,
+            self.cuts.unwrap_or(0),
+            self.backs.len(),
+            self.backs.iter().filter(|b| !b.resumed).count(),
+            self.replayed_frames(),
+            self.repeats,
+            opt(self.replay_latency_ms(0.5), 2),
+            opt(self.replay_latency_ms(0.99), 2),
+            ms_of(rejoin, |s| s.p50),
+            ms_of(rejoin, |s| s.max),
+            ms_of(replay, |s| s.p50),
+            ms_of(replay, |s| s.max),
+            self.away_members,
+            opt(self.away_kib_each(), 1),
+            self.gaps,
+            self.gap_dropped,
+            self.gap_messages
         )
     }
 }
@@ -445,6 +534,7 @@ impl LoadReport {
             }
             writeln!(f)?;
         }
+        self.fmt_churn(f)?;
         if !self.errors.is_empty() {
             let list: Vec<String> = self
                 .errors
@@ -463,6 +553,83 @@ impl LoadReport {
         }
         for n in &self.notes {
             writeln!(f, "note         {n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl LoadReport {
+    fn fmt_churn(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (rejoin, replay) = self.back_times();
+        let not_resumed = self.backs.iter().filter(|b| !b.resumed).count();
+        if let Some(cuts) = self.cuts {
+            write!(
+                f,
+                "churn        {cuts} connections cut ({}/s), {} back",
+                self.plan.args.churn,
+                self.backs.len()
+            )?;
+            if let Some(r) = rejoin {
+                write!(f, ": cut → welcome p50 {}, max {}", ms(r.p50), ms(r.max))?;
+            }
+            writeln!(f)?;
+        }
+        if self.away_members > 0 {
+            writeln!(
+                f,
+                "away         {} members cut off before the sending, {} back one after another",
+                self.away_members,
+                self.backs.len()
+            )?;
+            if let (Some(before), Some(full)) = (self.away_before, self.away_full) {
+                writeln!(
+                    f,
+                    "             server RSS with them away {}, with their mailboxes full {}: {} KiB per away member",
+                    mib(before.rss_kib),
+                    mib(full.rss_kib),
+                    opt(self.away_kib_each(), 1)
+                )?;
+            }
+            if let (Some(r), Some(p)) = (rejoin, replay) {
+                let frames: Vec<u64> = self.backs.iter().map(|b| b.frames).collect();
+                let per = frames.iter().sum::<u64>() / frames.len().max(1) as u64;
+                writeln!(
+                    f,
+                    "             told → welcome p50 {}; welcome → last replayed frame p50 {}, max {} ({per} frames each on average)",
+                    ms(r.p50),
+                    ms(p.p50),
+                    ms(p.max)
+                )?;
+            }
+        }
+        if !self.backs.is_empty() || self.repeats > 0 {
+            write!(
+                f,
+                "replay       {} frames replayed after resumes, {} dropped by seq as already received",
+                self.replayed_frames(),
+                self.repeats
+            )?;
+            if not_resumed > 0 {
+                write!(f, "; {not_resumed} memberships NOT resumed")?;
+            }
+            writeln!(f)?;
+        }
+        if !self.replay_latency.is_empty() {
+            writeln!(
+                f,
+                "             {} deliveries came in a replay: p50 {} ms, p99 {} ms, max {} ms (from each message's scheduled send)",
+                self.replay_latency.len(),
+                opt(self.replay_latency_ms(0.5), 2),
+                opt(self.replay_latency_ms(0.99), 2),
+                opt(self.replay_latency_ms(1.0), 2)
+            )?;
+        }
+        if self.gaps > 0 {
+            writeln!(
+                f,
+                "gaps         {} gap frames: {} frames dropped from mailboxes, {} of them messages",
+                self.gaps, self.gap_dropped, self.gap_messages
+            )?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! What each simulated member received: deliveries counted once by message id (duplicates,
 //! unknown ids and broken frames apart), latency against the message's scheduled send time, acks
-//! and errors. Every member runs one receiving task that ends with its [`Tally`].
+//! and errors. Every member runs one receiving task that acknowledges what it receives as a
+//! client must (frames already received, replayed after a resume, are dropped by `seq` and
+//! counted apart), comes back after a cut (`--churn`, `--away`) and ends with its [`Tally`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,12 +10,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Message;
-use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{future, StreamExt};
 use hdrhistogram::Histogram;
+use smol::Timer;
 
-use super::wire::{self, FrameReader, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
-use crate::client::{BoxedStream, Client};
+use super::churn::{Back, Churn};
+use super::members::Light;
+use super::wire::{self, body, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use crate::client::{Acks, BoxedStream, Client, Received};
 use crate::protocol::ServerMsg;
 use crate::session::Event;
 
@@ -46,6 +50,12 @@ pub struct Shared {
     pub delivered: AtomicU64,
     /// Sender keys the auditors have received.
     pub keys_received: AtomicUsize,
+    /// `presence` `away` frames received, by everyone.
+    pub away_seen: AtomicUsize,
+    /// Acks of sent messages received, by every sender.
+    pub acked: AtomicU64,
+    /// Messages `gap` frames said were dropped from mailboxes: they will never come.
+    pub dropped: AtomicU64,
     /// Closed to stop every receiving task.
     pub stop: async_channel::Receiver<()>,
 }
@@ -79,12 +89,28 @@ pub struct Tally {
     pub latency: Histogram<u32>,
     /// When the last delivery arrived.
     pub last: Option<Instant>,
+    /// Frames dropped by `seq`: received before a cut, sent again after the resume.
+    pub repeats: u64,
+    /// Latency of the deliveries that came in a replay after a resume, µs.
+    pub replay_latency: Histogram<u32>,
+    /// Whether the frame being counted is part of a replay.
+    replaying: bool,
+    /// Each way back after a cut.
+    pub backs: Vec<Back>,
+    /// `gap` frames, and the frames they say were dropped.
+    pub gaps: u64,
+    /// Frames dropped from the mailbox, as `gap` frames count them.
+    pub gap_dropped: u64,
+    /// Of them, messages (`all` and `direct`).
+    pub gap_messages: u64,
 }
 
-const ALL: &[u8] = br#"{"type":"all","id":""#;
-const DIRECT: &[u8] = br#"{"type":"direct","id":""#;
-const ACK: &[u8] = br#"{"type":"ack","#;
-const ERROR: &[u8] = br#"{"type":"error","#;
+const ALL: &[u8] = br#""type":"all","id":""#;
+const DIRECT: &[u8] = br#""type":"direct","id":""#;
+const ACK: &[u8] = br#""type":"ack","#;
+const ERROR: &[u8] = br#""type":"error","#;
+const PRESENCE: &[u8] = br#""type":"presence","#;
+const GAP: &[u8] = br#""type":"gap","#;
 
 /// A latency histogram: 1 µs to 10 minutes, 2 significant digits (1 %).
 pub fn histogram() -> Histogram<u32> {
@@ -110,13 +136,21 @@ impl Tally {
             closed: None,
             latency: histogram(),
             last: None,
+            repeats: 0,
+            replay_latency: histogram(),
+            replaying: false,
+            backs: Vec::new(),
+            gaps: 0,
+            gap_dropped: 0,
+            gap_messages: 0,
         }
     }
 
     /// Counts one text frame. A delivery is checked for framing (a whole JSON object in valid
     /// UTF-8 with a 32-character id) and counted by id; opening it is left to the auditors.
     pub fn text(&mut self, p: &[u8], now: Instant, shared: &Shared) {
-        if let Some(rest) = p.strip_prefix(ALL).or_else(|| p.strip_prefix(DIRECT)) {
+        let b = body(p);
+        if let Some(rest) = b.strip_prefix(ALL).or_else(|| b.strip_prefix(DIRECT)) {
             let whole = rest.len() > 33
                 && rest[32] == b'"'
                 && p.last() == Some(&b'}')
@@ -126,9 +160,23 @@ impl Tally {
             } else {
                 self.malformed += 1;
             }
-        } else if p.starts_with(ACK) {
+        } else if b.starts_with(ACK) {
             self.acks += 1;
-        } else if p.starts_with(ERROR) {
+            shared.acked.fetch_add(1, Ordering::Relaxed);
+        } else if b.starts_with(PRESENCE) {
+            const AWAY: &[u8] = br#""state":"away""#;
+            if b.windows(AWAY.len()).any(|w| w == AWAY) {
+                shared.away_seen.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if b.starts_with(GAP) {
+            let gap = serde_json::from_slice::<serde_json::Value>(p).unwrap_or_default();
+            let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+            self.gaps += 1;
+            self.gap_dropped += count(&gap["dropped"]);
+            let messages = count(&gap["kinds"]["all"]) + count(&gap["kinds"]["direct"]);
+            self.gap_messages += messages;
+            shared.dropped.fetch_add(messages, Ordering::Relaxed);
+        } else if b.starts_with(ERROR) {
             let code = serde_json::from_slice::<serde_json::Value>(p)
                 .ok()
                 .and_then(|v| v["code"].as_str().map(str::to_string))
@@ -165,9 +213,11 @@ impl Tally {
         self.unique += 1;
         self.unflushed += 1;
         self.last = Some(now);
-        let late = now.saturating_duration_since(table.due(i));
-        self.latency
-            .saturating_record((late.as_micros() as u64).max(1));
+        let late = (now.saturating_duration_since(table.due(i)).as_micros() as u64).max(1);
+        self.latency.saturating_record(late);
+        if self.replaying {
+            self.replay_latency.saturating_record(late);
+        }
     }
 
     /// Publishes the count of deliveries so far.
@@ -192,48 +242,169 @@ fn close_reason(payload: &[u8]) -> String {
     }
 }
 
-/// Receives on a light member's connection until told to stop; answers pings when it holds the
-/// writing half too.
-pub async fn receive<R, W>(
-    mut reader: FrameReader<R>,
-    mut pong: Option<W>,
+/// Keeps the acknowledgement timer set to the deadline of the oldest unacknowledged frame.
+struct AckTimer {
+    timer: Timer,
+    armed: Option<Instant>,
+}
+
+impl AckTimer {
+    fn new() -> Self {
+        Self {
+            timer: Timer::never(),
+            armed: None,
+        }
+    }
+
+    /// Re-arms when the deadline changed (once per acknowledgement, not once per frame).
+    fn arm(&mut self, deadline: Option<Instant>) {
+        if deadline != self.armed {
+            match deadline {
+                Some(d) => self.timer.set_at(d),
+                None => self.timer = Timer::never(),
+            }
+            self.armed = deadline;
+        }
+    }
+
+    async fn fired(&mut self) {
+        (&mut self.timer).await;
+        self.armed = None;
+    }
+}
+
+/// A replay in progress after a resume.
+struct Replay {
+    since: u64,
+    until: u64,
+    rejoin: Duration,
+    welcomed: Instant,
+    resumed: bool,
+}
+
+enum Next<T> {
+    Frame(T),
+    Stop,
+    Tick,
+}
+
+/// Receives on a light member's connection until told to stop: answers pings, acknowledges, and
+/// when `churn` cut the connection, comes back with `resume` and goes on.
+pub async fn receive(
+    mut conn: Light,
+    mut acks: Acks,
     me: usize,
     shared: Arc<Shared>,
-) -> Tally
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+    churn: Option<Arc<Churn>>,
+) -> Tally {
     let mut tally = Tally::new(me);
     let stop = shared.stop.clone();
     let mut stop = std::pin::pin!(stop.recv());
+    let mut timer = AckTimer::new();
+    let mut replay: Option<Replay> = None;
     loop {
-        let next = future::or(async { Some(reader.next().await) }, async {
-            let _ = stop.as_mut().await;
-            None
+        timer.arm(acks.deadline());
+        let next = future::or(async { Next::Frame(conn.reader.next().await) }, async {
+            future::or(
+                async {
+                    let _ = stop.as_mut().await;
+                    Next::Stop
+                },
+                async {
+                    timer.fired().await;
+                    Next::Tick
+                },
+            )
+            .await
         })
         .await;
-        let Some(frame) = next else { break };
         let now = Instant::now();
-        let ping = match frame {
-            Err(e) => {
-                tally.closed = Some(format!("connection lost: {e}"));
-                break;
-            }
-            Ok((OP_TEXT, p)) => {
-                tally.text(p, now, &shared);
-                false
-            }
-            Ok((OP_CLOSE, p)) => {
-                tally.closed = Some(close_reason(p));
-                break;
-            }
-            Ok((op, _)) => op == OP_PING,
-        };
-        if let (true, Some(w)) = (ping, pong.as_mut()) {
-            let _ = wire::send(w, &wire::client_frame(OP_PONG, b"")).await;
+        let (mut ping, mut lost) = (false, None);
+        match next {
+            Next::Stop => break,
+            Next::Tick => {}
+            Next::Frame(Err(e)) => lost = Some(format!("connection lost: {e}")),
+            Next::Frame(Ok((OP_TEXT, p))) => match acks.receive(p, now) {
+                Received::Repeat(_) => tally.repeats += 1,
+                r => {
+                    tally.replaying =
+                        matches!((r, &replay), (Received::New(s), Some(rp)) if s <= rp.until);
+                    tally.text(p, now, &shared);
+                }
+            },
+            Next::Frame(Ok((OP_CLOSE, p))) => lost = Some(close_reason(p)),
+            Next::Frame(Ok((op, _))) => ping = op == OP_PING,
         }
-        if !reader.has_frame() {
+        if let Some(why) = lost {
+            let cut = churn.as_ref().and_then(|c| Some((c, c.was_cut(me)?)));
+            let Some((churn, cut_at)) = cut else {
+                tally.closed = Some(why);
+                break;
+            };
+            tally.flush(&shared);
+            let started = if churn.hold {
+                let told = future::or(
+                    async {
+                        churn.wait_for_go(me).await;
+                        true
+                    },
+                    async {
+                        let _ = stop.as_mut().await;
+                        false
+                    },
+                );
+                if !told.await {
+                    break;
+                }
+                Instant::now()
+            } else {
+                cut_at
+            };
+            let since = acks.last();
+            match churn.rejoin(me, since).await {
+                Ok(back) => {
+                    conn = back.light;
+                    acks = Acks::after(if back.resumed { since } else { 0 });
+                    replay = Some(Replay {
+                        since,
+                        until: back.seq,
+                        rejoin: started.elapsed(),
+                        welcomed: Instant::now(),
+                        resumed: back.resumed,
+                    });
+                }
+                Err(e) => {
+                    tally.closed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(rp) = replay.take_if(|rp| acks.last() >= rp.until) {
+            let back = Back {
+                member: me,
+                rejoin: rp.rejoin,
+                replay: rp.welcomed.elapsed(),
+                frames: rp.until.saturating_sub(rp.since),
+                resumed: rp.resumed,
+            };
+            tally.backs.push(back);
+            if let Some(c) = churn.as_ref().filter(|c| c.hold) {
+                c.report(back);
+            }
+        }
+        // A write on a cut connection fails; the next read says so.
+        if ping {
+            let _ = wire::send(
+                &mut *conn.writer.lock().await,
+                &wire::client_frame(OP_PONG, b""),
+            )
+            .await;
+        }
+        if let Some(seq) = acks.due(Instant::now()) {
+            let _ = wire::send_ack(&conn.writer, seq).await;
+            acks.acked(seq);
+        }
+        if !conn.reader.has_frame() {
             tally.flush(&shared);
         }
     }
@@ -241,41 +412,71 @@ where
     tally
 }
 
-/// Receives on a sending member's tungstenite half until told to stop.
+/// The writing half of a sealed sender's WebSocket, shared with its receiving task.
+pub type WsWriter = Arc<smol::lock::Mutex<async_tungstenite::WebSocketSender<BoxedStream>>>;
+
+/// Receives on a sending member's tungstenite half until told to stop, acknowledging on `sink`.
 pub async fn receive_ws(
     mut stream: async_tungstenite::WebSocketReceiver<BoxedStream>,
+    sink: WsWriter,
+    mut acks: Acks,
     me: usize,
     shared: Arc<Shared>,
 ) -> Tally {
     let mut tally = Tally::new(me);
     let stop = shared.stop.clone();
     let mut stop = std::pin::pin!(stop.recv());
+    let mut timer = AckTimer::new();
     loop {
-        let next = future::or(async { Some(stream.next().await) }, async {
-            let _ = stop.as_mut().await;
-            None
+        timer.arm(acks.deadline());
+        let next = future::or(async { Next::Frame(stream.next().await) }, async {
+            future::or(
+                async {
+                    let _ = stop.as_mut().await;
+                    Next::Stop
+                },
+                async {
+                    timer.fired().await;
+                    Next::Tick
+                },
+            )
+            .await
         })
         .await;
-        let Some(item) = next else { break };
         let now = Instant::now();
+        let item = match next {
+            Next::Stop => break,
+            Next::Tick => None,
+            Next::Frame(item) => Some(item),
+        };
         match item {
-            Some(Ok(Message::Text(t))) => tally.text(t.as_bytes(), now, &shared),
-            Some(Ok(Message::Close(f))) => {
+            None => {}
+            Some(Some(Ok(Message::Text(t)))) => match acks.receive(t.as_bytes(), now) {
+                Received::Repeat(_) => tally.repeats += 1,
+                _ => tally.text(t.as_bytes(), now, &shared),
+            },
+            Some(Some(Ok(Message::Close(f)))) => {
                 tally.closed = Some(match f {
                     Some(f) => format!("closed by the server: {} {}", u16::from(f.code), f.reason),
                     None => "closed by the server".into(),
                 });
                 break;
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
+            Some(Some(Ok(_))) => {}
+            Some(Some(Err(e))) => {
                 tally.closed = Some(format!("connection lost: {e}"));
                 break;
             }
-            None => {
+            Some(None) => {
                 tally.closed = Some("connection ended".into());
                 break;
             }
+        }
+        if let Some(seq) = acks.due(Instant::now()) {
+            let ack = serde_json::to_string(&crate::protocol::ClientMsg::Ack { seq })
+                .expect("acks encode");
+            let _ = sink.lock().await.send(Message::text(ack)).await;
+            acks.acked(seq);
         }
         tally.flush(&shared);
     }
@@ -328,6 +529,22 @@ pub async fn audit(mut client: Client, me: usize, shared: Arc<Shared>) -> Tally 
                         .entry(format!("refused: {reason}"))
                         .or_default() += 1;
                 }
+                Event::Presence {
+                    state: crate::protocol::Presence::Away,
+                    ..
+                } => {
+                    shared.away_seen.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Gap { dropped, kinds } => {
+                    tally.gaps += 1;
+                    tally.gap_dropped += dropped;
+                    let messages = ["all", "direct"]
+                        .iter()
+                        .map(|k| kinds.get(*k).copied().unwrap_or(0))
+                        .sum::<u64>();
+                    tally.gap_messages += messages;
+                    shared.dropped.fetch_add(messages, Ordering::Relaxed);
+                }
                 Event::Error { code, .. } => {
                     let code = serde_json::to_string(&code).unwrap_or_default();
                     *tally
@@ -354,6 +571,9 @@ mod tests {
             table: OnceLock::new(),
             delivered: AtomicU64::new(0),
             keys_received: AtomicUsize::new(0),
+            away_seen: AtomicUsize::new(0),
+            acked: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             stop,
         };
         let table = Table {
@@ -390,11 +610,26 @@ mod tests {
             now,
             &shared,
         );
+        // Sequenced frames are told apart the same way.
+        let seq = format!(r#"{{"seq":9,"type":"direct","id":"{a}","ts":1}}"#);
+        t.text(seq.as_bytes(), now, &shared);
+        t.text(
+            br#"{"seq":10,"type":"presence","key_id":"k","name":"n","state":"away"}"#,
+            now,
+            &shared,
+        );
+        t.text(
+            br#"{"seq":11,"type":"gap","dropped":3,"kinds":{"all":3},"first_seq":1,"last_seq":3}"#,
+            now,
+            &shared,
+        );
         t.flush(&shared);
         assert_eq!(
             (t.unique, t.duplicated, t.unknown, t.malformed),
-            (2, 1, 1, 1)
+            (2, 2, 1, 1)
         );
+        assert_eq!((t.gaps, t.gap_dropped, t.gap_messages), (1, 3, 3));
+        assert_eq!(shared.away_seen.load(Ordering::Relaxed), 1);
         assert_eq!((t.acks, t.errors["stale"]), (1, 1));
         assert_eq!(shared.delivered.load(Ordering::Relaxed), 2);
         assert_eq!(t.latency.len(), 2);

@@ -53,10 +53,12 @@ impl Target {
 pub type Stream = Box<dyn Transport>;
 
 /// Opens the TCP (and TLS) connection and performs the WebSocket upgrade. Bytes that arrived
-/// after the upgrade answer stay in the returned reader's buffer.
-pub async fn connect(target: &Target) -> io::Result<(Stream, Vec<u8>)> {
+/// after the upgrade answer are returned with the stream, and a handle on the TCP socket (to cut
+/// it).
+pub async fn connect(target: &Target) -> io::Result<(Stream, Vec<u8>, TcpStream)> {
     let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
     tcp.set_nodelay(true)?;
+    let socket = tcp.clone();
     let mut stream: Stream = match &target.tls {
         None => Box::new(tcp),
         Some(config) => {
@@ -101,7 +103,7 @@ pub async fn connect(target: &Target) -> io::Result<(Stream, Vec<u8>)> {
     if !text.contains(&format!("sec-websocket-accept: {accept}")) {
         return Err(bad("upgrade answer without the right Sec-WebSocket-Accept"));
     }
-    Ok((stream, head.split_off(end)))
+    Ok((stream, head.split_off(end), socket))
 }
 
 fn bad(what: &str) -> io::Error {
@@ -244,6 +246,38 @@ pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
     out
+}
+
+/// The write half of a light member's connection, shared by its sending and receiving tasks (the
+/// receiving one writes pongs and acknowledgements).
+pub type Writer = Arc<smol::lock::Mutex<futures_lite::io::WriteHalf<Stream>>>;
+
+/// Writes `{"type":"ack","seq":SEQ}` on `w`.
+pub async fn send_ack(w: &Writer, seq: u64) -> io::Result<()> {
+    let json = format!(r#"{{"type":"ack","seq":{seq}}}"#);
+    let frame = client_frame(OP_TEXT, json.as_bytes());
+    send(&mut *w.lock().await, &frame).await
+}
+
+/// The body of a server frame after its opening brace and its `"seq":N,` if it has one, so that
+/// frames are told apart by their first bytes whether they are sequenced or not.
+///
+/// ```
+/// use dyspatcher::bench::wire::body;
+/// assert_eq!(body(br#"{"seq":12,"type":"all"}"#), br#""type":"all"}"#);
+/// assert_eq!(body(br#"{"type":"ack"}"#), br#""type":"ack"}"#);
+/// ```
+pub fn body(frame: &[u8]) -> &[u8] {
+    let Some(rest) = frame.strip_prefix(b"{") else {
+        return frame;
+    };
+    match rest.strip_prefix(br#""seq":"#) {
+        Some(after) => {
+            let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+            after[digits..].strip_prefix(b",").unwrap_or(rest)
+        }
+        None => rest,
+    }
 }
 
 /// Writes one frame and flushes (TLS needs the flush).

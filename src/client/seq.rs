@@ -84,8 +84,7 @@ impl Acks {
     pub fn due(&self, now: Instant) -> Option<u64> {
         let late = self.deadline().is_some_and(|d| d <= now);
         let many = self.last - self.acked >= ACK_EVERY || self.unacked_bytes >= ACK_BYTES;
-        (self.last > self.acked && (many || late))
-            .then_some(self.last)
+        (self.last > self.acked && (many || late)).then_some(self.last)
     }
 
     /// When the oldest unacknowledged frame must be acknowledged.
