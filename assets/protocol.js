@@ -91,6 +91,7 @@ export class Chat {
     this.ending = null; // the notice before a close: kicked, banned, replaced
     this.joined = false;
     this.unacked = 0;
+    this.unackedBytes = 0;
     clearTimeout(this.ackTimer);
     this.ackTimer = null;
   }
@@ -290,7 +291,7 @@ export class Chat {
   /** Counts a sequenced frame handled; acks after 64 of them (or 128 KiB) or within a second. */
   async counted(bytes = 0) {
     this.unacked += 1;
-    this.unackedBytes = (this.unackedBytes || 0) + bytes;
+    this.unackedBytes += bytes;
     if (this.unacked >= ACK_EVERY || this.unackedBytes >= ACK_BYTES) {
       await this.flushAck();
     } else if (!this.ackTimer) {

@@ -383,6 +383,22 @@ test('frames are acknowledged after 64 and within a second; repeats of a seq are
   assert.equal(bobby.lastSeq, 70);
 });
 
+test('128 KiB of frames are acknowledged at once, however few they are', async (t) => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  t.after(() => [alice, bobby].forEach((ch) => ch.dispose()));
+  const big = 'x'.repeat(30 * 1024);
+  for (let i = 0; i < 3; i++) await alice.sendDirect(bobby.identity.keyId, `${i}${big}`);
+  await relay.deliver();
+  await settle(bobby);
+  assert.deepEqual(acks(bobby), [], 'three frames of ~40 KiB: not yet');
+  await alice.sendDirect(bobby.identity.keyId, `3${big}`);
+  await relay.deliver();
+  await settle(bobby);
+  assert.deepEqual(acks(bobby), [bobby.lastSeq]);
+});
+
 test('an ack waits until the state that saw its frames is saved', async (t) => {
   const relay = new Relay();
   const saved = [];
