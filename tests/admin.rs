@@ -31,7 +31,7 @@ fn kick_disconnects_with_a_reason_and_others_are_told() {
         wait_joined(&mut alice, "bobby").await;
         server.prompt("/kick nobody");
         assert!(server
-            .output_containing("no connected member")
+            .output_containing("no member named")
             .await
             .contains("nobody"));
         server.prompt("/kick bobby");

@@ -8,7 +8,7 @@ fn valid_proof_joins_and_lists_members() {
         let server = start(|_| {});
         server.admin_ready().await;
         let keys = keys(2);
-        let alice = server.join("alice", &keys[0]).await;
+        let mut alice = server.join("alice", &keys[0]).await;
         let names: Vec<_> = alice
             .session()
             .members()
@@ -23,7 +23,11 @@ fn valid_proof_joins_and_lists_members() {
             bob.session().key_id_of("alice"),
             Some(keys[0].public().key_id())
         );
-        drop(alice);
+        // A closed connection makes a member away, not gone; leaving is explicit.
+        alice
+            .send_msg(&dyspatcher::protocol::ClientMsg::Leave {})
+            .await
+            .unwrap();
         assert_eq!(wait_left(&mut bob, "alice").await, "left");
     });
 }
@@ -95,8 +99,10 @@ fn names_must_follow_the_rule_and_be_unique() {
         let answer = raw_join(&mut ws, "alice", &keys[1], &keys[1]).await;
         assert_eq!(answer["code"], "name_taken", "{answer}");
         let mut ws = raw(&server).await;
+        // The same key again takes over, under the member's name.
         let answer = raw_join(&mut ws, "alice2", &keys[0], &keys[0]).await;
-        assert_eq!(answer["code"], "key_in_use", "{answer}");
+        assert_eq!(answer["type"], "welcome", "{answer}");
+        assert_eq!(answer["you"]["name"], "alice", "{answer}");
     });
 }
 
@@ -167,7 +173,7 @@ fn messages_before_join_and_second_joins_are_refused() {
 }
 
 #[test]
-fn the_admin_web_seat_is_one_at_most() {
+fn the_admin_web_seat_is_one_at_most_and_a_newer_one_takes_over() {
     smol::block_on(async {
         let server = start(|_| {});
         server.admin_ready().await;
@@ -180,14 +186,26 @@ fn the_admin_web_seat_is_one_at_most() {
             .await;
         let mut ws = raw(&server).await;
         let answer = raw_join(&mut ws, "whatever", &admin, &admin).await;
-        assert_eq!(answer["code"], "admin_seat_taken", "{answer}");
-        assert!(answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("already taken"));
-        drop(web);
+        assert_eq!(answer["type"], "welcome", "{answer}");
+        assert_eq!(answer["resumed"], true, "{answer}");
+        let mut web = web.into_websocket();
+        let closed = within(10, "the old seat's close", async {
+            use futures_lite::StreamExt;
+            loop {
+                match web.next().await {
+                    Some(Ok(async_tungstenite::tungstenite::Message::Close(f))) => {
+                        return f.map(|f| u16::from(f.code))
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        assert_eq!(closed, Some(4006));
+        drop(ws);
         server
-            .output_containing("the admin's web seat disconnected")
+            .output_containing("the admin's web seat is away")
             .await;
         let again = server.join("whatever", &admin).await;
         assert_eq!(again.session().name(), Some("ADMIN"));

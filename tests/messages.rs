@@ -180,7 +180,7 @@ fn after_a_member_leaves_or_is_kicked_all_uses_fresh_sender_keys() {
         let k = keys(4);
         let mut alice = server.join("alice", &k[0]).await;
         let mut bob = server.join("bobby", &k[1]).await;
-        let carol = server.join("carol", &k[2]).await;
+        let mut carol = server.join("carol", &k[2]).await;
         let dave = server.join("david", &k[3]).await;
         wait_joined(&mut alice, "david").await;
         let first = alice.session_mut().seal_all("to four").unwrap();
@@ -201,7 +201,10 @@ fn after_a_member_leaves_or_is_kicked_all_uses_fresh_sender_keys() {
         for m in &first {
             alice.send_msg(m).await.unwrap();
         }
-        drop(carol);
+        carol
+            .send_msg(&dyspatcher::protocol::ClientMsg::Leave {})
+            .await
+            .unwrap();
         assert_eq!(wait_left(&mut alice, "carol").await, "left");
         let second = alice.session_mut().seal_all("carol gone").unwrap();
         assert_ne!(skid_of(&first), skid_of(&second));

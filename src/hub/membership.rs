@@ -9,9 +9,7 @@ use base64::Engine;
 use super::bans::describe_until;
 use super::directory::{Kind, Member};
 use super::mailbox::SeatId;
-use super::{
-    notice, payload_of, ConnId, DeliveryState, Hub, Item, Moderation, Outbox, Payload,
-};
+use super::{notice, payload_of, ConnId, DeliveryState, Hub, Item, Moderation, Outbox, Payload};
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{
@@ -31,11 +29,27 @@ impl Hub {
 
     /// Sends `payload` to every seat of every member that sees `about`, except `about`'s own.
     fn tell_others(&mut self, about: &str, payload: &Payload, kind: &'static str) {
+        self.tell_seats(about, None, payload, kind);
+    }
+
+    /// Sends `payload` to every seat that sees `about`: all but `except` when it is given (the
+    /// admin's other endpoint hears of its web seat), else all but `about`'s own.
+    fn tell_seats(
+        &mut self,
+        about: &str,
+        except: Option<SeatId>,
+        payload: &Payload,
+        kind: &'static str,
+    ) {
         let seats: Vec<SeatId> = self
             .dir
             .seats
             .iter()
-            .filter(|(_, s)| s.key_id != about && self.can_see(&s.key_id, about))
+            .filter(|&(&id, s)| match except {
+                Some(e) => id != e,
+                None => s.key_id != about,
+            })
+            .filter(|(_, s)| self.can_see(&s.key_id, about))
             .map(|(&id, _)| id)
             .collect();
         for seat in seats {
@@ -114,7 +128,7 @@ impl Hub {
             let seat = self.new_seat(&key_id, Kind::Console);
             self.dir.attach(seat, conn, outbox.clone());
             let _ = outbox.push(self.welcome_frame(seat, false));
-            self.announce_joined(&key_id);
+            self.announce_joined(&key_id, seat);
             return Ok(());
         }
         let admin_key = self.dir.admin_key_id.as_deref() == Some(key_id.as_str());
@@ -177,21 +191,23 @@ impl Hub {
         }
         if !resumed || resume.is_none() {
             // A new member, or an endpoint that kept nothing: others give it their sender keys.
-            self.announce_joined(&key_id);
+            self.announce_joined(&key_id, seat);
         } else if !was_online {
             self.announce_presence(seat, Presence::Online);
         }
         Ok(())
     }
 
-    fn announce_joined(&mut self, key_id: &str) {
+    /// Tells everyone who sees the member that `seat` joined (the admin's prompt included, when
+    /// `seat` is the admin's web seat).
+    fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
         let Some(json) = self.dir.members.get(key_id).map(|m| m.json.clone()) else {
             return;
         };
         let payload: Payload = format!(r#"{{"type":"joined","member":{json}}}"#)
             .into_bytes()
             .into();
-        self.tell_others(key_id, &payload, "joined");
+        self.tell_seats(key_id, Some(seat), &payload, "joined");
     }
 
     /// Tells who needs to know that `seat` came back or went away: everyone who sees a user;
@@ -425,7 +441,12 @@ impl Hub {
         if let Some(outbox) = seat_conn {
             let _ = outbox.push(notice(reason, text, until));
         }
-        self.end_membership(&key_id, reason, Some((close::KICKED, reason)));
+        let why = if until.is_some() {
+            "kicked by the admin"
+        } else {
+            "banned by the admin"
+        };
+        self.end_membership(&key_id, reason, Some((close::KICKED, why)));
         Ok(format!("{name} was {reason}; may return {when}"))
     }
 

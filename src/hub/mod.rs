@@ -365,11 +365,9 @@ impl Hub {
             return;
         };
         let result = match msg {
-            ClientMsg::Join { .. } => Err((
-                ErrorCode::AlreadyJoined,
-                "already joined".to_string(),
-                None,
-            )),
+            ClientMsg::Join { .. } => {
+                Err((ErrorCode::AlreadyJoined, "already joined".to_string(), None))
+            }
             ClientMsg::Ack { seq } => self.ack(seat, seq),
             ClientMsg::Leave {} => {
                 self.leave(seat);

@@ -48,9 +48,15 @@ mod tests {
         let mut seen = Seen::default();
         let now = 1_000_000_000;
         assert!(seen.check("a", now, now).is_ok());
-        assert_eq!(seen.check("a", now, now).unwrap_err().0, ErrorCode::DuplicateId);
+        assert_eq!(
+            seen.check("a", now, now).unwrap_err().0,
+            ErrorCode::DuplicateId
+        );
         let skew = protocol::MAX_CLOCK_SKEW_MS;
-        assert_eq!(seen.check("b", now - skew - 1, now).unwrap_err().0, ErrorCode::Stale);
+        assert_eq!(
+            seen.check("b", now - skew - 1, now).unwrap_err().0,
+            ErrorCode::Stale
+        );
         assert!(seen.check("c", now + skew, now).is_ok());
         let later = now + protocol::SEEN_ID_WINDOW_MS + 1;
         assert!(seen.check("a", later, later).is_ok());

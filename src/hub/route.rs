@@ -30,7 +30,10 @@ impl Hub {
     }
 
     fn is_admin_seat(&self, seat: SeatId) -> bool {
-        self.dir.seats.get(&seat).is_some_and(|s| s.kind != Kind::User)
+        self.dir
+            .seats
+            .get(&seat)
+            .is_some_and(|s| s.kind != Kind::User)
     }
 
     fn accepted(&mut self, seat: SeatId, id: String) {
