@@ -292,7 +292,9 @@ mod tests {
 
     #[test]
     fn explains_mistakes() {
-        assert!(parse("/kick").unwrap_err().starts_with("usage: /kick NAME [MINUTES]"));
+        assert!(parse("/kick")
+            .unwrap_err()
+            .starts_with("usage: /kick NAME [MINUTES]"));
         assert!(parse("/key").unwrap_err().contains("usage"));
         assert!(parse("/dance")
             .unwrap_err()

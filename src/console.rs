@@ -404,7 +404,11 @@ impl Endpoint {
             Ok(Command::Moderate(action)) => {
                 let listing = action == hub::Moderation::List;
                 let (reply, answer) = async_channel::bounded(1);
-                let _ = self.ctx.hub.send(hub::Event::Moderate { action, reply }).await;
+                let _ = self
+                    .ctx
+                    .hub
+                    .send(hub::Event::Moderate { action, reply })
+                    .await;
                 match answer.recv().await {
                     Ok(Ok(text)) if listing => self.out.reply(text),
                     Ok(Ok(text)) => self.out.notice(text),

@@ -654,7 +654,13 @@ mod tests {
             r#"{"type":"join","name":"alice","public_key":"a","signature":"s","resume":{"since":41}}"#,
         )
         .unwrap();
-        assert!(matches!(join, ClientMsg::Join { resume: Some(Resume { since: 41 }), .. }));
+        assert!(matches!(
+            join,
+            ClientMsg::Join {
+                resume: Some(Resume { since: 41 }),
+                ..
+            }
+        ));
         let ack: ClientMsg = serde_json::from_str(r#"{"type":"ack","seq":42}"#).unwrap();
         assert_eq!(ack, ClientMsg::Ack { seq: 42 });
         let leave: ClientMsg = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();

@@ -15,12 +15,21 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// Joins on a bare WebSocket as `name` with `key`, resuming after `since` when given; returns
 /// the socket and the welcome (or the refusal).
-async fn member(server: &TestServer, name: &str, key: &Identity, since: Option<u64>) -> (Raw, Value) {
+async fn member(
+    server: &TestServer,
+    name: &str,
+    key: &Identity,
+    since: Option<u64>,
+) -> (Raw, Value) {
     let mut ws = raw(server).await;
     let challenge = raw_next(&mut ws).await;
     assert_eq!(challenge["version"], 2);
     let nonce = challenge["nonce"].as_str().unwrap();
-    let sig = key.sign(&dyspatcher::protocol::join_bytes(nonce, name, key.public().key_id()));
+    let sig = key.sign(&dyspatcher::protocol::join_bytes(
+        nonce,
+        name,
+        key.public().key_id(),
+    ));
     let mut join = json!({
         "type": "join",
         "name": name,
@@ -42,7 +51,10 @@ async fn next_of(ws: &mut Raw, kind: &str) -> Value {
         if v["type"] == kind || (kind == "close" && v.get("close").is_some()) {
             return v;
         }
-        assert!(v.get("close").is_none(), "closed while waiting for {kind}: {v}");
+        assert!(
+            v.get("close").is_none(),
+            "closed while waiting for {kind}: {v}"
+        );
     }
 }
 
@@ -113,7 +125,10 @@ fn away_is_presence_and_the_grace_period_ends_in_a_leave() {
         assert_eq!(welcome["limits"]["away_grace_secs"], 2);
         drop(alice);
         let away = next_of(&mut bob, "presence").await;
-        assert_eq!((away["name"].as_str(), away["state"].as_str()), (Some("alice"), Some("away")));
+        assert_eq!(
+            (away["name"].as_str(), away["state"].as_str()),
+            (Some("alice"), Some("away"))
+        );
         assert!(away["seq"].as_u64().unwrap() >= 1);
         // Within the grace period alice comes back: presence, not a join.
         let (alice, welcome) = member(&server, "alice", &k[0], Some(0)).await;
@@ -123,10 +138,16 @@ fn away_is_presence_and_the_grace_period_ends_in_a_leave() {
         drop(alice);
         assert_eq!(next_of(&mut bob, "presence").await["state"], "away");
         let left = within(10, "the grace period to end", next_of(&mut bob, "left")).await;
-        assert_eq!((left["name"].as_str(), left["reason"].as_str()), (Some("alice"), Some("expired")));
+        assert_eq!(
+            (left["name"].as_str(), left["reason"].as_str()),
+            (Some("alice"), Some("expired"))
+        );
         // A new membership after that: numbering starts again, others see a join.
         let (_alice, welcome) = member(&server, "alice", &k[0], Some(40)).await;
-        assert_eq!((welcome["resumed"].as_bool(), welcome["seq"].as_u64()), (Some(false), Some(0)));
+        assert_eq!(
+            (welcome["resumed"].as_bool(), welcome["seq"].as_u64()),
+            (Some(false), Some(0))
+        );
         assert_eq!(next_of(&mut bob, "joined").await["member"]["name"], "alice");
     });
 }
@@ -154,12 +175,18 @@ fn frames_are_numbered_kept_until_acknowledged_and_replayed_in_order() {
         raw_send(&mut alice, json!({"type":"ack","seq":99}).to_string()).await;
         let refused = next_of(&mut alice, "error").await;
         assert_eq!(refused["code"], "bad_field");
-        assert!(refused["message"].as_str().unwrap().contains("99"), "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("99"),
+            "{refused}"
+        );
         raw_send(&mut alice, json!({"type":"ack","seq":3}).to_string()).await;
         // The connection dies; what was not acknowledged comes again, in order, after since.
         drop(alice);
         let (mut alice, welcome) = member(&server, "alice", &k[0], Some(4)).await;
-        assert_eq!((welcome["resumed"].as_bool(), welcome["seq"].as_u64()), (Some(true), Some(6)));
+        assert_eq!(
+            (welcome["resumed"].as_bool(), welcome["seq"].as_u64()),
+            (Some(true), Some(6))
+        );
         let again: Vec<u64> = vec![
             raw_next(&mut alice).await["seq"].as_u64().unwrap(),
             raw_next(&mut alice).await["seq"].as_u64().unwrap(),
@@ -224,7 +251,10 @@ fn leave_ends_the_membership_at_once() {
         raw_send(&mut alice, json!({"type":"leave"}).to_string()).await;
         assert_eq!(next_of(&mut alice, "close").await["close"], 1000);
         let left = next_of(&mut bob, "left").await;
-        assert_eq!((left["name"].as_str(), left["reason"].as_str()), (Some("alice"), Some("left")));
+        assert_eq!(
+            (left["name"].as_str(), left["reason"].as_str()),
+            (Some("alice"), Some("left"))
+        );
         server.output_containing("alice").await;
     });
 }
@@ -243,7 +273,10 @@ fn reserved_words_and_the_admins_name_in_any_case_are_refused() {
         ] {
             let (mut ws, answer) = member(&server, name, &k[0], None).await;
             assert_eq!(answer["code"], "bad_name", "{name}: {answer}");
-            assert!(answer["message"].as_str().unwrap().contains(why), "{answer}");
+            assert!(
+                answer["message"].as_str().unwrap().contains(why),
+                "{answer}"
+            );
             assert_eq!(next_of(&mut ws, "close").await["close"], 4005);
         }
     });
@@ -269,7 +302,13 @@ fn kick_with_minutes_bans_until_then_and_unban_lifts_it() {
         let (_, refused) = member(&server, "alice", &k[0], Some(9)).await;
         assert_eq!(refused["code"], "banned", "{refused}");
         assert_eq!(refused["until"].as_i64(), Some(until));
-        assert!(refused["message"].as_str().unwrap().contains("in 5 minutes"), "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("in 5 minutes"),
+            "{refused}"
+        );
         server.prompt("/bans");
         server.output_containing("may return in 5 minutes").await;
         server.prompt("/unban alice");
@@ -283,7 +322,9 @@ fn kick_with_minutes_bans_until_then_and_unban_lifts_it() {
         assert_eq!(refused["code"], "banned");
         assert!(refused.get("until").is_none(), "{refused}");
         server.prompt("/unban nobody");
-        server.output_containing("nobody is neither kicked nor banned").await;
+        server
+            .output_containing("nobody is neither kicked nor banned")
+            .await;
         server.prompt("/kick nobody");
         server.output_containing("no member named nobody").await;
     });
@@ -328,8 +369,15 @@ fn an_away_mailbox_over_its_bound_drops_the_oldest_and_says_exactly_what() {
         // The oldest went: what is left is the newest, in order.
         assert_eq!(kept, (all..40).collect::<Vec<_>>());
         assert!(kept.len() * 24 * 1024 <= each, "{} kept", kept.len());
-        let (first, last) = (gap["first_seq"].as_u64().unwrap(), gap["last_seq"].as_u64().unwrap());
-        assert_eq!(last + 1 - first, dropped, "one contiguous range, oldest first");
+        let (first, last) = (
+            gap["first_seq"].as_u64().unwrap(),
+            gap["last_seq"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            last + 1 - first,
+            dropped,
+            "one contiguous range, oldest first"
+        );
     });
 }
 
