@@ -422,7 +422,7 @@ impl Hub {
                 .admin_seat(Kind::AdminWeb)
                 .ok_or_else(|| format!("the admin {name} has no web seat to close"))?;
             self.end_web_seat(seat, reason, Some((close::KICKED, "closed by the admin")));
-            return Ok(format!("the admin's web seat was closed"));
+            return Ok("the admin's web seat was closed".to_string());
         }
         let key_id = self
             .dir
