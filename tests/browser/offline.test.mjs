@@ -104,3 +104,74 @@ test('offline for 30 s while two others write: after coming back, every message 
   alice.problems = alice.problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
   assertClean(alice, bob);
 });
+
+test('what no longer fits in the mailbox of an away page is dropped, and the page says how much', { timeout: 90000 }, async (t) => {
+  const small = await startServer(['--mailbox-bytes', String(512 * 1024)]);
+  t.after(() => small.stop());
+  const alice = await openPage(browser, small.url, { t, name: 'alice' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  const bob = await openPage(browser, small.url, { t, name: 'bob' });
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await alice.waitForFunction(async () => (await indexedDB.databases()).length === 1);
+  await alice.goto('about:blank');
+  await bob.waitForSelector(`#member-list .member.away[data-key="${keys.alice.keyId}"]`);
+  // 16 direct messages of 30 KiB (about 41 KiB each on the wire) into a 512 KiB mailbox.
+  const filler = 'z'.repeat(30 * 1024);
+  for (let i = 1; i <= 16; i++) await sendTo(bob, 'alice', `${String(i).padStart(2, '0')} ${filler}`);
+  await alice.goto(small.url);
+  await waitConnected(alice);
+  const gap = alice.locator('.notice', { hasText: /kept for you (was|were) dropped while you were away/ });
+  await gap.waitFor();
+  const [, dropped, direct] = (await gap.textContent()).match(/^(\d+) messages? kept .* \((\d+) direct/);
+  assert.ok(Number(dropped) >= 1 && Number(direct) >= 1, await gap.textContent());
+  await waitMessage(alice, `16 ${filler}`);
+  const shown = await alice.$$eval('#messages .msg.in .text', (els) => els.map((e) => e.textContent.slice(0, 2)));
+  // The oldest went, the newest stayed, in order, each once.
+  assert.deepEqual(shown, Array.from({ length: shown.length }, (_, i) => String(17 - shown.length + i).padStart(2, '0')));
+  assert.ok(shown.length < 16 && shown.length + Number(direct) === 16, `${shown.length} shown, ${direct} dropped`);
+  assertClean(alice, bob);
+});
+
+test('a message whose answer was lost with the connection is sent again, and counts as sent once', { timeout: 60000 }, async (t) => {
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  let dropAnswers = false;
+  const cuts = [];
+  const sentByPage = [];
+  await alice.routeWebSocket(/\/ws$/, (ws) => {
+    const upstream = ws.connectToServer();
+    ws.onMessage((m) => {
+      sentByPage.push(JSON.parse(m));
+      upstream.send(m);
+    });
+    upstream.onMessage((m) => {
+      const msg = JSON.parse(m);
+      // The server's answers (ack, delivery) die with the connection.
+      if (dropAnswers && (msg.type === 'ack' || msg.type === 'delivery')) return;
+      ws.send(m);
+    });
+    cuts.push(() => {
+      ws.close();
+      upstream.close();
+    });
+  });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await alice.waitForSelector(`#member-list .member[data-key="${keys.bob.keyId}"]`);
+  dropAnswers = true;
+  await alice.click(`#member-list .member[data-key="${keys.bob.keyId}"]`);
+  await alice.fill('#text', 'did this arrive?');
+  await alice.press('#text', 'Enter');
+  await waitMessage(bob, 'did this arrive?');
+  assert.equal(await alice.textContent('.msg.own .state'), 'sending\u2026');
+  dropAnswers = false;
+  for (const cut of cuts.splice(0)) cut();
+  // After the resume the page sends it again with the same id; the server knew it: accepted.
+  await waitConnected(alice, 30000);
+  await alice.waitForSelector('.msg.own .state.sent, .msg.own .state.delivered');
+  const copies = sentByPage.filter((m) => m.type === 'direct');
+  assert.equal(copies.length, 2);
+  assert.equal(copies[0].id, copies[1].id);
+  assert.equal(await bob.locator('.msg .text:text-is("did this arrive?")').count(), 1);
+  assertClean(alice, bob);
+});
