@@ -122,7 +122,8 @@ export class Chat {
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
-      this.enqueue(() => this.receive(ev.data));
+      // Checked again when its turn comes: a newer connection may have replaced this one meanwhile.
+      this.enqueue(() => (this.ws === ws ? this.receive(ev.data) : undefined));
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
@@ -242,10 +243,14 @@ export class Chat {
     return result;
   }
 
-  /** Sends a connection-level message (join, ack, leave). */
+  /**
+   * Sends a connection-level message (join, ack); false when the connection is closing: the next
+   * connection joins and acknowledges afresh.
+   */
   send(msg) {
-    if (!this.ws || this.ws.readyState !== OPEN) throw new Error('Not connected.');
+    if (!this.ws || this.ws.readyState !== OPEN) return false;
     this.ws.send(JSON.stringify(msg));
+    return true;
   }
 
   /** Sends a message the server confirms later; it is kept until then and sent again after a resume. */
@@ -280,6 +285,7 @@ export class Chat {
       this.outbox = entries;
       this.outboxBytes = entries.reduce((a, e) => a + e.text.length, 0);
     }
+    if (!this.ws || this.ws.readyState !== OPEN) return;
     for (const e of entries) {
       if (e.id) this.resent.add(e.id);
       this.ws.send(e.text);
