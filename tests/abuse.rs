@@ -139,7 +139,8 @@ fn a_flood_is_rate_limited_and_others_are_unaffected() {
 fn a_slow_reader_is_cut_while_others_keep_receiving() {
     smol::block_on(async {
         let server = start(|c| {
-            c.limits.mailbox_bytes = dyspatcher::config::MIN_MAILBOX_BYTES;
+            // Bob keeps up to 20 messages of 40 KiB in flight: within 2 MiB; carol reads nothing.
+            c.limits.mailbox_bytes = 2 * 1024 * 1024;
             c.limits.rate_per_sec = 100_000;
             c.limits.burst = 100_000;
         });
