@@ -275,7 +275,7 @@ impl Client {
                 until,
             }),
             msg @ ServerMsg::Welcome { .. } => {
-                let ServerMsg::Welcome { resumed, .. } = &msg else {
+                let ServerMsg::Welcome { resumed, seq, .. } = &msg else {
                     unreachable!("matched a welcome")
                 };
                 self.resumed = *resumed && resume.is_some();
@@ -283,6 +283,7 @@ impl Client {
                     // A new membership numbers its frames from 1 again.
                     self.acks = Acks::after(0);
                 }
+                self.acks.replay_until(*seq);
                 let out = self.session.handle(msg);
                 self.queued.extend(out.events);
                 Ok(())

@@ -27,6 +27,8 @@ pub struct Back {
     pub frames: u64,
     /// Whether the membership was resumed (if not, everything kept was lost).
     pub resumed: bool,
+    /// Whether the replay came to its end (the connection may end before).
+    pub replayed: bool,
 }
 
 #[derive(Default)]

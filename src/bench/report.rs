@@ -153,6 +153,10 @@ pub struct LoadReport {
     pub gap_dropped: u64,
     /// Of them, messages.
     pub gap_messages: u64,
+    /// Connections the server ended after which the member came back.
+    pub reopened: u64,
+    /// The first reasons.
+    pub reopened_why: Vec<String>,
 }
 
 impl LoadReport {
@@ -206,6 +210,8 @@ impl LoadReport {
             gaps: 0,
             gap_dropped: 0,
             gap_messages: 0,
+            reopened: 0,
+            reopened_why: Vec::new(),
         }
     }
 
@@ -236,6 +242,12 @@ impl LoadReport {
         self.gaps += t.gaps;
         self.gap_dropped += t.gap_dropped;
         self.gap_messages += t.gap_messages;
+        self.reopened += t.reopened.len() as u64;
+        for why in t.reopened {
+            if self.reopened_why.len() < 3 && !self.reopened_why.contains(&why) {
+                self.reopened_why.push(why);
+            }
+        }
     }
 
     /// A quantile of the latency of replayed deliveries, in milliseconds.
@@ -422,13 +434,14 @@ impl fmt::Display for LoadReport {
         };
         write!(
             f,
-            " churn={} cuts={} backs={} not_resumed={} replayed={} repeats={} replay_p50_ms={} \
+            " churn={} cuts={} backs={} not_resumed={} cut_short={} replayed={} repeats={} replay_p50_ms={} \
              replay_p99_ms={} rejoin_p50_ms={} rejoin_max_ms={} replay_time_p50_ms={} \
-             replay_time_max_ms={} away={} away_kib_each={} gaps={} gap_dropped={} gap_messages={}",
+             replay_time_max_ms={} away={} away_kib_each={} gaps={} gap_dropped={} gap_messages={} reopened={}",
             a.churn,
             self.cuts.unwrap_or(0),
             self.backs.len(),
             self.backs.iter().filter(|b| !b.resumed).count(),
+            self.backs.iter().filter(|b| !b.replayed).count(),
             self.replayed_frames(),
             self.repeats,
             opt(self.replay_latency_ms(0.5), 2),
@@ -441,7 +454,8 @@ impl fmt::Display for LoadReport {
             opt(self.away_kib_each(), 1),
             self.gaps,
             self.gap_dropped,
-            self.gap_messages
+            self.gap_messages,
+            self.reopened
         )
     }
 }
@@ -612,6 +626,10 @@ impl LoadReport {
             if not_resumed > 0 {
                 write!(f, "; {not_resumed} memberships NOT resumed")?;
             }
+            let cut_short = self.backs.iter().filter(|b| !b.replayed).count();
+            if cut_short > 0 {
+                write!(f, "; {cut_short} connections ended during their replay")?;
+            }
             writeln!(f)?;
         }
         if !self.replay_latency.is_empty() {
@@ -622,6 +640,14 @@ impl LoadReport {
                 opt(self.replay_latency_ms(0.5), 2),
                 opt(self.replay_latency_ms(0.99), 2),
                 opt(self.replay_latency_ms(1.0), 2)
+            )?;
+        }
+        if self.reopened > 0 {
+            writeln!(
+                f,
+                "reopened     {} connections ended by the server, each member came back: {}",
+                self.reopened,
+                self.reopened_why.join("; ")
             )?;
         }
         if self.gaps > 0 {

@@ -101,9 +101,15 @@ pub struct Tally {
     pub gaps: u64,
     /// Frames dropped from the mailbox, as `gap` frames count them.
     pub gap_dropped: u64,
+    /// Connections the server ended (too slow, idle, or without a close frame) after which the
+    /// member came back, with the reasons.
+    pub reopened: Vec<String>,
     /// Of them, messages (`all` and `direct`).
     pub gap_messages: u64,
 }
+
+/// Times a member comes back after the server ended its connection, at most.
+const MAX_REOPENED: usize = 5;
 
 const ALL: &[u8] = br#""type":"all","id":""#;
 const DIRECT: &[u8] = br#""type":"direct","id":""#;
@@ -143,6 +149,7 @@ impl Tally {
             gaps: 0,
             gap_dropped: 0,
             gap_messages: 0,
+            reopened: Vec::new(),
         }
     }
 
@@ -282,6 +289,22 @@ struct Replay {
     resumed: bool,
 }
 
+/// Records a way back (and tells the one waiting for it with `--away`).
+fn back(tally: &mut Tally, churn: Option<&Churn>, rp: &Replay, replayed: bool) {
+    let back = Back {
+        member: tally.me as usize,
+        rejoin: rp.rejoin,
+        replay: rp.welcomed.elapsed(),
+        frames: rp.until.saturating_sub(rp.since),
+        resumed: rp.resumed,
+        replayed,
+    };
+    tally.backs.push(back);
+    if let Some(c) = churn.filter(|c| c.hold) {
+        c.report(back);
+    }
+}
+
 enum Next<T> {
     Frame(T),
     Stop,
@@ -323,7 +346,7 @@ pub async fn receive(
         match next {
             Next::Stop => break,
             Next::Tick => {}
-            Next::Frame(Err(e)) => lost = Some(format!("connection lost: {e}")),
+            Next::Frame(Err(e)) => lost = Some((format!("connection lost: {e}"), None)),
             Next::Frame(Ok((OP_TEXT, p))) => match acks.receive(p, now) {
                 Received::Repeat(_) => tally.repeats += 1,
                 r => {
@@ -332,39 +355,61 @@ pub async fn receive(
                     tally.text(p, now, &shared);
                 }
             },
-            Next::Frame(Ok((OP_CLOSE, p))) => lost = Some(close_reason(p)),
+            Next::Frame(Ok((OP_CLOSE, p))) => {
+                let code = (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+                lost = Some((close_reason(p), code.or(Some(1005))));
+            }
             Next::Frame(Ok((op, _))) => ping = op == OP_PING,
         }
-        if let Some(why) = lost {
-            let cut = churn.as_ref().and_then(|c| Some((c, c.was_cut(me)?)));
-            let Some((churn, cut_at)) = cut else {
-                tally.closed = Some(why);
-                break;
-            };
-            tally.flush(&shared);
-            let started = if churn.hold {
-                let told = future::or(
-                    async {
-                        churn.wait_for_go(me).await;
-                        true
-                    },
-                    async {
-                        let _ = stop.as_mut().await;
-                        false
-                    },
-                );
-                if !told.await {
+        if let Some((why, code)) = lost {
+            let cut_at = churn.as_ref().and_then(|c| c.was_cut(me));
+            // Like a real client, come back after a drop the server chose too (too slow, idle),
+            // a bounded number of times; it is reported.
+            let again = matches!(code, None | Some(4002) | Some(4003))
+                && tally.reopened.len() < MAX_REOPENED;
+            let churn = match &churn {
+                Some(c) if cut_at.is_some() || again => c.clone(),
+                _ => {
+                    if let Some(rp) = replay.take() {
+                        back(&mut tally, churn.as_deref(), &rp, false);
+                    }
+                    tally.closed = Some(why);
                     break;
                 }
-                Instant::now()
-            } else {
-                cut_at
+            };
+            if cut_at.is_none() {
+                tally.reopened.push(why);
+                if let Some(rp) = replay.take() {
+                    back(&mut tally, None, &rp, false);
+                }
+            }
+            tally.flush(&shared);
+            let started = match cut_at {
+                Some(_) if churn.hold => {
+                    let told = future::or(
+                        async {
+                            churn.wait_for_go(me).await;
+                            true
+                        },
+                        async {
+                            let _ = stop.as_mut().await;
+                            false
+                        },
+                    );
+                    if !told.await {
+                        break;
+                    }
+                    Instant::now()
+                }
+                Some(at) => at,
+                None => now,
             };
             let since = acks.last();
             match churn.rejoin(me, since).await {
                 Ok(back) => {
                     conn = back.light;
                     acks = Acks::after(if back.resumed { since } else { 0 });
+                    acks.replay_until(back.seq);
                     replay = Some(Replay {
                         since,
                         until: back.seq,
@@ -380,17 +425,7 @@ pub async fn receive(
             }
         }
         if let Some(rp) = replay.take_if(|rp| acks.last() >= rp.until) {
-            let back = Back {
-                member: me,
-                rejoin: rp.rejoin,
-                replay: rp.welcomed.elapsed(),
-                frames: rp.until.saturating_sub(rp.since),
-                resumed: rp.resumed,
-            };
-            tally.backs.push(back);
-            if let Some(c) = churn.as_ref().filter(|c| c.hold) {
-                c.report(back);
-            }
+            back(&mut tally, churn.as_deref(), &rp, true);
         }
         // A write on a cut connection fails; the next read says so.
         if ping {

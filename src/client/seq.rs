@@ -52,6 +52,9 @@ pub struct Acks {
     acked: u64,
     unacked_bytes: usize,
     oldest_unacked: Option<Instant>,
+    /// The end of a replay: acknowledged as soon as it is read, because the server kept up to
+    /// its mailbox bound and the next frame must find room.
+    replay_end: Option<u64>,
 }
 
 impl Acks {
@@ -62,7 +65,14 @@ impl Acks {
             acked: last,
             unacked_bytes: 0,
             oldest_unacked: None,
+            replay_end: None,
         }
+    }
+
+    /// A resume replays the frames up to `seq` (the welcome's): acknowledge them all at once
+    /// when the last one is read.
+    pub fn replay_until(&mut self, seq: u64) {
+        self.replay_end = (seq > self.acked).then_some(seq);
     }
 
     /// Takes a frame that arrived `now`.
@@ -84,7 +94,8 @@ impl Acks {
     pub fn due(&self, now: Instant) -> Option<u64> {
         let late = self.deadline().is_some_and(|d| d <= now);
         let many = self.last - self.acked >= ACK_EVERY || self.unacked_bytes >= ACK_BYTES;
-        (self.last > self.acked && (many || late)).then_some(self.last)
+        let replayed = self.replay_end.is_some_and(|end| self.last >= end);
+        (self.last > self.acked && (many || late || replayed)).then_some(self.last)
     }
 
     /// When the oldest unacknowledged frame must be acknowledged.
@@ -95,6 +106,9 @@ impl Acks {
     /// Records that `ack {seq}` was sent.
     pub fn acked(&mut self, seq: u64) {
         self.acked = self.acked.max(seq);
+        if self.replay_end.is_some_and(|end| self.acked >= end) {
+            self.replay_end = None;
+        }
         if self.acked >= self.last {
             self.oldest_unacked = None;
             self.unacked_bytes = 0;
@@ -204,6 +218,16 @@ mod tests {
         // A jump forward (dropped frames, then a gap) is taken.
         assert_eq!(a.receive(frame(70).as_bytes(), t0), Received::New(70));
         assert_eq!(a.last(), 70);
+        // The end of a replay is acknowledged at once.
+        a.acked(70);
+        a.replay_until(73);
+        assert_eq!(a.receive(frame(72).as_bytes(), t0), Received::New(72));
+        assert_eq!(a.due(t0), None);
+        assert_eq!(a.receive(frame(73).as_bytes(), t0), Received::New(73));
+        assert_eq!(a.due(t0), Some(73));
+        a.acked(73);
+        assert_eq!(a.receive(frame(74).as_bytes(), t0), Received::New(74));
+        assert_eq!(a.due(t0), None);
     }
 
     #[test]
