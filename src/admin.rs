@@ -136,9 +136,18 @@ fn parse_kick(args: Vec<&str>) -> Result<Command, String> {
 /// The `/users` listing.
 pub fn users(session: &Session) -> String {
     let members = session.members();
-    let mut out = format!("{} member(s) online:", members.len());
+    let away = members.iter().filter(|m| session.is_away(&m.key_id)).count();
+    let mut out = format!(
+        "{} member(s), {} online, {away} away:",
+        members.len(),
+        members.len() - away
+    );
     for m in members {
-        let mark = if m.admin { "  (admin)" } else { "" };
+        let mark = match (m.admin, session.is_away(&m.key_id)) {
+            (true, _) => "  (admin)",
+            (false, true) => "  (away)",
+            (false, false) => "",
+        };
         out += &format!("\n  {:<15} {}{mark}", m.name, &m.key_id[..12]);
     }
     out

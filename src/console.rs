@@ -389,7 +389,15 @@ impl Endpoint {
             Event::Gap { dropped, .. } => self.out.notice(format!(
                 "{dropped} message(s) for the admin were dropped (mailbox full)"
             )),
-            Event::Ack(_) | Event::Delivery { .. } => {}
+            Event::Delivery { to, state, .. } => {
+                let name = self.session.name_of(&to).unwrap_or("?").to_string();
+                let text = match state {
+                    crate::protocol::DeliveryState::Held => format!("held for {name} (away)"),
+                    crate::protocol::DeliveryState::Delivered => format!("delivered to {name}"),
+                };
+                self.out.notice(text)
+            }
+            Event::Ack(_) => {}
         }
     }
 

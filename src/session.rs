@@ -217,6 +217,8 @@ pub struct Session {
     options: Option<Options>,
     peers: HashMap<String, Peer>,
     other_endpoint: bool,
+    /// Members that are away (their connection ended; they are still members).
+    away: HashSet<String>,
     own: OwnSenderKey,
     chains: HashMap<(String, String), RecvChain>,
     pending: VecDeque<(Instant, AllIn)>,
@@ -245,6 +247,7 @@ impl Session {
             options: None,
             peers: HashMap::new(),
             other_endpoint: false,
+            away: HashSet::new(),
             own: OwnSenderKey::fresh(),
             chains: HashMap::new(),
             pending: VecDeque::new(),
@@ -280,6 +283,11 @@ impl Session {
         let mut list: Vec<&Member> = self.peers.values().map(|p| &p.member).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
+    }
+
+    /// Whether the member with `key_id` is away (a member still, with no connection).
+    pub fn is_away(&self, key_id: &str) -> bool {
+        self.away.contains(key_id)
     }
 
     /// The key ID of the member called `name`.
@@ -351,11 +359,17 @@ impl Session {
                 key_id,
                 name,
                 state,
-            } => single(Event::Presence {
-                name,
-                key_id,
-                state,
-            }),
+            } => {
+                match state {
+                    Presence::Away => self.away.insert(key_id.clone()),
+                    Presence::Online => self.away.remove(&key_id),
+                };
+                single(Event::Presence {
+                    name,
+                    key_id,
+                    state,
+                })
+            }
             ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
             ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
             ServerMsg::Ack { id } => single(Event::Ack(id)),
@@ -405,6 +419,7 @@ impl Session {
             self.chains
                 .retain(|(sender, _), _| self.peers.contains_key(sender));
         }
+        self.away = away.iter().cloned().collect();
         single(Event::Welcome {
             name,
             admin,
@@ -445,6 +460,7 @@ impl Session {
     }
 
     fn left(&mut self, key_id: String, name: String, reason: String) -> Output {
+        self.away.remove(&key_id);
         if key_id == self.key_id() {
             self.other_endpoint = false;
         } else {

@@ -258,9 +258,9 @@ fn three_hundred_clients_joining_at_once_see_a_consistent_member_list() {
         }
         server.prompt("/users");
         assert!(server
-            .output_containing("member(s) online")
+            .output_containing("online, 0 away:")
             .await
-            .starts_with("301 member(s)"));
+            .starts_with("301 member(s), 301 online"));
     });
 }
 

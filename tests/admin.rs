@@ -61,7 +61,7 @@ fn prompt_commands_answer() {
         let _alice = server.join("alice", &k[0]).await;
         server.output_containing("alice").await;
         server.prompt("/u");
-        let users = server.output_containing("member(s) online:").await;
+        let users = server.output_containing("online, 0 away:").await;
         assert!(
             users.contains("alice") && users.contains(&k[0].public().key_id()[..12]),
             "{users}"
@@ -207,7 +207,7 @@ fn only_admin_hides_users_from_each_other() {
         assert!(bob.session().options().unwrap().disable_all);
         // The admin sees everyone.
         server.prompt("/users");
-        let users = server.output_containing("member(s) online").await;
+        let users = server.output_containing("online, 0 away:").await;
         assert!(
             users.contains("alice") && users.contains("bobby"),
             "{users}"

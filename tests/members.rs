@@ -457,3 +457,25 @@ fn a_connected_reader_that_never_acknowledges_is_closed_as_too_slow_and_becomes_
         assert_eq!(away["state"], "away");
     });
 }
+
+#[test]
+fn the_prompt_lists_away_members_and_says_what_became_of_its_messages() {
+    let server = start(fast);
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(1);
+        let alice = server.join("alice", &k[0]).await;
+        server.output_containing("alice").await;
+        drop(alice);
+        server.output_containing("alice").await;
+        server.output_containing("is away").await;
+        server.prompt("/users");
+        let users = server.output_containing("1 away:").await;
+        assert!(users.contains("alice") && users.contains("(away)"), "{users}");
+        server.prompt("@alice see you later");
+        server.output_containing("held for alice (away)").await;
+        let mut alice = server.join("alice", &k[0]).await;
+        assert_eq!(next_message(&mut alice).await.text, "see you later");
+        server.output_containing("delivered to alice").await;
+    });
+}
