@@ -475,6 +475,7 @@ fn the_prompt_lists_away_members_and_says_what_became_of_its_messages() {
         server.output_containing("held for alice (away)").await;
         let mut alice = server.join("alice", &k[0]).await;
         assert_eq!(next_message(&mut alice).await.text, "see you later");
+        alice.ack().await.unwrap();
         server.output_containing("delivered to alice").await;
     });
 }
