@@ -67,6 +67,9 @@ struct Slots {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Longest wait at shutdown for connections to write their close frames.
+const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+
 /// A held connection slot, released on drop.
 pub struct Slot {
     ctx: Arc<Ctx>,
@@ -93,6 +96,17 @@ pub fn admits(limits: &Limits, total: usize, from_ip: usize, ip: IpAddr) -> bool
 }
 
 impl Ctx {
+    /// Waits until no connection is left, or `limit` passed.
+    async fn drained(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut tick = smol::Timer::interval(Duration::from_millis(10));
+        while self.slots.lock().unwrap_or_else(|e| e.into_inner()).total > 0
+            && std::time::Instant::now() < deadline
+        {
+            futures_lite::StreamExt::next(&mut tick).await;
+        }
+    }
+
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let from_ip = slots.per_ip.get(&ip).copied().unwrap_or(0);
@@ -355,8 +369,9 @@ fn spawn_threads(
                     }
                     let _ = ctx.hub.send(hub::Event::Shutdown).await;
                     hub_task.await;
-                    // Give writers a moment to deliver their close frames.
-                    smol::Timer::after(Duration::from_millis(300)).await;
+                    // Every connection has its close frame queued: wait until each has written
+                    // it and ended (its slot is given back), or the writers' deadline passed.
+                    ctx.drained(CLOSE_DRAIN).await;
                     out.notice("stopped".to_string());
                     out.close();
                 });

@@ -123,7 +123,7 @@ fn background_run_stopped_by(signal: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap()
         .success());
