@@ -447,6 +447,7 @@ impl Session {
     fn joined(&mut self, member: Member) -> Output {
         // A known key joining again (the admin's web seat) must be given our sender key again.
         self.own.given.remove(&member.key_id);
+        self.away.remove(&member.key_id);
         if member.key_id == self.key_id() {
             self.other_endpoint = true;
         }
