@@ -1,6 +1,7 @@
 // dyspatcher web client: the screens. Start (name, keys) → chat (members, conversation, composer).
 import * as c from './crypto.js';
 import { Chat, chatUrl, gapText, LEFT_REASONS, untilText } from './protocol.js';
+import { moderation } from './meaning.js';
 import * as store from './store.js';
 import { $, Conversation, download, exportFilename, renderMembers, shortId } from './ui.js';
 
@@ -546,6 +547,14 @@ async function send() {
   const text = $('text').value;
   const hint = $('composer-hint');
   if (!text.trim() || !app.chat) return;
+  const command = app.me?.admin ? moderation(text) : null;
+  if (command) {
+    const ok = typeof command === 'object' && app.chat.send(command);
+    hint.textContent = typeof command === 'string' ? command : ok ? 'Sent to the server.' : 'Not connected.';
+    hint.classList.toggle('error', !ok);
+    if (ok) $('text').value = '';
+    return;
+  }
   if (!app.selected) {
     hint.textContent = 'Choose who receives the message first.';
     hint.classList.add('error');

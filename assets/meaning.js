@@ -1,5 +1,6 @@
 // dyspatcher web client: what the server's close codes, departures and gaps mean to a person,
-// and whether to reconnect (docs/PROTOCOL.md, "Close codes"). Pure functions, no DOM.
+// and whether to reconnect (docs/PROTOCOL.md, "Close codes"); the admin's typed commands.
+// Pure functions, no DOM.
 
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
@@ -103,4 +104,26 @@ export function untilText(until, now = Date.now()) {
   const sameDay = d.toDateString() === new Date(now).toDateString();
   const day = sameDay ? '' : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `;
   return `at ${day}${pad(d.getHours())}:${pad(d.getMinutes())} (in ${span})`;
+}
+
+/** The admin's commands about members, from the web seat: `/kick NAME [MINUTES]`, `/ban NAME`,
+ * `/unban NAME`, `/bans`. Returns the `moderate` message, an error text, or null (not a command). */
+export function moderation(text) {
+  const words = text.trim().split(/\s+/);
+  const [cmd, name, minutes, extra] = words;
+  const usage = {
+    '/kick': 'usage: /kick NAME [MINUTES]',
+    '/ban': 'usage: /ban NAME',
+    '/unban': 'usage: /unban NAME',
+    '/bans': 'usage: /bans',
+  }[cmd];
+  if (!usage) return null;
+  if (cmd === '/bans') return words.length === 1 ? { type: 'moderate', action: 'bans' } : usage;
+  if (!name || extra || (cmd !== '/kick' && minutes)) return usage;
+  const msg = { type: 'moderate', action: cmd.slice(1), name };
+  if (minutes !== undefined) {
+    if (!/^[0-9]{1,6}$/.test(minutes)) return usage;
+    msg.minutes = Number(minutes);
+  }
+  return msg;
 }

@@ -114,8 +114,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
     Ok(command)
 }
 
-/// Longest kick accepted: a week (a `/ban` has no end).
-pub const MAX_KICK_MINUTES: u64 = 7 * 24 * 60;
+pub use crate::protocol::MAX_KICK_MINUTES;
 
 fn parse_kick(args: Vec<&str>) -> Result<Command, String> {
     let usage = || format!("usage: /kick NAME [MINUTES], MINUTES from 1 to {MAX_KICK_MINUTES}");
@@ -136,7 +135,10 @@ fn parse_kick(args: Vec<&str>) -> Result<Command, String> {
 /// The `/users` listing.
 pub fn users(session: &Session) -> String {
     let members = session.members();
-    let away = members.iter().filter(|m| session.is_away(&m.key_id)).count();
+    let away = members
+        .iter()
+        .filter(|m| session.is_away(&m.key_id))
+        .count();
     let mut out = format!(
         "{} member(s), {} online, {away} away:",
         members.len(),

@@ -16,7 +16,7 @@ use crate::http::{self, HeadError};
 use crate::hub::{self, Outbox};
 use crate::protocol::{self, close, ClientMsg, ErrorCode, ServerMsg};
 use crate::server::Ctx;
-use crate::ws::{self, Frame, FrameReader, Incoming, WsError};
+use crate::ws::{self, Frame, FrameReader, Incoming};
 
 mod writer;
 
@@ -236,8 +236,17 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
         }
         match serde_json::from_str::<Tagged>(text) {
             Ok(t)
-                if !["join", "direct", "all", "sender_key", "key_request"]
-                    .contains(&t.kind.as_str()) =>
+                if ![
+                    "join",
+                    "ack",
+                    "leave",
+                    "moderate",
+                    "direct",
+                    "all",
+                    "sender_key",
+                    "key_request",
+                ]
+                .contains(&t.kind.as_str()) =>
             {
                 (
                     ErrorCode::UnknownType,
@@ -303,11 +312,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 future::pending::<()>().await;
                 return;
             }
-            Some(Err(WsError::TooBig(max))) => {
-                break (close::TOO_BIG, format!("message over {max} bytes"))
-            }
-            Some(Err(WsError::Protocol(m))) => break (close::PROTOCOL, m.to_string()),
-            Some(Err(WsError::Io(_))) => return,
+            Some(Err(e)) => match e.close_code() {
+                Some(code) => break (code, e.to_string()),
+                None => return,
+            },
             Some(Ok(i)) => i,
         };
         let text = match incoming {
@@ -316,7 +324,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 continue;
             }
             Incoming::Pong => continue,
-            Incoming::Close => break (close::NORMAL, String::new()),
+            // Answered with the client's own code (RFC 6455 §5.5.1).
+            Incoming::Close(code) => break (code.unwrap_or(close::NORMAL), String::new()),
             Incoming::Binary => {
                 send_error(
                     outbox,

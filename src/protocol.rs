@@ -17,6 +17,10 @@ pub const MAX_SENDER_KEY_ENTRIES: usize = 256;
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// How long message ids are remembered to refuse replays, in milliseconds.
 pub const SEEN_ID_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Longest kick, in minutes (a week; a ban has no end).
+pub const MAX_KICK_MINUTES: u64 = 7 * 24 * 60;
+/// Minutes a kick lasts unless the admin says otherwise.
+pub const DEFAULT_KICK_MINUTES: u64 = 10;
 /// Words no user may take as a name.
 pub const RESERVED_NAMES: [&str; 5] = ["admin", "all", "everyone", "server", "system"];
 
@@ -105,6 +109,8 @@ pub enum ClientMsg {
     },
     /// Leaves for good: the membership ends now and everyone rotates sender keys.
     Leave {},
+    /// An admin command from the admin's web seat (`/kick`, `/ban`, `/unban`, `/bans`).
+    Moderate(ModerateIn),
     /// A direct message to one member.
     Direct(DirectOut),
     /// An `@all` message sealed under the sender's sender key.
@@ -120,6 +126,33 @@ pub enum ClientMsg {
         /// The chain index of the message that could not be opened.
         n: u32,
     },
+}
+
+/// What the admin's web seat asks of the server about members.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerateAction {
+    /// Remove a member and refuse its key for `minutes` (default 10).
+    Kick,
+    /// Remove a member and refuse its key until lifted.
+    Ban,
+    /// Lift a kick or a ban.
+    Unban,
+    /// List the kicks and bans in force.
+    Bans,
+}
+
+/// A `moderate` message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModerateIn {
+    /// What to do.
+    pub action: ModerateAction,
+    /// The member's name (not for `bans`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// For `kick`: minutes, 1 to 10080 (default 10).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub minutes: Option<u64>,
 }
 
 /// Where a resumed membership picks up.

@@ -470,12 +470,81 @@ fn the_prompt_lists_away_members_and_says_what_became_of_its_messages() {
         assert!(server.output_containing("is away").await.contains("alice"));
         server.prompt("/users");
         let users = server.output_containing("1 away:").await;
-        assert!(users.contains("alice") && users.contains("(away)"), "{users}");
+        assert!(
+            users.contains("alice") && users.contains("(away)"),
+            "{users}"
+        );
         server.prompt("@alice see you later");
         server.output_containing("held for alice (away)").await;
         let mut alice = server.join("alice", &k[0]).await;
         assert_eq!(next_message(&mut alice).await.text, "see you later");
         alice.ack().await.unwrap();
         server.output_containing("delivered to alice").await;
+    });
+}
+
+#[test]
+fn the_admins_web_seat_moderates_and_users_may_not() {
+    let server = start(fast);
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(2);
+        let (mut web, welcome) = member(&server, "whatever", &admin_key(), None).await;
+        assert_eq!(welcome["you"]["admin"], true);
+        let (mut alice, _) = member(&server, "alice", &k[0], None).await;
+        let (mut bob, _) = member(&server, "bobby", &k[1], None).await;
+        raw_send(
+            &mut bob,
+            json!({"type":"moderate","action":"kick","name":"alice"}).to_string(),
+        )
+        .await;
+        assert_eq!(next_of(&mut bob, "error").await["code"], "forbidden");
+        for (bad, code) in [
+            (json!({"type":"moderate","action":"kick"}), "bad_field"),
+            (
+                json!({"type":"moderate","action":"kick","name":"alice","minutes":0}),
+                "bad_field",
+            ),
+            (
+                json!({"type":"moderate","action":"ban","name":"nobody"}),
+                "unknown_recipient",
+            ),
+            (
+                json!({"type":"moderate","action":"dance","name":"alice"}),
+                "bad_json",
+            ),
+        ] {
+            raw_send(&mut web, bad.to_string()).await;
+            assert_eq!(next_of(&mut web, "error").await["code"], code, "{bad}");
+        }
+        let cmd = json!({"type":"moderate","action":"kick","name":"alice","minutes":3});
+        raw_send(&mut web, cmd.to_string()).await;
+        let done = next_of(&mut web, "notice").await;
+        assert_eq!(done["code"], "moderated");
+        assert!(
+            done["text"].as_str().unwrap().contains("alice was kicked"),
+            "{done}"
+        );
+        assert_eq!(next_of(&mut alice, "notice").await["code"], "kicked");
+        server.output_containing("(via web) alice was kicked").await;
+        raw_send(
+            &mut web,
+            json!({"type":"moderate","action":"bans"}).to_string(),
+        )
+        .await;
+        let list = next_of(&mut web, "notice").await;
+        assert!(
+            list["text"].as_str().unwrap().contains("in 3 minutes"),
+            "{list}"
+        );
+        raw_send(
+            &mut web,
+            json!({"type":"moderate","action":"unban","name":"alice"}).to_string(),
+        )
+        .await;
+        assert!(next_of(&mut web, "notice").await["text"]
+            .as_str()
+            .unwrap()
+            .contains("may join again"));
     });
 }

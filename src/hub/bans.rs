@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-/// Minutes a `/kick` keeps a key out unless the admin says otherwise.
-pub const DEFAULT_KICK_MINUTES: u64 = 10;
+pub use crate::protocol::DEFAULT_KICK_MINUTES;
 
 /// One refused key.
 #[derive(Debug, Clone)]

@@ -11,7 +11,9 @@ use futures_lite::future;
 
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
-use crate::protocol::{close, ClientMsg, DeliveryState, ErrorCode, ServerMsg};
+use crate::protocol::{
+    self, close, ClientMsg, DeliveryState, ErrorCode, ModerateAction, ModerateIn, ServerMsg,
+};
 use crate::ws::{self, Frame};
 
 mod bans;
@@ -373,6 +375,7 @@ impl Hub {
                 self.leave(seat);
                 Ok(())
             }
+            ClientMsg::Moderate(m) => self.moderate_from_web(seat, m),
             ClientMsg::Direct(d) => self.direct(seat, d),
             ClientMsg::All(a) => self.all(seat, a),
             ClientMsg::SenderKey(k) => self.sender_key(seat, k),
@@ -381,6 +384,64 @@ impl Hub {
         if let Err(refusal) = result {
             self.refuse(conn, refusal);
         }
+    }
+
+    /// A command from the admin's web seat: done as from the prompt, answered with a notice,
+    /// and shown on the prompt too.
+    fn moderate_from_web(&mut self, seat: SeatId, m: ModerateIn) -> Result<(), Refusal> {
+        if self.dir.seats.get(&seat).map(|s| s.kind) != Some(Kind::AdminWeb) {
+            return Err((
+                ErrorCode::Forbidden,
+                "only the admin may moderate".into(),
+                None,
+            ));
+        }
+        let name = || {
+            m.name.clone().ok_or((
+                ErrorCode::BadField,
+                "moderate: name is required".to_string(),
+                None,
+            ))
+        };
+        let action = match m.action {
+            ModerateAction::Kick => {
+                let minutes = m.minutes.unwrap_or(protocol::DEFAULT_KICK_MINUTES);
+                if !(1..=protocol::MAX_KICK_MINUTES).contains(&minutes) {
+                    return Err((
+                        ErrorCode::BadField,
+                        format!(
+                            "moderate: minutes must be 1 to {}",
+                            protocol::MAX_KICK_MINUTES
+                        ),
+                        None,
+                    ));
+                }
+                Moderation::Kick {
+                    name: name()?,
+                    minutes,
+                }
+            }
+            ModerateAction::Ban => Moderation::Ban(name()?),
+            ModerateAction::Unban => Moderation::Unban(name()?),
+            ModerateAction::Bans => Moderation::List,
+        };
+        let text = self
+            .moderate(action)
+            .map_err(|m| (ErrorCode::UnknownRecipient, m, None))?;
+        if let Some(outbox) = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref()) {
+            let _ = outbox.1.push(notice("moderated", text.clone(), None));
+        }
+        if let Some(console) = self
+            .dir
+            .admin_seat(Kind::Console)
+            .and_then(|s| self.dir.seats.get(&s))
+            .and_then(|s| s.conn.as_ref())
+        {
+            let _ = console
+                .1
+                .push(notice("moderated", format!("(via web) {text}"), None));
+        }
+        Ok(())
     }
 
     fn ack(&mut self, seat: SeatId, seq: u64) -> Result<(), Refusal> {

@@ -107,3 +107,31 @@ test('a second admin web seat takes over the first, which stays closed', { timeo
   assert.equal(sockets.opened, 1, 'the replaced seat does not reconnect by itself');
   assertClean(seat, second);
 });
+
+test('the admin web seat kicks, lists and lifts bans by typing the prompt commands', { timeout: 90000 }, async (t) => {
+  const bob = await openPage(browser, server.url, { t, name: 'bob' });
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  const seat = await openPage(browser, server.url, { t, name: 'seat' });
+  await joinWithKeys(seat, 'whoever', keys.admin);
+  await waitMembers(seat, 2);
+  const type = async (line) => {
+    await seat.fill('#text', line);
+    await seat.press('#text', 'Enter');
+  };
+  // A usage error stays on the page; nothing is sent.
+  await type('/kick');
+  assert.equal(await seat.textContent('#composer-hint'), 'usage: /kick NAME [MINUTES]');
+  assert.equal(await seat.inputValue('#text'), '/kick');
+  await type('/kick bobby 3');
+  await seat.waitForSelector('.notice:text("bobby was kicked; may return in 3 minutes")');
+  await bob.waitForSelector('#closed-text:text("kicked by the admin")');
+  await server.waitFor(/\(via web\) bobby was kicked/);
+  await type('/bans');
+  await seat.waitForSelector('.notice:has-text("may return in 3 minutes")');
+  await type('/unban bobby');
+  await seat.waitForSelector('.notice:text("bobby may join again")');
+  // Not a member: the server says so.
+  await type('/ban nobody');
+  await seat.waitForSelector(':text("no member named nobody")');
+  await assertClean(seat);
+});

@@ -4,6 +4,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as c from '../../assets/crypto.js';
 import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/protocol.js';
+import { moderation } from '../../assets/meaning.js';
 
 let ids;
 before(async () => {
@@ -582,4 +583,19 @@ test('gaps and waiting times read as sentences', () => {
   assert.equal(untilText(now + 10 * 60_000, now), 'at 14:10 (in 10 min 0 s)');
   assert.equal(untilText(now + 42_000, now), 'at 14:00 (in 42 s)');
   assert.equal(untilText(now - 1, now), 'now');
+});
+
+test('the admin\'s typed commands become moderate messages, with usage for mistakes', () => {
+  assert.deepEqual(moderation('/kick alice'), { type: 'moderate', action: 'kick', name: 'alice' });
+  assert.deepEqual(moderation(' /kick alice 30 '), { type: 'moderate', action: 'kick', name: 'alice', minutes: 30 });
+  assert.deepEqual(moderation('/ban alice'), { type: 'moderate', action: 'ban', name: 'alice' });
+  assert.deepEqual(moderation('/unban alice'), { type: 'moderate', action: 'unban', name: 'alice' });
+  assert.deepEqual(moderation('/bans'), { type: 'moderate', action: 'bans' });
+  assert.equal(moderation('/kick'), 'usage: /kick NAME [MINUTES]');
+  assert.equal(moderation('/kick alice soon'), 'usage: /kick NAME [MINUTES]');
+  assert.equal(moderation('/kick alice 3 4'), 'usage: /kick NAME [MINUTES]');
+  assert.equal(moderation('/ban alice 3'), 'usage: /ban NAME');
+  assert.equal(moderation('/bans x'), 'usage: /bans');
+  assert.equal(moderation('hello /kick'), null);
+  assert.equal(moderation('/dance'), null);
 });
