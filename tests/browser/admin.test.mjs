@@ -113,7 +113,7 @@ test('the admin web seat kicks, lists and lifts bans by typing the prompt comman
   await joinWithKeys(bob, 'bobby', keys.bob);
   const seat = await openPage(browser, server.url, { t, name: 'seat' });
   await joinWithKeys(seat, 'whoever', keys.admin);
-  await waitMembers(seat, 2);
+  await waitMembers(seat, 1);
   const type = async (line) => {
     await seat.fill('#text', line);
     await seat.press('#text', 'Enter');
