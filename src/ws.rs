@@ -21,8 +21,8 @@ pub enum Incoming {
     Ping(Vec<u8>),
     /// A pong.
     Pong,
-    /// The client closes.
-    Close,
+    /// The client closes, with the status code it gave, if any (answered with the same code).
+    Close(Option<u16>),
 }
 
 /// Why reading a frame failed.
@@ -34,6 +34,9 @@ pub enum WsError {
     /// The peer broke the framing rules.
     #[error("WebSocket protocol error: {0}")]
     Protocol(&'static str),
+    /// A text message or a close reason is not UTF-8.
+    #[error("invalid WebSocket payload: {0}")]
+    NotUtf8(&'static str),
     /// The socket failed or closed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -46,12 +49,60 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// Close code for a text message or close reason that is not UTF-8 (RFC 6455 §7.4.1, §8.1).
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+
+impl WsError {
+    /// The close code that tells the peer what it did wrong (`None`: the socket is gone).
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::TooBig(_) => Some(crate::protocol::close::TOO_BIG),
+            Self::Protocol(_) => Some(crate::protocol::close::PROTOCOL),
+            Self::NotUtf8(_) => Some(CLOSE_INVALID_DATA),
+            Self::Io(_) => None,
+        }
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455 §7.4): the codes defined for use
+/// on the wire and the registered and private ranges; never 1004–1006 or 1015, which only
+/// report a local condition, nor anything unassigned.
+///
+/// ```
+/// use dyspatcher::ws::close_code_allowed;
+/// assert!(close_code_allowed(1000) && close_code_allowed(1011) && close_code_allowed(4999));
+/// assert!(!close_code_allowed(1005) && !close_code_allowed(999) && !close_code_allowed(5000));
+/// ```
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// The status code of a received close frame's payload, checked (RFC 6455 §5.5.1, §7.4).
+fn close_code_of(payload: &[u8]) -> Result<Option<u16>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol("close frame with a one-byte payload")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !close_code_allowed(code) {
+                return Err(WsError::Protocol("close code not allowed on the wire"));
+            }
+            std::str::from_utf8(reason).map_err(|_| WsError::NotUtf8("close reason"))?;
+            Ok(Some(code))
+        }
+    }
+}
+
 /// Reads client frames, enforcing masking and a maximum message size. Bytes are read in chunks
 /// (a frame usually takes two reads, a burst of frames fewer), and the chunk buffer is given back
-/// whenever it is used up, so an idle connection holds none.
+/// whenever it is used up, so an idle connection holds none. A fragmented message is kept across
+/// the control frames that may come between its fragments (RFC 6455 §5.4).
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
+    /// The fragments so far of an unfinished message (at most `max` bytes) and its opcode.
+    partial: Vec<u8>,
+    kind: Option<u8>,
     buf: Vec<u8>,
     /// Unread bytes are `buf[at..end]`.
     at: usize,
@@ -67,40 +118,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             inner,
             max,
+            partial: Vec::new(),
+            kind: None,
             buf: Vec::new(),
             at: 0,
             end: 0,
         }
     }
 
-    /// Reads the next whole message or control frame.
+    /// Reads the next whole message or control frame. A control frame between two fragments is
+    /// returned on its own; the message it interrupted comes whole with a later call.
     pub async fn next(&mut self) -> Result<Incoming, WsError> {
-        let mut message: Vec<u8> = Vec::new();
-        let mut kind: Option<u8> = None;
         loop {
-            let (fin, opcode, payload) = self.frame(self.max - message.len()).await?;
+            let (fin, opcode, payload) = self.frame(self.max - self.partial.len()).await?;
             match opcode {
                 OP_PING => return Ok(Incoming::Ping(payload)),
                 OP_PONG => return Ok(Incoming::Pong),
-                OP_CLOSE => return Ok(Incoming::Close),
-                OP_TEXT | OP_BINARY if kind.is_none() => kind = Some(opcode),
-                OP_CONT if kind.is_some() => {}
+                OP_CLOSE => return close_code_of(&payload).map(Incoming::Close),
+                OP_TEXT | OP_BINARY if self.kind.is_none() => self.kind = Some(opcode),
+                OP_CONT if self.kind.is_some() => {}
                 OP_CONT => return Err(WsError::Protocol("continuation without a message")),
-                OP_TEXT | OP_BINARY => {
-                    return Err(WsError::Protocol("new message inside a fragmented one"))
-                }
-                _ => return Err(WsError::Protocol("unknown opcode")),
+                _ => return Err(WsError::Protocol("new message inside a fragmented one")),
             }
-            if message.is_empty() {
-                message = payload;
+            if self.partial.is_empty() {
+                self.partial = payload;
             } else {
-                message.extend_from_slice(&payload);
+                self.partial.extend_from_slice(&payload);
             }
             if fin {
-                return match kind {
+                let message = std::mem::take(&mut self.partial);
+                return match self.kind.take() {
                     Some(OP_TEXT) => String::from_utf8(message)
                         .map(Incoming::Text)
-                        .map_err(|_| WsError::Protocol("text message is not UTF-8")),
+                        .map_err(|_| WsError::NotUtf8("text message")),
                     _ => Ok(Incoming::Binary),
                 };
             }
@@ -154,6 +204,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(WsError::Protocol("reserved bits set"));
         }
         let opcode = head[0] & 0x0f;
+        if !matches!(
+            opcode,
+            OP_CONT | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
+        ) {
+            return Err(WsError::Protocol("unknown opcode"));
+        }
         if head[1] & 0x80 == 0 {
             return Err(WsError::Protocol("client frames must be masked"));
         }
@@ -178,8 +234,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         };
         self.take(ext);
         let control = opcode & 0x8 != 0;
-        if control && (len > 125 || !fin) {
-            return Err(WsError::Protocol("bad control frame"));
+        if control && !fin {
+            return Err(WsError::Protocol("fragmented control frame"));
+        }
+        if control && len > 125 {
+            return Err(WsError::Protocol("control frame over 125 bytes"));
         }
         if !control && len > room as u64 {
             return Err(WsError::TooBig(self.max));
@@ -335,18 +394,59 @@ mod tests {
     }
 
     #[test]
-    fn reads_fragmented_text() {
+    fn reads_fragmented_text_across_control_frames() {
+        // RFC 6455 §5.4: control frames may come between the fragments of a message.
         let mut bytes = masked(OP_TEXT, false, b"hel");
         bytes.extend(masked(OP_PING, true, b"p"));
+        bytes.extend(masked(OP_CONT, false, b"l"));
+        bytes.extend(masked(OP_PONG, true, b""));
+        bytes.extend(masked(OP_CONT, true, b"o"));
+        bytes.extend(masked(OP_TEXT, true, b"next"));
         let mut reader = FrameReader::new(futures_lite::io::Cursor::new(bytes), 100);
-        // A control frame may arrive between fragments; it is returned on its own.
+        smol::block_on(async {
+            assert_eq!(reader.next().await.unwrap(), Incoming::Ping(b"p".to_vec()));
+            assert_eq!(reader.next().await.unwrap(), Incoming::Pong);
+            assert_eq!(reader.next().await.unwrap(), Incoming::Text("hello".into()));
+            assert_eq!(reader.next().await.unwrap(), Incoming::Text("next".into()));
+        });
+        assert!(reader.partial.is_empty() && reader.kind.is_none());
+    }
+
+    #[test]
+    fn the_size_limit_counts_every_fragment() {
+        let mut bytes = masked(OP_TEXT, false, &[b'a'; 60]);
+        bytes.extend(masked(OP_PING, true, b""));
+        bytes.extend(masked(OP_CONT, true, &[b'a'; 60]));
+        let mut reader = FrameReader::new(futures_lite::io::Cursor::new(bytes), 100);
+        smol::block_on(async {
+            assert_eq!(reader.next().await.unwrap(), Incoming::Ping(Vec::new()));
+            assert!(matches!(reader.next().await, Err(WsError::TooBig(100))));
+        });
+    }
+
+    #[test]
+    fn checks_close_frames() {
         assert_eq!(
-            smol::block_on(reader.next()).unwrap(),
-            Incoming::Ping(b"p".to_vec())
+            read(masked(OP_CLOSE, true, b""), 100).unwrap(),
+            Incoming::Close(None)
         );
-        let mut bytes = masked(OP_TEXT, false, b"hel");
-        bytes.extend(masked(OP_CONT, true, b"lo"));
-        assert_eq!(read(bytes, 100).unwrap(), Incoming::Text("hello".into()));
+        let mut ok = 4000u16.to_be_bytes().to_vec();
+        ok.extend_from_slice("bye ✓".as_bytes());
+        assert_eq!(
+            read(masked(OP_CLOSE, true, &ok), 100).unwrap(),
+            Incoming::Close(Some(4000))
+        );
+        for bad in [
+            &[3u8][..],
+            &1005u16.to_be_bytes(),
+            &999u16.to_be_bytes(),
+            &5000u16.to_be_bytes(),
+        ] {
+            let got = read(masked(OP_CLOSE, true, bad), 100);
+            assert!(matches!(got, Err(WsError::Protocol(_))), "{bad:?}: {got:?}");
+        }
+        let got = read(masked(OP_CLOSE, true, &[0x03, 0xe8, 0xff]), 100);
+        assert!(matches!(got, Err(WsError::NotUtf8(_))), "{got:?}");
     }
 
     /// Hands out its bytes a few at a time.
@@ -397,17 +497,29 @@ mod tests {
             read(vec![0x81, 0x02, b'h', b'i'], 100),
             Err(WsError::Protocol(_))
         ));
-        assert!(matches!(
-            read(masked(OP_TEXT, true, &[0xff, 0xfe]), 100),
-            Err(WsError::Protocol(_))
-        ));
+        let bad_utf8 = read(masked(OP_TEXT, true, &[0xff, 0xfe]), 100).unwrap_err();
+        assert!(matches!(bad_utf8, WsError::NotUtf8(_)));
+        assert_eq!(bad_utf8.close_code(), Some(CLOSE_INVALID_DATA));
         assert!(matches!(
             read(masked(OP_CONT, true, b"x"), 100),
             Err(WsError::Protocol(_))
         ));
+        for (bytes, why) in [
+            (masked(0x3, true, b"x"), "unknown opcode"),
+            (masked(0xB, true, b"x"), "unknown opcode"),
+            (masked(OP_PING, false, b"x"), "fragmented control frame"),
+            (
+                masked(OP_PING, true, &[0; 126]),
+                "control frame over 125 bytes",
+            ),
+        ] {
+            assert!(matches!(read(bytes, 200), Err(WsError::Protocol(m)) if m == why));
+        }
+        let mut rsv = masked(OP_TEXT, true, b"x");
+        rsv[0] |= 0x40;
         assert!(matches!(
-            read(masked(0x3, true, b"x"), 100),
-            Err(WsError::Protocol(_))
+            read(rsv, 100),
+            Err(WsError::Protocol("reserved bits set"))
         ));
     }
 

@@ -45,7 +45,11 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
     loop {
         batch.clear();
         if let Some((code, reason)) = controls.take_close() {
-            // What was queued before the close still goes out (a refused join's error, say).
+            // What was queued before the close still goes out (a refused join's error, say),
+            // and so does the pong of a ping that came before the peer's close (RFC 6455 §5.5.2).
+            if let Some(p) = controls.take_pong() {
+                batch.push(ws::pong_frame(&p));
+            }
             frames.drain_into(&mut batch, usize::MAX);
             batch.push(ws::close_frame(code, &reason));
             let _ = timeout(Duration::from_secs(5), ws::write_batch(&mut writer, &batch)).await;
