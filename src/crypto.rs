@@ -39,6 +39,9 @@ pub enum CryptoError {
     /// The key size is outside the accepted range.
     #[error("RSA key of {0} bits: between {MIN_RSA_BITS} and {MAX_RSA_BITS} bits required")]
     KeySize(usize),
+    /// The public exponent is not 65537.
+    #[error("RSA public exponent must be 65537")]
+    Exponent,
     /// The PEM text holds no usable RSA private key.
     #[error("not an RSA private key in PEM form (PKCS#8 or PKCS#1 expected)")]
     NotRsaPrivateKey,
@@ -135,6 +138,11 @@ impl PublicIdentity {
         let bits = oaep.size() * 8;
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
             return Err(CryptoError::KeySize(bits));
+        }
+        let e = oaep.e().to_be_bytes();
+        let first = e.iter().position(|&b| b != 0).unwrap_or(e.len());
+        if e[first..] != [1, 0, 1] {
+            return Err(CryptoError::Exponent);
         }
         let pkcs1_der = oaep
             .to_pkcs1_der()

@@ -235,10 +235,39 @@ fn only_admin_hides_users_from_each_other() {
             .send_msg(&dyspatcher::protocol::ClientMsg::Direct(d))
             .await
             .unwrap();
-        match next_significant(&mut alice).await {
-            Event::Error { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+        // A hidden member is answered exactly as an absent one: no presence oracle.
+        let hidden = match next_significant(&mut alice).await {
+            Event::Error { code, message, .. } => (code, message),
             e => panic!("{e:?}"),
-        }
+        };
+        let mut d = match alice
+            .session_mut()
+            .seal_direct(k[0].public().key_id(), "self")
+            .unwrap()
+        {
+            dyspatcher::protocol::ClientMsg::Direct(d) => d,
+            _ => panic!(),
+        };
+        let absent = "ab".repeat(32);
+        d.keys = [
+            (absent.clone(), d.keys.values().next().unwrap().clone()),
+            (
+                k[0].public().key_id().to_string(),
+                d.keys.values().next().unwrap().clone(),
+            ),
+        ]
+        .into();
+        d.to = absent;
+        alice
+            .send_msg(&dyspatcher::protocol::ClientMsg::Direct(d))
+            .await
+            .unwrap();
+        let missing = match next_significant(&mut alice).await {
+            Event::Error { code, message, .. } => (code, message),
+            e => panic!("{e:?}"),
+        };
+        assert_eq!(hidden, missing);
+        assert_eq!(hidden.0, ErrorCode::UnknownRecipient);
         // But both ways with the admin work.
         alice.send_direct("ADMIN", "hello admin").await.unwrap();
         assert!(server

@@ -274,3 +274,37 @@ fn bad_pem_and_bad_sizes_are_named() {
         "Debug never shows key material"
     );
 }
+
+#[test]
+fn public_exponents_other_than_65537_are_refused() {
+    for (e, ok) in [("3", false), ("65539", false), ("65537", true)] {
+        let pem = openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-pkeyopt",
+            &format!("rsa_keygen_pubexp:{e}"),
+        ]);
+        let path = temp(&format!("exponent-{e}.pem"));
+        std::fs::write(&path, pem).unwrap();
+        let der = openssl(&[
+            "pkey",
+            "-in",
+            path.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ]);
+        let got = dyspatcher::crypto::PublicIdentity::from_spki_der(&der);
+        match ok {
+            true => assert!(got.is_ok(), "e = {e}"),
+            false => assert_eq!(
+                got.err().map(|e| e.to_string()).as_deref(),
+                Some("RSA public exponent must be 65537"),
+                "e = {e}"
+            ),
+        }
+    }
+}

@@ -548,3 +548,42 @@ fn the_admins_web_seat_moderates_and_users_may_not() {
             .contains("may join again"));
     });
 }
+
+#[test]
+fn malformed_sender_key_entries_and_a_direct_to_oneself_are_refused_by_name() {
+    let server = start(fast);
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(1);
+        let (mut alice, _) = member(&server, "alice", &k[0], None).await;
+        let own = k[0].public().key_id().to_string();
+        let sender_key = |keys: Value| {
+            json!({"type":"sender_key","skid":"0".repeat(32),"n":0,"commitment":"0".repeat(64),
+                   "signature":"c2ln","keys":keys})
+            .to_string()
+        };
+        for (keys, needle) in [
+            (json!({"ab": "d3JhcA=="}), "64 lowercase hex"),
+            (json!({"AB".repeat(32): "d3JhcA=="}), "64 lowercase hex"),
+            (json!({"ab".repeat(32): ""}), "non-empty base64"),
+        ] {
+            raw_send(&mut alice, sender_key(keys)).await;
+            let refused = next_of(&mut alice, "error").await;
+            assert_eq!(refused["code"], "bad_field");
+            assert!(
+                refused["message"].as_str().unwrap().contains(needle),
+                "{refused}"
+            );
+        }
+        let direct = json!({"type":"direct","id":"0".repeat(32),"ts":dyspatcher::protocol::now_ms(),
+            "to":own,"iv":"AAAAAAAAAAAAAAAA","ciphertext":"A".repeat(24),"keys":{own.clone():"d3JhcA=="},
+            "signature":"c2ln"});
+        raw_send(&mut alice, direct.to_string()).await;
+        let refused = next_of(&mut alice, "error").await;
+        assert_eq!(refused["code"], "bad_field", "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("own key"),
+            "{refused}"
+        );
+    });
+}

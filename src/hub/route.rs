@@ -54,21 +54,17 @@ impl Hub {
         check_sealed(&d.id, &d.iv, &d.ciphertext, &d.signature)
             .map_err(|m| (ErrorCode::BadField, m, id.clone()))?;
         let (from, via, own) = self.sender(seat);
+        // A member hidden by --only-admin is answered exactly as an absent one.
         if !self.dir.members.contains_key(&d.to) || !self.can_see(&own, &d.to) {
-            let forbidden = self.dir.members.contains_key(&d.to);
-            return Err(if forbidden {
-                (
-                    ErrorCode::Forbidden,
-                    "on this server you can write only to the admin".into(),
-                    id,
-                )
-            } else {
-                (ErrorCode::UnknownRecipient, "no such member".into(), id)
-            });
+            return Err((ErrorCode::UnknownRecipient, "no such member".into(), id));
         }
         let targets = self.dir.seats_of(&d.to, seat);
         if targets.is_empty() {
-            return Err((ErrorCode::UnknownRecipient, "no such member".into(), id));
+            return Err((
+                ErrorCode::BadField,
+                "to: your own key has no other endpoint to write to".into(),
+                id,
+            ));
         }
         let mut expected = vec![d.to.as_str(), own.as_str()];
         expected.dedup();
@@ -204,8 +200,14 @@ impl Hub {
         if k.keys.is_empty() || k.keys.len() > protocol::MAX_SENDER_KEY_ENTRIES {
             return bad("keys must hold 1 to 256 entries");
         }
-        if k.keys.values().any(|w| !protocol::is_base64(w)) {
-            return bad("wrapped keys must be base64");
+        if k.keys.keys().any(|key_id| !protocol::is_hex(key_id, 64)) {
+            return bad("keys: every key ID must be 64 lowercase hex characters");
+        }
+        if k.keys
+            .values()
+            .any(|w| w.is_empty() || !protocol::is_base64(w))
+        {
+            return bad("wrapped keys must be non-empty base64");
         }
         let (from, _, _) = self.sender(seat);
         for (key_id, wrapped) in k.keys {
