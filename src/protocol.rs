@@ -11,6 +11,10 @@ pub const VERSION: u32 = 2;
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Largest text before encryption, in bytes.
 pub const MAX_TEXT: usize = 32 * 1024;
+/// Longest `ciphertext` field: base64 of the largest text and its 16-byte tag.
+pub const MAX_CIPHERTEXT_B64: usize = (MAX_TEXT + 16).div_ceil(3) * 4;
+/// Longest `signature` or wrapped key: base64 of one 4096-bit modulus.
+pub const MAX_RSA_B64: usize = 512usize.div_ceil(3) * 4;
 /// Largest number of wrapped keys in one `sender_key` message.
 pub const MAX_SENDER_KEY_ENTRIES: usize = 256;
 /// How far a message timestamp may be from the server's clock, in milliseconds.

@@ -72,7 +72,7 @@ impl Hub {
             && expected.iter().all(|k| {
                 d.keys
                     .get(*k)
-                    .is_some_and(|w| protocol::is_base64(w) && !w.is_empty())
+                    .is_some_and(|w| check_rsa_field("a wrapped key", w).is_ok())
             });
         if !keys_ok {
             return Err((
@@ -194,8 +194,8 @@ impl Hub {
         if !protocol::is_hex(&k.commitment, 64) {
             return bad("commitment must be 64 hex characters");
         }
-        if !protocol::is_base64(&k.signature) {
-            return bad("signature must be base64");
+        if let Err(m) = check_rsa_field("signature", &k.signature) {
+            return bad(&m);
         }
         if k.keys.is_empty() || k.keys.len() > protocol::MAX_SENDER_KEY_ENTRIES {
             return bad("keys must hold 1 to 256 entries");
@@ -203,11 +203,13 @@ impl Hub {
         if k.keys.keys().any(|key_id| !protocol::is_hex(key_id, 64)) {
             return bad("keys: every key ID must be 64 lowercase hex characters");
         }
-        if k.keys
+        if let Some(Err(m)) = k
+            .keys
             .values()
-            .any(|w| w.is_empty() || !protocol::is_base64(w))
+            .map(|w| check_rsa_field("a wrapped key", w))
+            .find(Result::is_err)
         {
-            return bad("wrapped keys must be non-empty base64");
+            return bad(&m);
         }
         let (from, _, _) = self.sender(seat);
         for (key_id, wrapped) in k.keys {
@@ -267,8 +269,26 @@ fn check_sealed(id: &str, iv: &str, ciphertext: &str, signature: &str) -> Result
     if ciphertext.len() < 24 || !protocol::is_base64(ciphertext) {
         return Err("ciphertext must be base64 holding at least the 16-byte tag".into());
     }
-    if signature.is_empty() || !protocol::is_base64(signature) {
-        return Err("signature must be base64".into());
+    if ciphertext.len() > protocol::MAX_CIPHERTEXT_B64 {
+        return Err(format!(
+            "ciphertext longer than {} characters (what {} bytes of text encrypt to)",
+            protocol::MAX_CIPHERTEXT_B64,
+            protocol::MAX_TEXT
+        ));
+    }
+    check_rsa_field("signature", signature)
+}
+
+/// A signature or wrapped key: non-empty base64, at most one 4096-bit modulus.
+fn check_rsa_field(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || !protocol::is_base64(value) {
+        return Err(format!("{what} must be non-empty base64"));
+    }
+    if value.len() > protocol::MAX_RSA_B64 {
+        return Err(format!(
+            "{what} longer than {} characters (one 4096-bit RSA block)",
+            protocol::MAX_RSA_B64
+        ));
     }
     Ok(())
 }
