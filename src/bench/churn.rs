@@ -159,10 +159,22 @@ impl Churn {
         let mut backs = Vec::new();
         for &i in members {
             let _ = self.go[i].0.try_send(());
-            let got = futures_lite::future::or(async { self.back.1.recv().await.ok() }, async {
-                smol::Timer::after(limit).await;
-                None
-            })
+            let got = futures_lite::future::or(
+                async {
+                    // Reports of others (back after the server ended their connection) are not
+                    // what is waited for.
+                    while let Ok(b) = self.back.1.recv().await {
+                        if b.member == i {
+                            return Some(b);
+                        }
+                    }
+                    None
+                },
+                async {
+                    smol::Timer::after(limit).await;
+                    None
+                },
+            )
             .await;
             match got {
                 Some(b) => backs.push(b),
