@@ -60,6 +60,10 @@ pub struct Args {
     /// pid file in daemon mode (default $XDG_RUNTIME_DIR, $TMPDIR or /tmp, dyspatcher-PORT.pid)
     #[argh(option)]
     pub pid_file: Option<PathBuf>,
+    /// a further name (or address) under which browsers reach this server, e.g. a proxy's or a
+    /// router's; repeatable. Its own addresses, localhost and its certificate's names need none
+    #[argh(option)]
+    pub allowed_host: Vec<String>,
     /// SSH server for a reverse tunnel that makes the chat reachable from the internet
     #[argh(option)]
     pub sshpfw_ip_address: Option<String>,

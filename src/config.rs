@@ -61,6 +61,9 @@ pub enum ConfigError {
     /// Daemon mode lacks what it needs.
     #[error("--daemon: {0}")]
     Daemon(&'static str),
+    /// A name that cannot be a host.
+    #[error("--allowed-host: `{0}` is not a host name or IP address: {1}")]
+    AllowedHost(String, &'static str),
     /// The transcript file exists already.
     #[error("--transcription: `{0}` already exists; choose a new file (a transcript is never overwritten)")]
     TranscriptExists(PathBuf),
@@ -204,6 +207,8 @@ pub struct Config {
     pub tunnel_remote_port: Option<u16>,
     /// Run in the background with this pid file.
     pub daemon: Option<PathBuf>,
+    /// Names besides its own under which the server may be addressed (`--allowed-host`).
+    pub allowed_hosts: Vec<crate::http::HostName>,
 }
 
 /// The TLS setup of the listener.
@@ -244,6 +249,7 @@ impl Config {
             tunnel: None,
             tunnel_remote_port: None,
             daemon: None,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -359,7 +365,31 @@ impl Config {
             tunnel,
             tunnel_remote_port: args.sshpfw_remote_port,
             daemon,
+            allowed_hosts: args
+                .allowed_host
+                .iter()
+                .map(|name| allowed_host(name))
+                .collect::<Result<_, _>>()?,
         })
+    }
+}
+
+/// Checks one `--allowed-host`: a bare name or address, so that a URL pasted by mistake is
+/// refused with a reason rather than never matching.
+fn allowed_host(name: &str) -> Result<crate::http::HostName, ConfigError> {
+    let wrong = |why| ConfigError::AllowedHost(name.to_string(), why);
+    if name.contains("://") {
+        return Err(wrong("give the name alone, without a scheme"));
+    }
+    if name.contains('/') {
+        return Err(wrong("give the name alone, without a path"));
+    }
+    match crate::http::HostName::parse(name) {
+        Ok(host) => Ok(host),
+        Err(_) if crate::http::split_authority(name).is_ok_and(|(_, p)| p.is_some()) => Err(wrong(
+            "give the name alone, without a port (every port is allowed)",
+        )),
+        Err(why) => Err(wrong(why)),
     }
 }
 

@@ -77,6 +77,10 @@ where
             }
             Some(Ok(req)) => req,
         };
+        if let Err(refused) = ctx.hosts.check(&req) {
+            let _ = http::respond_error(stream, refused.status, &refused.reason).await;
+            return None;
+        }
         let head_only = req.method == "HEAD";
         if req.method != "GET" && !head_only {
             let _ = http::respond_error(

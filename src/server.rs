@@ -56,6 +56,8 @@ pub struct Ctx {
     pub allow: Mutex<Option<(std::path::PathBuf, Arc<crate::allowlist::AllowList>)>>,
     /// The SSH tunnel, if any.
     pub tunnel: Mutex<Option<crate::tunnel::Tunnel>>,
+    /// The names and addresses requests may carry in `Host` and `Origin`.
+    pub hosts: http::Hosts,
     /// TLS for the listeners.
     tls: Option<futures_rustls::TlsAcceptor>,
     stopping: AtomicBool,
@@ -266,6 +268,7 @@ impl Bound {
                     .map(|(p, l, _)| (p.clone(), l.clone())),
             ),
             tunnel: Mutex::new(None),
+            hosts: hosts_of(&config, addr),
             tls: config
                 .tls
                 .as_ref()
@@ -327,6 +330,26 @@ impl Bound {
             threads,
         })
     }
+}
+
+/// The names the server answers to: its addresses, its self-signed certificate's names, the
+/// SSH server the tunnel makes it reachable under, and `--allowed-host`.
+fn hosts_of(config: &Config, addr: SocketAddr) -> http::Hosts {
+    let cert_names = config
+        .tls
+        .as_ref()
+        .filter(|t| t.self_signed.is_some())
+        .map(|_| crate::onboard::certificate_names(addr.ip()))
+        .unwrap_or_default();
+    let tunnel = config.tunnel.as_ref().map(|t| t.host.as_str());
+    let own = cert_names
+        .iter()
+        .map(String::as_str)
+        .chain(tunnel)
+        .filter_map(|name| http::HostName::parse(name).ok());
+    http::Hosts::new(&[addr.ip()], config.tls.is_some())
+        .with_own(own)
+        .with_allowed(config.allowed_hosts.iter().cloned())
 }
 
 fn spawn_threads(

@@ -335,16 +335,16 @@ fn http_answers_carry_strict_headers() {
         let server = start(|_| {});
         let page = http(
             &server,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         )
         .await;
         assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
         assert!(page.contains("Content-Type: text/html; charset=utf-8"));
         for answer in [
             page.clone(),
-            http(&server, "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n").await,
-            http(&server, "POST / HTTP/1.1\r\nHost: x\r\n\r\n").await,
-            http(&server, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await,
+            http(&server, "GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n").await,
+            http(&server, "POST / HTTP/1.1\r\nHost: localhost\r\n\r\n").await,
+            http(&server, "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n").await,
             http(&server, "NONSENSE\r\n\r\n").await,
         ] {
             assert!(answer.contains("Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"), "{answer}");
@@ -352,15 +352,17 @@ fn http_answers_carry_strict_headers() {
             assert!(answer.contains("Referrer-Policy: no-referrer\r\n"));
             assert!(answer.contains("Cache-Control: no-store\r\n"));
         }
-        assert!(http(&server, "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .starts_with("HTTP/1.1 404"));
-        let post = http(&server, "POST / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            http(&server, "GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 404")
+        );
+        let post = http(&server, "POST / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
         assert!(
             post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"),
             "{post}"
         );
-        assert!(http(&server, "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert!(http(&server, "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .starts_with("HTTP/1.1 400"));
         assert!(http(&server, "NONSENSE\r\n\r\n")
@@ -368,11 +370,11 @@ fn http_answers_carry_strict_headers() {
             .starts_with("HTTP/1.1 400"));
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
         assert!(http(&server, &big).await.starts_with("HTTP/1.1 431"));
-        let cross = "GET /ws HTTP/1.1\r\nHost: a:1\r\nOrigin: http://evil:1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let cross = "GET /ws HTTP/1.1\r\nHost: localhost:1\r\nOrigin: http://evil:1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         assert!(http(&server, cross).await.starts_with("HTTP/1.1 403"));
         let head = http(
             &server,
-            "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         )
         .await;
         assert!(
@@ -382,7 +384,7 @@ fn http_answers_carry_strict_headers() {
         // Keep-alive: two requests on one connection.
         let two = http(
             &server,
-            "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: localhost\r\n\r\nGET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n",
         )
         .await;
         assert_eq!(two.matches("HTTP/1.1 ").count(), 2, "{two}");
@@ -390,7 +392,7 @@ fn http_answers_carry_strict_headers() {
             let answer = http(
                 &server,
                 &format!(
-                    "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    "GET /{} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
                     asset.name
                 ),
             )
@@ -445,7 +447,7 @@ fn connection_limits_answer_503() {
             .await
             .unwrap();
         // The two above hold their slots while they stay silent.
-        let answer = http(&server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let answer = http(&server, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
         assert!(
             answer.starts_with("HTTP/1.1 503") && answer.contains("server is full"),
             "{answer}"
@@ -487,7 +489,7 @@ fn the_extra_websocket_port_serves_only_the_websocket() {
         .unwrap();
         assert_eq!(client.session().name(), Some("alice"));
         let mut tcp = smol::net::TcpStream::connect(ws_addr).await.unwrap();
-        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap();
         let mut out = Vec::new();

@@ -75,6 +75,24 @@ fn bad_values_name_the_option_and_exit_2() {
         ),
         (vec!["--sshpfw-ip-address", "example.org"], "--sshpfw-port"),
         (vec!["-d"], "--daemon: needs --transcription"),
+        (
+            vec!["--allowed-host", "https://chat.example.org"],
+            "--allowed-host: `https://chat.example.org` is not a host name or IP address: give the name alone, without a scheme",
+        ),
+        (
+            vec!["--allowed-host", "chat.example.org/x"],
+            "without a path",
+        ),
+        (
+            vec!["--allowed-host", "chat.example.org:443"],
+            "without a port (every port is allowed)",
+        ),
+        (
+            vec!["--allowed-host", "chat example"],
+            "only letters, digits",
+        ),
+        (vec!["--allowed-host", ""], "a host name has 1 to 253 characters"),
+        (vec!["--allowed-host", "[::1"], "--allowed-host: `[::1`"),
     ] {
         let (code, _, err) = dyspatcher(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -108,6 +126,7 @@ fn version_and_help() {
         "--welcome",
         "--disable-all",
         "--only-admin",
+        "--allowed-host",
     ] {
         assert!(out.contains(flag), "{flag} missing from --help");
     }
@@ -121,6 +140,10 @@ fn starts_prints_the_url_and_quits_cleanly() {
             "0",
             "--admin-private-key",
             common::fixture("admin.pem").to_str().unwrap(),
+            "--allowed-host",
+            "Chat.Example.org",
+            "--allowed-host",
+            "[2001:db8::1]",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -188,6 +211,10 @@ fn signals_reload_and_stop() {
             list.to_str().unwrap(),
             "--admin-private-key",
             common::fixture("admin.pem").to_str().unwrap(),
+            "--allowed-host",
+            "Chat.Example.org",
+            "--allowed-host",
+            "[2001:db8::1]",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
