@@ -300,6 +300,19 @@ mod tests {
     }
 
     #[test]
+    fn every_interface_means_every_address_of_the_machine() {
+        for any in ["0.0.0.0", "::"] {
+            let hosts = Hosts::new(&[any.parse().unwrap()], false);
+            for i in if_addrs::get_if_addrs().unwrap() {
+                assert!(hosts.knows(&HostName::Ip(i.ip())), "{}", i.ip());
+            }
+            assert!(hosts.knows(&HostName::parse("localhost").unwrap()));
+            assert!(!hosts.knows(&HostName::parse("192.0.2.254").unwrap()));
+            assert!(!hosts.knows(&HostName::parse("evil.example").unwrap()));
+        }
+    }
+
+    #[test]
     fn a_specific_address_is_not_loopback() {
         let hosts = Hosts::new(&["192.0.2.7".parse().unwrap()], true)
             .with_own([HostName::parse("tunnel.example").unwrap()]);
