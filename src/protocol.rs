@@ -159,6 +159,71 @@ pub struct ModerateIn {
     pub minutes: Option<u64>,
 }
 
+/// Why a member left (`left.reason`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// It sent `leave`.
+    Left,
+    /// It was away longer than the grace period.
+    Expired,
+    /// The admin kicked it (for some minutes).
+    Kicked,
+    /// The admin banned it (until lifted).
+    Banned,
+    /// Its key left the allow list.
+    Removed,
+}
+
+impl LeftReason {
+    /// The reason as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Expired => "expired",
+            Self::Kicked => "kicked",
+            Self::Banned => "banned",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// What a `notice` is about.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeCode {
+    /// The server is about to close with 1001.
+    ShuttingDown,
+    /// A newer connection took over (close 4006 follows).
+    Replaced,
+    /// The admin kicked this member (close 4000 follows; `until` says until when).
+    Kicked,
+    /// The admin banned this member (close 4000 follows).
+    Banned,
+    /// The answer to `moderate`.
+    Moderated,
+    /// The admin's prompt fell behind.
+    PromptBehind,
+    /// A code this build does not know (from a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl NoticeCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ShuttingDown => "shutting_down",
+            Self::Replaced => "replaced",
+            Self::Kicked => "kicked",
+            Self::Banned => "banned",
+            Self::Moderated => "moderated",
+            Self::PromptBehind => "prompt_behind",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// Where a resumed membership picks up.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Resume {
@@ -282,8 +347,8 @@ pub enum ServerMsg {
         key_id: String,
         /// Their name.
         name: String,
-        /// `left`, `expired`, `kicked`, `banned`, `removed`.
-        reason: String,
+        /// Why.
+        reason: LeftReason,
     },
     /// A member's endpoints came or went (away is not leaving: keep your sender keys).
     Presence {
@@ -336,8 +401,8 @@ pub enum ServerMsg {
     },
     /// A notice from the server.
     Notice {
-        /// Machine-readable code.
-        code: String,
+        /// What it is about.
+        code: NoticeCode,
         /// Human text.
         text: String,
         /// For `kicked` and `banned`: when the ban ends (ms since the epoch), if it does.
@@ -649,7 +714,7 @@ mod tests {
         let left = ServerMsg::Left {
             key_id: "k".into(),
             name: "alice".into(),
-            reason: "kicked".into(),
+            reason: LeftReason::Kicked,
         };
         assert_eq!(
             serde_json::to_string(&left).unwrap(),
@@ -740,6 +805,40 @@ mod tests {
             serde_json::to_string(&banned).unwrap(),
             r#"{"type":"error","code":"banned","message":"m","until":5}"#
         );
+    }
+
+    #[test]
+    fn notice_codes_and_left_reasons_are_snake_case_and_unknown_codes_parse() {
+        let kicked = ServerMsg::Notice {
+            code: NoticeCode::Kicked,
+            text: "t".into(),
+            until: Some(9),
+        };
+        assert_eq!(
+            serde_json::to_string(&kicked).unwrap(),
+            r#"{"type":"notice","code":"kicked","text":"t","until":9}"#
+        );
+        for code in [
+            NoticeCode::ShuttingDown,
+            NoticeCode::PromptBehind,
+            NoticeCode::Moderated,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        let newer: ServerMsg =
+            serde_json::from_str(r#"{"type":"notice","code":"tea_time","text":"t"}"#).unwrap();
+        assert!(matches!(
+            newer,
+            ServerMsg::Notice {
+                code: NoticeCode::Other,
+                ..
+            }
+        ));
+        for reason in [LeftReason::Left, LeftReason::Expired, LeftReason::Removed] {
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
     }
 
     #[test]

@@ -348,7 +348,7 @@ impl Session {
                 key_id,
                 name,
                 reason,
-            } => self.left(key_id, name, reason),
+            } => self.left(key_id, name, reason.as_str().to_string()),
             ServerMsg::Direct(d) => self.open_direct(d),
             ServerMsg::All(a) => self.receive_all(a),
             ServerMsg::SenderKey(k) => self.receive_sender_key(k),
@@ -373,7 +373,11 @@ impl Session {
             ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
             ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
             ServerMsg::Ack { id } => single(Event::Ack(id)),
-            ServerMsg::Notice { code, text, until } => single(Event::Notice { code, text, until }),
+            ServerMsg::Notice { code, text, until } => single(Event::Notice {
+                code: code.as_str().to_string(),
+                text,
+                until,
+            }),
             ServerMsg::Error {
                 code,
                 message,

@@ -140,7 +140,7 @@ fn key_requests_are_answered_for_recent_messages_of_current_members_only() {
     a.handle(ServerMsg::Left {
         key_id: b.key_id().into(),
         name: "bobby".into(),
-        reason: "left".into(),
+        reason: dyspatcher::protocol::LeftReason::Left,
     });
     assert!(a.handle(request).send.is_empty());
 }
@@ -188,7 +188,7 @@ fn a_sender_cannot_make_receivers_hold_unbounded_sender_keys() {
         a.handle(ServerMsg::Left {
             key_id: "f".repeat(64),
             name: "gone".into(),
-            reason: "left".into(),
+            reason: dyspatcher::protocol::LeftReason::Left,
         });
         let sealed = a.seal_all(&format!("m{i}")).unwrap();
         let relayed = relay(&a, &b, &sealed);

@@ -9,16 +9,16 @@ use base64::Engine;
 use super::bans::describe_until;
 use super::directory::{Kind, Member};
 use super::mailbox::SeatId;
-use super::{notice, payload_of, ConnId, DeliveryState, Hub, Item, Moderation, Outbox, Payload};
+use super::{
+    notice, payload_of, ConnId, DeliveryState, Hub, Item, Moderation, Outbox, Payload, Refusal,
+};
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{
-    self, close, ErrorCode, Limits, Member as WireMember, Options, Presence, ServerMsg,
+    self, close, ErrorCode, LeftReason, Limits, Member as WireMember, NoticeCode, Options,
+    Presence, ServerMsg,
 };
 use crate::ws;
-
-/// A refused join: the code, the message, and when a ban ends.
-type JoinRefusal = (ErrorCode, String, Option<i64>);
 
 impl Hub {
     /// Whether the member `viewer` sees (and may reach) the member `target`.
@@ -64,27 +64,28 @@ impl Hub {
         }
     }
 
-    fn check_listed(&self, key_id: &str) -> Result<Option<String>, JoinRefusal> {
+    fn check_listed(&self, key_id: &str) -> Result<Option<String>, Refusal> {
         match &self.allow {
             None => Ok(None),
-            Some(list) => list.name_of(key_id).map(|n| Some(n.to_string())).ok_or((
-                ErrorCode::NotAllowed,
-                "this key is not on the allow list".into(),
-                None,
-            )),
+            Some(list) => list
+                .name_of(key_id)
+                .map(|n| Some(n.to_string()))
+                .ok_or(Refusal::new(
+                    ErrorCode::NotAllowed,
+                    "this key is not on the allow list",
+                )),
         }
     }
 
-    fn new_member_name(&self, key_id: &str, asked: String) -> Result<String, JoinRefusal> {
+    fn new_member_name(&self, key_id: &str, asked: String) -> Result<String, Refusal> {
         let name = self.check_listed(key_id)?.unwrap_or(asked);
         if let Some(why) = protocol::name_refusal(&name, &self.settings.admin_name) {
-            return Err((ErrorCode::BadName, why, None));
+            return Err(Refusal::new(ErrorCode::BadName, why));
         }
         if self.dir.user_named(&name).is_some() {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::NameTaken,
                 format!("the name {name} is taken"),
-                None,
             ));
         }
         Ok(name)
@@ -120,7 +121,7 @@ impl Hub {
         outbox: Outbox,
         console: bool,
         resume: Option<u64>,
-    ) -> Result<(), JoinRefusal> {
+    ) -> Result<(), Refusal> {
         let key_id = key.key_id().to_string();
         if console {
             self.dir.admin_key_id = Some(key_id.clone());
@@ -140,7 +141,7 @@ impl Hub {
                     "you were removed by the admin; you may return {}",
                     describe_until(ban.until, now)
                 );
-                return Err((ErrorCode::Banned, message, ban.until));
+                return Err(Refusal::new(ErrorCode::Banned, message).until(ban.until));
             }
         }
         let (seat, resumed) = if admin_key {
@@ -162,7 +163,7 @@ impl Hub {
         };
         if let Some((_, old)) = self.dir.attach(seat, conn, outbox.clone()) {
             let _ = old.push(notice(
-                "replaced",
+                NoticeCode::Replaced,
                 "this chat was opened by a newer connection with the same key",
                 None,
             ));
@@ -318,8 +319,8 @@ impl Hub {
             }
             let key_id = s.key_id.clone();
             match s.kind {
-                Kind::User => self.end_membership(&key_id, "expired", None),
-                Kind::AdminWeb => self.end_web_seat(seat, "expired", None),
+                Kind::User => self.end_membership(&key_id, LeftReason::Expired, None),
+                Kind::AdminWeb => self.end_web_seat(seat, LeftReason::Expired, None),
                 Kind::Console => {}
             }
         }
@@ -333,15 +334,15 @@ impl Hub {
         let key_id = s.key_id.clone();
         let bye = Some((close::NORMAL, "you left"));
         match s.kind {
-            Kind::User => self.end_membership(&key_id, "left", bye),
-            Kind::AdminWeb => self.end_web_seat(seat, "left", bye),
+            Kind::User => self.end_membership(&key_id, LeftReason::Left, bye),
+            Kind::AdminWeb => self.end_web_seat(seat, LeftReason::Left, bye),
             Kind::Console => {}
         }
     }
 
     /// Ends a user's membership: its connection (if any) is closed with `close`, its mailbox
     /// dropped, and everyone is told `left` (and rotates sender keys).
-    fn end_membership(&mut self, key_id: &str, reason: &str, close: Option<(u16, &str)>) {
+    fn end_membership(&mut self, key_id: &str, reason: LeftReason, close: Option<(u16, &str)>) {
         let Some((member, seats)) = self.dir.remove_member(key_id) else {
             return;
         };
@@ -354,13 +355,13 @@ impl Hub {
         let payload = payload_of(&ServerMsg::Left {
             key_id: member.key_id.clone(),
             name: member.name,
-            reason: reason.into(),
+            reason,
         });
         self.tell_others(key_id, &payload, "left");
     }
 
     /// Ends the admin's web seat; only the prompt is told.
-    fn end_web_seat(&mut self, seat: SeatId, reason: &str, close: Option<(u16, &str)>) {
+    fn end_web_seat(&mut self, seat: SeatId, reason: LeftReason, close: Option<(u16, &str)>) {
         let Some(s) = self.dir.remove_seat(seat) else {
             return;
         };
@@ -371,7 +372,7 @@ impl Hub {
         let payload = payload_of(&ServerMsg::Left {
             key_id: s.key_id,
             name: self.settings.admin_name.clone(),
-            reason: reason.into(),
+            reason,
         });
         self.tell_console(&payload, "left");
     }
@@ -381,9 +382,9 @@ impl Hub {
         match action {
             Moderation::Kick { name, minutes } => {
                 let until = now + (minutes as i64).saturating_mul(60_000);
-                self.remove_by_name(&name, Some(until), "kicked")
+                self.remove_by_name(&name, Some(until), LeftReason::Kicked)
             }
-            Moderation::Ban(name) => self.remove_by_name(&name, None, "banned"),
+            Moderation::Ban(name) => self.remove_by_name(&name, None, LeftReason::Banned),
             Moderation::Unban(name) => {
                 if self.bans.lift(&name, now) {
                     Ok(format!("{name} may join again"))
@@ -413,15 +414,25 @@ impl Hub {
         &mut self,
         name: &str,
         until: Option<i64>,
-        reason: &'static str,
+        reason: LeftReason,
     ) -> Result<String, String> {
+        let left_reason = reason;
+        let code = match reason {
+            LeftReason::Kicked => NoticeCode::Kicked,
+            _ => NoticeCode::Banned,
+        };
+        let word = reason.as_str();
         let now = protocol::now_ms();
         if name == self.settings.admin_name {
             let seat = self
                 .dir
                 .admin_seat(Kind::AdminWeb)
                 .ok_or_else(|| format!("the admin {name} has no web seat to close"))?;
-            self.end_web_seat(seat, reason, Some((close::KICKED, "closed by the admin")));
+            self.end_web_seat(
+                seat,
+                left_reason,
+                Some((close::KICKED, "closed by the admin")),
+            );
             return Ok("the admin's web seat was closed".to_string());
         }
         let key_id = self
@@ -431,7 +442,7 @@ impl Hub {
             .ok_or_else(|| format!("no member named {name}"))?;
         self.bans.add(&key_id, name, until);
         let when = describe_until(until, now);
-        let text = format!("you were {reason} by the admin; you may return {when}");
+        let text = format!("you were {word} by the admin; you may return {when}");
         let seat_conn = self
             .dir
             .members
@@ -439,15 +450,15 @@ impl Hub {
             .and_then(|m| self.dir.seats.get(&m.seats[0]))
             .and_then(|s| s.conn.as_ref().map(|(_, o)| o.clone()));
         if let Some(outbox) = seat_conn {
-            let _ = outbox.push(notice(reason, text, until));
+            let _ = outbox.push(notice(code, text, until));
         }
         let why = if until.is_some() {
             "kicked by the admin"
         } else {
             "banned by the admin"
         };
-        self.end_membership(&key_id, reason, Some((close::KICKED, why)));
-        Ok(format!("{name} was {reason}; may return {when}"))
+        self.end_membership(&key_id, left_reason, Some((close::KICKED, why)));
+        Ok(format!("{name} was {word}; may return {when}"))
     }
 
     pub(super) fn set_allow_list(&mut self, list: Option<Arc<AllowList>>) {
@@ -465,12 +476,12 @@ impl Hub {
             .collect();
         let bye = Some((close::REMOVED, "removed from the allow list"));
         for key_id in removed {
-            self.end_membership(&key_id, "removed", bye);
+            self.end_membership(&key_id, LeftReason::Removed, bye);
         }
         if let Some(admin) = admin.filter(|a| list.name_of(a).is_none()) {
             let _ = admin;
             if let Some(seat) = self.dir.admin_seat(Kind::AdminWeb) {
-                self.end_web_seat(seat, "removed", bye);
+                self.end_web_seat(seat, LeftReason::Removed, bye);
             }
         }
     }

@@ -12,7 +12,8 @@ use futures_lite::future;
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{
-    self, close, ClientMsg, DeliveryState, ErrorCode, ModerateAction, ModerateIn, ServerMsg,
+    self, close, ClientMsg, DeliveryState, ErrorCode, ModerateAction, ModerateIn, NoticeCode,
+    ServerMsg,
 };
 use crate::ws::{self, Frame};
 
@@ -143,25 +144,60 @@ fn frame_of(msg: &ServerMsg) -> Frame {
     ws::text_frame(&serde_json::to_vec(msg).expect("server messages always encode"))
 }
 
-fn notice(code: &str, text: impl Into<String>, until: Option<i64>) -> Frame {
+fn notice(code: NoticeCode, text: impl Into<String>, until: Option<i64>) -> Frame {
     frame_of(&ServerMsg::Notice {
-        code: code.into(),
+        code,
         text: text.into(),
         until,
     })
 }
 
-fn error_frame(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Frame {
-    frame_of(&ServerMsg::Error {
-        code,
-        message: message.into(),
-        id,
-        until: None,
-    })
+/// Why a client's message was refused: what its `error` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The error code.
+    pub code: ErrorCode,
+    /// What a person reads.
+    pub message: String,
+    /// The refused message's id, if it had one.
+    pub id: Option<String>,
+    /// When a ban ends.
+    pub until: Option<i64>,
 }
 
-/// A refusal: the code, the message, and the refused message's id.
-type Refusal = (ErrorCode, String, Option<String>);
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            id: None,
+            until: None,
+        }
+    }
+
+    /// Names the refused message.
+    pub fn about(mut self, id: Option<String>) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Says when a ban ends.
+    pub fn until(mut self, until: Option<i64>) -> Self {
+        self.until = until;
+        self
+    }
+
+    /// The `error` frame.
+    pub fn frame(&self) -> Frame {
+        frame_of(&ServerMsg::Error {
+            code: self.code,
+            message: self.message.clone(),
+            id: self.id.clone(),
+            until: self.until,
+        })
+    }
+}
 
 /// Runs the hub until `Shutdown` (or every sender is gone).
 pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
@@ -220,16 +256,9 @@ impl Hub {
                 console,
                 resume,
             } => {
-                if let Err((code, message, until)) =
-                    self.join(conn, name, key, outbox.clone(), console, resume)
-                {
-                    let _ = outbox.push(frame_of(&ServerMsg::Error {
-                        code,
-                        message,
-                        id: None,
-                        until,
-                    }));
-                    outbox.close(close::JOIN_REFUSED, code_reason(code));
+                if let Err(refusal) = self.join(conn, name, key, outbox.clone(), console, resume) {
+                    let _ = outbox.push(refusal.frame());
+                    outbox.close(close::JOIN_REFUSED, code_reason(refusal.code));
                 }
             }
             Event::Msg { conn, msg } => self.message(conn, msg),
@@ -243,7 +272,11 @@ impl Hub {
             }
             Event::AllowList(list) => self.set_allow_list(list),
             Event::Shutdown => {
-                let bye = notice("shutting_down", "the server is shutting down", None);
+                let bye = notice(
+                    NoticeCode::ShuttingDown,
+                    "the server is shutting down",
+                    None,
+                );
                 for s in self.dir.seats.values() {
                     if let Some((_, outbox)) = &s.conn {
                         let _ = outbox.push(bye.clone());
@@ -334,7 +367,10 @@ impl Hub {
                     "the prompt fell behind: {} messages not shown",
                     self.console_dropped
                 );
-                if outbox.push(notice("prompt_behind", text, None)).is_ok() {
+                if outbox
+                    .push(notice(NoticeCode::PromptBehind, text, None))
+                    .is_ok()
+                {
                     self.console_dropped = 0;
                 }
             }
@@ -351,9 +387,8 @@ impl Hub {
     }
 
     fn refuse(&mut self, conn: ConnId, refusal: Refusal) {
-        let (code, message, id) = refusal;
         if let Some(outbox) = self.outbox_of(conn) {
-            let _ = outbox.push(error_frame(code, message, id));
+            let _ = outbox.push(refusal.frame());
         }
     }
 
@@ -367,9 +402,7 @@ impl Hub {
             return;
         };
         let result = match msg {
-            ClientMsg::Join { .. } => {
-                Err((ErrorCode::AlreadyJoined, "already joined".to_string(), None))
-            }
+            ClientMsg::Join { .. } => Err(Refusal::new(ErrorCode::AlreadyJoined, "already joined")),
             ClientMsg::Ack { seq } => self.ack(seat, seq),
             ClientMsg::Leave {} => {
                 self.leave(seat);
@@ -390,30 +423,27 @@ impl Hub {
     /// and shown on the prompt too.
     fn moderate_from_web(&mut self, seat: SeatId, m: ModerateIn) -> Result<(), Refusal> {
         if self.dir.seats.get(&seat).map(|s| s.kind) != Some(Kind::AdminWeb) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "only the admin may moderate".into(),
-                None,
+                "only the admin may moderate",
             ));
         }
         let name = || {
-            m.name.clone().ok_or((
+            m.name.clone().ok_or(Refusal::new(
                 ErrorCode::BadField,
-                "moderate: name is required".to_string(),
-                None,
+                "moderate: name is required",
             ))
         };
         let action = match m.action {
             ModerateAction::Kick => {
                 let minutes = m.minutes.unwrap_or(protocol::DEFAULT_KICK_MINUTES);
                 if !(1..=protocol::MAX_KICK_MINUTES).contains(&minutes) {
-                    return Err((
+                    return Err(Refusal::new(
                         ErrorCode::BadField,
                         format!(
                             "moderate: minutes must be 1 to {}",
                             protocol::MAX_KICK_MINUTES
                         ),
-                        None,
                     ));
                 }
                 Moderation::Kick {
@@ -427,9 +457,11 @@ impl Hub {
         };
         let text = self
             .moderate(action)
-            .map_err(|m| (ErrorCode::UnknownRecipient, m, None))?;
+            .map_err(|m| Refusal::new(ErrorCode::UnknownRecipient, m))?;
         if let Some(outbox) = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref()) {
-            let _ = outbox.1.push(notice("moderated", text.clone(), None));
+            let _ = outbox
+                .1
+                .push(notice(NoticeCode::Moderated, text.clone(), None));
         }
         if let Some(console) = self
             .dir
@@ -437,9 +469,11 @@ impl Hub {
             .and_then(|s| self.dir.seats.get(&s))
             .and_then(|s| s.conn.as_ref())
         {
-            let _ = console
-                .1
-                .push(notice("moderated", format!("(via web) {text}"), None));
+            let _ = console.1.push(notice(
+                NoticeCode::Moderated,
+                format!("(via web) {text}"),
+                None,
+            ));
         }
         Ok(())
     }
@@ -447,10 +481,9 @@ impl Hub {
     fn ack(&mut self, seat: SeatId, seq: u64) -> Result<(), Refusal> {
         let last = self.boxes.last_seq(seat);
         if seq > last {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::BadField,
                 format!("ack: seq {seq} was never sent (the last is {last})"),
-                None,
             ));
         }
         for r in self.boxes.ack(seat, seq) {

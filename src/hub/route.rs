@@ -46,25 +46,25 @@ impl Hub {
     fn fresh(&mut self, id: &str, ts: i64) -> Result<(), Refusal> {
         self.seen
             .check(id, ts, protocol::now_ms())
-            .map_err(|(code, m)| (code, m.to_string(), Some(id.to_string())))
+            .map_err(|(code, m)| Refusal::new(code, m).about(Some(id.to_string())))
     }
 
     pub(super) fn direct(&mut self, seat: SeatId, d: DirectOut) -> Result<(), Refusal> {
         let id = Some(d.id.clone());
         check_sealed(&d.id, &d.iv, &d.ciphertext, &d.signature)
-            .map_err(|m| (ErrorCode::BadField, m, id.clone()))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadField, m).about(id.clone()))?;
         let (from, via, own) = self.sender(seat);
         // A member hidden by --only-admin is answered exactly as an absent one.
         if !self.dir.members.contains_key(&d.to) || !self.can_see(&own, &d.to) {
-            return Err((ErrorCode::UnknownRecipient, "no such member".into(), id));
+            return Err(Refusal::new(ErrorCode::UnknownRecipient, "no such member").about(id));
         }
         let targets = self.dir.seats_of(&d.to, seat);
         if targets.is_empty() {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::BadField,
-                "to: your own key has no other endpoint to write to".into(),
-                id,
-            ));
+                "to: your own key has no other endpoint to write to",
+            )
+            .about(id));
         }
         let mut expected = vec![d.to.as_str(), own.as_str()];
         expected.dedup();
@@ -75,11 +75,11 @@ impl Hub {
                     .is_some_and(|w| check_rsa_field("a wrapped key", w).is_ok())
             });
         if !keys_ok {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::BadKeys,
-                "keys must hold the key wrapped for the recipient and for yourself".into(),
-                id,
-            ));
+                "keys must hold the key wrapped for the recipient and for yourself",
+            )
+            .about(id));
         }
         self.fresh(&d.id, d.ts)?;
         let mut relay = DirectIn {
@@ -135,20 +135,16 @@ impl Hub {
     pub(super) fn all(&mut self, seat: SeatId, a: AllOut) -> Result<(), Refusal> {
         let id = Some(a.id.clone());
         if !self.is_admin_seat(seat) && (self.settings.disable_all || self.settings.only_admin) {
-            return Err((
-                ErrorCode::Forbidden,
-                "@all is disabled on this server".into(),
-                id,
-            ));
+            return Err(
+                Refusal::new(ErrorCode::Forbidden, "@all is disabled on this server").about(id),
+            );
         }
         check_sealed(&a.id, &a.iv, &a.ciphertext, &a.signature)
-            .map_err(|m| (ErrorCode::BadField, m, id.clone()))?;
+            .map_err(|m| Refusal::new(ErrorCode::BadField, m).about(id.clone()))?;
         if !protocol::is_hex(&a.skid, 32) {
-            return Err((
-                ErrorCode::BadField,
-                "skid must be 32 hex characters".into(),
-                id,
-            ));
+            return Err(
+                Refusal::new(ErrorCode::BadField, "skid must be 32 hex characters").about(id),
+            );
         }
         self.fresh(&a.id, a.ts)?;
         let (from, via, _) = self.sender(seat);
@@ -187,7 +183,7 @@ impl Hub {
     }
 
     pub(super) fn sender_key(&mut self, seat: SeatId, k: SenderKeyOut) -> Result<(), Refusal> {
-        let bad = |m: &str| Err((ErrorCode::BadField, m.to_string(), None));
+        let bad = |m: &str| Err(Refusal::new(ErrorCode::BadField, m));
         if !protocol::is_hex(&k.skid, 32) {
             return bad("skid must be 32 hex characters");
         }
@@ -240,15 +236,14 @@ impl Hub {
         n: u32,
     ) -> Result<(), Refusal> {
         if !protocol::is_hex(&skid, 32) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::BadField,
-                "skid must be 32 hex characters".into(),
-                None,
+                "skid must be 32 hex characters",
             ));
         }
         let targets = self.reachable(seat, &to);
         if targets.is_empty() {
-            return Err((ErrorCode::UnknownRecipient, "no such member".into(), None));
+            return Err(Refusal::new(ErrorCode::UnknownRecipient, "no such member"));
         }
         let (from, _, _) = self.sender(seat);
         let payload = payload_of(&ServerMsg::KeyRequest { from, skid, n });
