@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u32 = 2;
@@ -424,6 +425,44 @@ pub enum ServerMsg {
     },
 }
 
+/// `welcome` as the server writes it: the members, kept encoded once each, are embedded as they
+/// are, so a join costs no re-encoding of the room. Same JSON as [`ServerMsg::Welcome`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "welcome")]
+pub struct WelcomeOut<'a> {
+    /// The joined member itself.
+    pub you: &'a RawValue,
+    /// Everyone this member can see, itself included, away members too.
+    pub members: Vec<&'a RawValue>,
+    /// Key IDs of the listed members that are away.
+    pub away: Vec<&'a str>,
+    /// Whether the membership was resumed.
+    pub resumed: bool,
+    /// The last `seq` given to this member before this welcome.
+    pub seq: u64,
+    /// Server options.
+    pub options: &'a Options,
+    /// Limits.
+    pub limits: &'a Limits,
+    /// The server's clock, ms since the epoch.
+    pub time: i64,
+}
+
+/// `joined` as the server writes it, with the member kept encoded. Same JSON as
+/// [`ServerMsg::Joined`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "joined")]
+pub struct JoinedOut<'a> {
+    /// Who.
+    pub member: &'a RawValue,
+}
+
+/// A member encoded once, to embed in `welcome` and `joined`.
+pub fn encoded_member(m: &Member) -> Box<RawValue> {
+    RawValue::from_string(serde_json::to_string(m).expect("members encode"))
+        .expect("a member encodes to JSON")
+}
+
 /// A relayed direct message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DirectIn {
@@ -839,6 +878,66 @@ mod tests {
             let json = serde_json::to_string(&reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.as_str()));
         }
+    }
+
+    #[test]
+    fn welcome_and_joined_as_written_are_what_clients_parse() {
+        let alice = Member {
+            name: "alice".into(),
+            key_id: "k1".into(),
+            public_key: "cGs=".into(),
+            admin: false,
+        };
+        let admin = Member {
+            name: "ADMIN".into(),
+            key_id: "k0".into(),
+            public_key: "cGs=".into(),
+            admin: true,
+        };
+        let options = Options {
+            admin_name: "ADMIN".into(),
+            disable_all: false,
+            only_admin: false,
+            remember: true,
+        };
+        let limits = Limits {
+            max_message: MAX_MESSAGE,
+            max_text: MAX_TEXT,
+            rate_per_sec: 20,
+            burst: 40,
+            mailbox_bytes: 1 << 20,
+            away_grace_secs: 600,
+        };
+        let (a, b) = (encoded_member(&alice), encoded_member(&admin));
+        let written = serde_json::to_string(&WelcomeOut {
+            you: &a,
+            members: vec![&b, &a],
+            away: vec!["k1"],
+            resumed: true,
+            seq: 7,
+            options: &options,
+            limits: &limits,
+            time: 5,
+        })
+        .unwrap();
+        let typed = ServerMsg::Welcome {
+            you: alice.clone(),
+            members: vec![admin, alice.clone()],
+            away: vec!["k1".into()],
+            resumed: true,
+            seq: 7,
+            options,
+            limits,
+            time: 5,
+        };
+        assert_eq!(written, serde_json::to_string(&typed).unwrap());
+        assert_eq!(serde_json::from_str::<ServerMsg>(&written).unwrap(), typed);
+        assert!(written.starts_with(r#"{"type":"welcome","you":{"name":"alice""#));
+        let joined = serde_json::to_string(&JoinedOut { member: &a }).unwrap();
+        assert_eq!(
+            joined,
+            serde_json::to_string(&ServerMsg::Joined { member: alice }).unwrap()
+        );
     }
 
     #[test]

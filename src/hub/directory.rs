@@ -2,7 +2,6 @@
 //! a user's one, the admin's prompt and web seat), connected or not. Data only; the hub decides.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::mailbox::SeatId;
 use super::Outbox;
@@ -40,7 +39,7 @@ pub struct Member {
     /// Name.
     pub name: String,
     /// The member as listed to clients, encoded once.
-    pub json: Arc<str>,
+    pub json: Box<serde_json::value::RawValue>,
     /// Whether this is the admin.
     pub admin: bool,
     /// Its seats.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
+use serde_json::value::RawValue;
 
 use super::bans::describe_until;
 use super::directory::{Kind, Member};
@@ -15,8 +16,8 @@ use super::{
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{
-    self, close, ErrorCode, LeftReason, Limits, Member as WireMember, NoticeCode, Options,
-    Presence, ServerMsg,
+    self, close, ErrorCode, JoinedOut, LeftReason, Limits, Member as WireMember, NoticeCode,
+    Options, Presence, ServerMsg, WelcomeOut,
 };
 use crate::ws;
 
@@ -101,7 +102,7 @@ impl Hub {
         self.dir.add_member(Member {
             key_id: key.key_id().to_string(),
             name,
-            json: serde_json::to_string(&wire).expect("members encode").into(),
+            json: protocol::encoded_member(&wire),
             admin,
             seats: Vec::new(),
         });
@@ -202,12 +203,14 @@ impl Hub {
     /// Tells everyone who sees the member that `seat` joined (the admin's prompt included, when
     /// `seat` is the admin's web seat).
     fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
-        let Some(json) = self.dir.members.get(key_id).map(|m| m.json.clone()) else {
+        let Some(member) = self.dir.members.get(key_id) else {
             return;
         };
-        let payload: Payload = format!(r#"{{"type":"joined","member":{json}}}"#)
-            .into_bytes()
-            .into();
+        let payload: Payload = serde_json::to_vec(&JoinedOut {
+            member: &member.json,
+        })
+        .expect("joined encodes")
+        .into();
         self.tell_seats(key_id, Some(seat), &payload, "joined");
     }
 
@@ -237,7 +240,7 @@ impl Hub {
         let s = &self.dir.seats[&seat];
         let me = &self.dir.members[&s.key_id];
         let admin = s.kind != Kind::User;
-        let mut members: Vec<&str> = Vec::new();
+        let mut members: Vec<&RawValue> = Vec::new();
         let mut away: Vec<&str> = Vec::new();
         for m in self.dir.members.values() {
             if !self.can_see(&me.key_id, &m.key_id) {
@@ -262,26 +265,17 @@ impl Hub {
             mailbox_bytes: self.settings.mailbox_bytes,
             away_grace_secs: self.settings.away_grace.as_secs(),
         };
-        let tail = format!(
-            r#"],"away":{},"resumed":{resumed},"seq":{},"options":{},"limits":{},"time":{}}}"#,
-            serde_json::to_string(&away).expect("key IDs encode"),
-            self.boxes.last_seq(seat),
-            serde_json::to_string(&options).expect("options encode"),
-            serde_json::to_string(&limits).expect("limits encode"),
-            protocol::now_ms()
-        );
-        // Up to 400 KB at 500 members: written once, straight into the frame.
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * members.len() + 4);
-        parts.extend([&br#"{"type":"welcome","you":"#[..], me.json.as_bytes()]);
-        parts.push(br#","members":["#);
-        for (i, m) in members.iter().enumerate() {
-            if i > 0 {
-                parts.push(b",");
-            }
-            parts.push(m.as_bytes());
-        }
-        parts.push(tail.as_bytes());
-        ws::text_frame_of(&parts)
+        let welcome = WelcomeOut {
+            you: &me.json,
+            members,
+            away,
+            resumed,
+            seq: self.boxes.last_seq(seat),
+            options: &options,
+            limits: &limits,
+            time: protocol::now_ms(),
+        };
+        ws::text_frame(&serde_json::to_vec(&welcome).expect("welcome encodes"))
     }
 
     /// `seat`'s connection ended (or was closed): the seat is kept, away, for the grace period.
