@@ -13,8 +13,9 @@ use super::churn::Churn;
 use super::members::{self, JoinSpec, Role};
 use super::messages::{self, id_bytes, send, text_of, Fake, Outgoing, Sealed, Sealing, Sent};
 use super::proc::{self, ChildServer, Launch};
+use super::receive;
 use super::report::{LoadReport, Summary};
-use super::tally::{self, Shared, Table, Tally};
+use super::tally::{Shared, Table, Tally};
 use super::wire::{self, Target, Writer, OP_TEXT};
 use super::{within, BenchError, Mode, Plan};
 use crate::client::Client;
@@ -368,7 +369,7 @@ impl Run<'_> {
                 full.into_iter().partition(|(_, r, _)| *r == Role::Sender);
             senders.sort_by_key(|(i, _, _)| *i);
             for (i, _, client) in auditors {
-                receivers.push(self.ex.spawn(tally::audit(client, i, shared.clone())));
+                receivers.push(self.ex.spawn(receive::audit(client, i, shared.clone())));
             }
             let keys: Vec<String> = (0..self.keys.len()).map(|i| self.key_id(i)).collect();
             let sealing = Sealing {
@@ -398,7 +399,7 @@ impl Run<'_> {
                 let (ws, acks, _) = client.into_parts();
                 let (sink, stream) = ws.split();
                 let sink = Arc::new(smol::lock::Mutex::new(sink));
-                let task = tally::receive_ws(stream, sink.clone(), acks, i, shared.clone());
+                let task = receive::receive_ws(stream, sink.clone(), acks, i, shared.clone());
                 receivers.push(self.ex.spawn(task));
                 outgoing.push(Outgoing::Texts(sink, texts));
             }

@@ -13,7 +13,8 @@ use smol::net::TcpStream;
 use smol::{Executor, Task};
 
 use super::churn::Churn;
-use super::tally::{self, Shared, Tally};
+use super::receive;
+use super::tally::{Shared, Tally};
 use super::wire::{self, FrameReader, Stream, Target, Writer, OP_TEXT};
 use super::{within, BenchError};
 use crate::client::{Acks, Client};
@@ -160,7 +161,7 @@ pub async fn join_all(
             }
             _ => None,
         };
-        let task = tally::receive(j.light, Acks::after(0), i, shared.clone(), churn);
+        let task = receive::receive(j.light, Acks::after(0), i, shared.clone(), churn);
         joined.receivers.push(ex.spawn(task));
     }
     joined.wall = start.elapsed();

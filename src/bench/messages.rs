@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::members::{self, Role};
-use super::tally::{Shared, WsWriter};
+use super::receive::WsWriter;
+use super::tally::Shared;
 use super::wire::{self, Writer};
 use super::BenchError;
 use crate::client::Client;

@@ -16,6 +16,7 @@ mod load;
 mod members;
 mod messages;
 pub mod proc;
+mod receive;
 mod report;
 mod startup;
 mod tally;
