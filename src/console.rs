@@ -2,8 +2,9 @@
 //! and verifies what is addressed to the admin and every `@all`, and runs the prompt's commands.
 //! All operator output goes through one [`Output`], which also feeds the transcript.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
@@ -21,6 +22,11 @@ use crate::ws;
 pub const CONSOLE_CONN: hub::ConnId = 0;
 /// Bytes of frames waiting for the prompt at most; past it the prompt is told what it missed.
 pub const CONSOLE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Private-key operations (opening a direct message or a sender key) the admin's prompt spends
+/// on one sender per minute; past it, that sender's messages are not opened.
+pub const KEY_OPS_PER_MINUTE: u32 = 120;
+/// Senders whose budget is tracked at most (the oldest windows are forgotten first).
+const MAX_BUDGETS: usize = 4096;
 
 /// A line for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +246,7 @@ pub async fn run(
         out: out.clone(),
         ctx: ctx.clone(),
         welcome: config.welcome.clone(),
+        budgets: HashMap::new(),
     };
     loop {
         enum Step {
@@ -277,6 +284,14 @@ struct Endpoint {
     out: Output,
     ctx: Arc<Ctx>,
     welcome: Option<String>,
+    budgets: HashMap<String, Budget>,
+}
+
+/// One sender's private-key operations in the current minute.
+struct Budget {
+    since: Instant,
+    used: u32,
+    reported: bool,
 }
 
 impl Endpoint {
@@ -295,8 +310,51 @@ impl Endpoint {
         let Ok(msg) = serde_json::from_slice::<ServerMsg>(ws::payload(frame)) else {
             return;
         };
+        let costly = match &msg {
+            ServerMsg::Direct(d) => Some(&d.from),
+            ServerMsg::SenderKey(k) => Some(&k.from),
+            _ => None,
+        };
+        if let Some(from) = costly {
+            if !self.spend(&from.key_id) {
+                let budget = self.budgets.get_mut(&from.key_id).expect("just spent");
+                if !std::mem::replace(&mut budget.reported, true) {
+                    self.out.show(format!(
+                        "! messages from {} are not opened for a minute: more than {KEY_OPS_PER_MINUTE} a minute need the admin's private key",
+                        from.name
+                    ));
+                }
+                return;
+            }
+        }
         let output = self.session.handle(msg);
         self.apply(output).await;
+    }
+
+    /// Takes one private-key operation from `sender`'s budget; false when it is spent.
+    fn spend(&mut self, sender: &str) -> bool {
+        let now = Instant::now();
+        if self.budgets.len() >= MAX_BUDGETS && !self.budgets.contains_key(sender) {
+            self.budgets
+                .retain(|_, b| now.duration_since(b.since) < Duration::from_secs(60));
+            if self.budgets.len() >= MAX_BUDGETS {
+                return false;
+            }
+        }
+        let budget = self.budgets.entry(sender.to_string()).or_insert(Budget {
+            since: now,
+            used: 0,
+            reported: false,
+        });
+        if now.duration_since(budget.since) >= Duration::from_secs(60) {
+            *budget = Budget {
+                since: now,
+                used: 0,
+                reported: false,
+            };
+        }
+        budget.used += 1;
+        budget.used <= KEY_OPS_PER_MINUTE
     }
 
     async fn apply(&mut self, output: SessionOutput) {

@@ -13,7 +13,7 @@ use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, PrivateKey, PublicKey};
 use sha2::{Digest, Sha256};
 
 /// Smallest RSA modulus accepted, in bits.
@@ -108,7 +108,7 @@ pub struct PublicIdentity {
     spki_der: Vec<u8>,
     key_id: String,
     pkcs1_der: Vec<u8>,
-    oaep: RsaPublicKey,
+    oaep: PublicKey,
     bits: usize,
 }
 
@@ -126,7 +126,7 @@ impl fmt::Debug for PublicIdentity {
 impl PublicIdentity {
     /// Parses an SPKI DER RSA public key, refusing sizes outside 2048–4096 bits.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let oaep = match RsaPublicKey::from_public_key_der(der) {
+        let oaep = match PublicKey::from_public_key_der(der) {
             Ok(key) => key,
             // rsa refuses keys over its own maximum with the same error as garbage; tell them apart.
             Err(_) => return Err(oversized_or_not_rsa(der)),
@@ -134,7 +134,7 @@ impl PublicIdentity {
         Self::from_rsa(oaep, der.to_vec())
     }
 
-    fn from_rsa(oaep: RsaPublicKey, spki_der: Vec<u8>) -> Result<Self, CryptoError> {
+    fn from_rsa(oaep: PublicKey, spki_der: Vec<u8>) -> Result<Self, CryptoError> {
         let bits = oaep.size() * 8;
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
             return Err(CryptoError::KeySize(bits));
@@ -159,8 +159,7 @@ impl PublicIdentity {
 
     /// Parses a `-----BEGIN PUBLIC KEY-----` PEM.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let key =
-            RsaPublicKey::from_public_key_pem(pem).map_err(|_| CryptoError::NotRsaPublicKey)?;
+        let key = PublicKey::from_public_key_pem(pem).map_err(|_| CryptoError::NotRsaPublicKey)?;
         let der = key
             .to_public_key_der()
             .map_err(|_| CryptoError::NotRsaPublicKey)?;
@@ -225,7 +224,7 @@ fn oversized_or_not_rsa(der: &[u8]) -> CryptoError {
 
 /// One's own key pair: signs, unwraps, and knows its public half.
 pub struct Identity {
-    private: RsaPrivateKey,
+    private: PrivateKey,
     signer: RsaKeyPair,
     public: PublicIdentity,
 }
@@ -240,7 +239,7 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Generates a fresh key pair of `bits` bits (slow: seconds at 4096 bits).
     pub fn generate(bits: usize) -> Result<Self, CryptoError> {
-        let private = RsaPrivateKey::new(&mut UnwrapErr(SysRng), bits)
+        let private = PrivateKey::new(&mut UnwrapErr(SysRng), bits)
             .map_err(|e| CryptoError::Unusable(e.to_string()))?;
         Self::from_private(private)
     }
@@ -248,13 +247,13 @@ impl Identity {
     /// Loads a private key from PEM text: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1
     /// (`BEGIN RSA PRIVATE KEY`, what `openssl genrsa -traditional` writes).
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let private = RsaPrivateKey::from_pkcs8_pem(pem)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
+        let private = PrivateKey::from_pkcs8_pem(pem)
+            .or_else(|_| PrivateKey::from_pkcs1_pem(pem))
             .map_err(|_| CryptoError::NotRsaPrivateKey)?;
         Self::from_private(private)
     }
 
-    fn from_private(private: RsaPrivateKey) -> Result<Self, CryptoError> {
+    fn from_private(private: PrivateKey) -> Result<Self, CryptoError> {
         let public_rsa = private.to_public_key();
         let spki = public_rsa
             .to_public_key_der()
@@ -300,6 +299,11 @@ impl Identity {
 
     /// Unwraps an RSA-OAEP-SHA256 wrapped 32-byte key.
     pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<SecretKey, CryptoError> {
+        // Only a block exactly one modulus long is worth a private-key operation; anything else
+        // fails the same way as a block that does not open.
+        if wrapped.len() != self.private.size() {
+            return Err(CryptoError::Unwrap);
+        }
         let plain = zeroize::Zeroizing::new(
             self.private
                 .decrypt(Oaep::<Sha256>::new(), wrapped)

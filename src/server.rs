@@ -36,6 +36,9 @@ pub enum StartError {
     /// The transcript cannot be created.
     #[error("--transcription: {0}")]
     Transcript(String),
+    /// A thread cannot be started (the system is out of threads or memory).
+    #[error("cannot start the admin's thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Shared by every connection task.
@@ -301,13 +304,21 @@ impl Bound {
             ex.spawn(crate::admin::watch_allow_list(path.clone(), ctx.clone()))
                 .detach();
         }
-        ex.spawn(console::run(
-            config.clone(),
-            ctx.clone(),
-            prompt_rx,
-            stop.clone(),
-        ))
-        .detach();
+        // The admin's endpoint opens what members address to the admin with the admin's
+        // private key: on its own thread, never on the relay's workers.
+        let (console_config, console_ctx, console_stop) =
+            (config.clone(), ctx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("dyspatcher-admin".into())
+            .spawn(move || {
+                smol::block_on(console::run(
+                    console_config,
+                    console_ctx,
+                    prompt_rx,
+                    console_stop,
+                ))
+            })
+            .map_err(StartError::Thread)?;
         if let Some(settings) = config.tunnel.clone() {
             start_tunnel(
                 settings,

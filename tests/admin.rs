@@ -318,3 +318,70 @@ fn the_chat_works_while_the_admin_key_is_being_made() {
         );
     });
 }
+
+#[test]
+fn garbage_wrapped_keys_for_the_admin_cost_a_budget_and_answer_nothing_different() {
+    smol::block_on(async {
+        let server = start(|c| {
+            c.limits.rate_per_sec = 100_000;
+            c.limits.burst = 100_000;
+        });
+        server.admin_ready().await;
+        let k = keys(3);
+        let mut mallory = server.join("mallory", &k[0]).await;
+        let mut bob = server.join("bobby", &k[1]).await;
+        let mut carol = server.join("carol", &k[2]).await;
+        wait_joined(&mut mallory, "carol").await;
+        wait_joined(&mut bob, "carol").await;
+        let admin = admin_key().public().key_id().to_string();
+        let floods = dyspatcher::console::KEY_OPS_PER_MINUTE as usize + 80;
+        let mut ids = Vec::new();
+        for i in 0..floods {
+            let msg = mallory.session_mut().seal_direct(&admin, "x").unwrap();
+            let dyspatcher::protocol::ClientMsg::Direct(mut d) = msg else {
+                panic!()
+            };
+            // Half exactly one block long, half shorter: neither opens.
+            let len = if i % 2 == 0 { 256 } else { 100 };
+            let garbage = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                vec![i as u8; len],
+            );
+            d.keys.insert(admin.clone(), garbage);
+            ids.push(d.id.clone());
+            mallory
+                .send_msg(&dyspatcher::protocol::ClientMsg::Direct(d))
+                .await
+                .unwrap();
+        }
+        // Meanwhile bob's @all reach carol, all and in order.
+        for i in 0..20 {
+            bob.send_all(&format!("b{i}")).await.unwrap();
+        }
+        for i in 0..20 {
+            assert_eq!(next_message(&mut carol).await.text, format!("b{i}"));
+        }
+        // Mallory hears an ack for every one, and nothing else: no answer tells garbage apart.
+        within(30, "mallory's acks", async {
+            let mut acked = 0;
+            while acked < floods {
+                match mallory.next_event().await.unwrap() {
+                    Event::Ack(id) => {
+                        assert!(ids.contains(&id));
+                        acked += 1;
+                    }
+                    Event::Delivery { .. } | Event::Joined(_) => {}
+                    Event::Message(m) if m.to == Destination::All => {}
+                    e => panic!("mallory heard {e:?}"),
+                }
+            }
+        })
+        .await;
+        server
+            .output_containing("messages from mallory are not opened for a minute")
+            .await;
+        // Another sender's budget is its own.
+        bob.send_direct("ADMIN", "bob is fine").await.unwrap();
+        server.output_containing("bob is fine").await;
+    });
+}

@@ -112,8 +112,8 @@ fn small_or_foreign_keys_are_refused() {
         let server = start(|_| {});
         let b64 = base64::engine::general_purpose::STANDARD;
         let small = std::fs::read_to_string(fixture("small1024.pem")).unwrap();
-        let small = rsa::RsaPublicKey::from(
-            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&small).unwrap(),
+        let small = rsa::PublicKey::from(
+            <rsa::PrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&small).unwrap(),
         );
         let der = rsa::pkcs8::EncodePublicKey::to_public_key_der(&small).unwrap();
         for (public_key, expect) in [
