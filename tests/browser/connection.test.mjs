@@ -154,7 +154,8 @@ test('a page kicked for some minutes says until when, does not reconnect, and is
 });
 
 test('on a non-secure origin the page explains why it cannot work and what to run', { timeout: 60000 }, async (t) => {
-  const server = await startServer();
+  // chat.test is not one of the server's own names: it must be allowed.
+  const server = await startServer(['--allowed-host', 'chat.test']);
   const insecureBrowser = await launchBrowser(['--host-resolver-rules=MAP chat.test 127.0.0.1']);
   try {
     const page = await openPage(insecureBrowser, `http://chat.test:${server.port}/`, { t, viewport: { width: 360, height: 740 } });

@@ -16,7 +16,8 @@ let server, browser, dir, keys;
 before(async () => {
   dir = tempDir();
   keys = { admin: opensslKey(dir, 'admin'), alice: opensslKey(dir, 'alice'), bob: opensslKey(dir, 'bob') };
-  server = await startServer(['--admin-private-key', keys.admin.priv]);
+  // chat.test (the non-secure origin screen) is not one of the server's own names.
+  server = await startServer(['--admin-private-key', keys.admin.priv, '--allowed-host', 'chat.test']);
   browser = await launchBrowser();
 });
 
