@@ -163,7 +163,11 @@ where
     let conn = ctx
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (outbox, frames, controls) = Outbox::new(ctx.limits.mailbox_bytes + hub::QUEUE_SLACK_BYTES);
+    let (outbox, frames, controls) = Outbox::new(
+        ctx.limits.mailbox_bytes
+            + ctx.limits.mailbox_bytes / hub::CONNECTED_HEADROOM_DIVISOR
+            + hub::QUEUE_SLACK_BYTES,
+    );
     let nonce = B64.encode(crypto::random_bytes::<32>());
     let challenge = ServerMsg::Challenge {
         version: protocol::VERSION,

@@ -28,6 +28,9 @@ struct Kept {
     receipt: Option<Receipt>,
 }
 
+/// Runs of dropped frames remembered per mailbox, to tell which the member had received.
+pub const MAX_GAP_RUNS: usize = 256;
+
 /// Frames dropped from a mailbox and not yet reported.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Gap {
@@ -39,6 +42,71 @@ pub struct Gap {
     pub first: u64,
     /// Last dropped `seq`.
     pub last: u64,
+    /// The dropped frames as runs of consecutive `seq` of one type, while there are at most
+    /// [`MAX_GAP_RUNS`] (`None` past that).
+    runs: Option<Vec<(u64, u64, &'static str)>>,
+}
+
+impl Gap {
+    fn record(&mut self, seq: u64, kind: &'static str) {
+        if self.dropped == 0 {
+            self.first = seq;
+            self.runs = Some(Vec::new());
+        }
+        self.dropped += 1;
+        self.last = seq;
+        *self.kinds.entry(kind.to_string()).or_default() += 1;
+        if let Some(runs) = &mut self.runs {
+            let extends = runs
+                .last()
+                .is_some_and(|&(_, last, k)| k == kind && last + 1 == seq);
+            if extends {
+                if let Some(run) = runs.last_mut() {
+                    run.1 = seq;
+                }
+            } else if runs.len() < MAX_GAP_RUNS {
+                runs.push((seq, seq, kind));
+            } else {
+                self.runs = None;
+            }
+        }
+    }
+
+    /// Forgets the frames up to `since`: the member received them before they were dropped
+    /// (they were in flight when its connection was closed).
+    fn received(&mut self, since: u64) {
+        if since < self.first {
+            return;
+        }
+        let Some(runs) = self.runs.take() else {
+            if since >= self.last {
+                *self = Gap::default();
+            }
+            return;
+        };
+        let mut kept = Vec::new();
+        for (first, last, kind) in runs {
+            if since >= first {
+                let got = since.min(last) - first + 1;
+                self.dropped -= got;
+                let count = self.kinds.get_mut(kind).expect("counted when dropped");
+                *count -= got;
+                if *count == 0 {
+                    self.kinds.remove(kind);
+                }
+            }
+            if last > since {
+                kept.push((first.max(since + 1), last, kind));
+            }
+        }
+        match kept.first() {
+            Some(&(first, ..)) => {
+                self.first = first;
+                self.runs = Some(kept);
+            }
+            None => *self = Gap::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -178,12 +246,7 @@ impl Mailboxes {
         self.resize(seat, |b| {
             if let Some(k) = b.kept.pop_front() {
                 b.bytes -= k.payload.len();
-                if b.gap.dropped == 0 {
-                    b.gap.first = k.seq;
-                }
-                b.gap.dropped += 1;
-                b.gap.last = k.seq;
-                *b.gap.kinds.entry(k.kind.to_string()).or_default() += 1;
+                b.gap.record(k.seq, k.kind);
                 dropped = true;
             }
         });
@@ -223,9 +286,11 @@ impl Mailboxes {
         })
     }
 
-    /// What was dropped from `seat` and not yet reported; reporting it is the caller's.
-    pub fn take_gap(&mut self, seat: SeatId) -> Option<Gap> {
+    /// What was dropped from `seat`, not yet reported, and not received before it was dropped
+    /// (the member says it received everything up to `since`); reporting it is the caller's.
+    pub fn take_gap(&mut self, seat: SeatId, since: u64) -> Option<Gap> {
         let b = self.boxes.get_mut(&seat)?;
+        b.gap.received(since);
         (b.gap.dropped > 0).then(|| std::mem::take(&mut b.gap))
     }
 }
@@ -274,13 +339,49 @@ mod tests {
         assert_eq!(m.largest_away(), Some(7));
         m.trim(7, 100);
         assert_eq!(m.bytes(7), 80);
-        let gap = m.take_gap(7).unwrap();
+        let gap = m.take_gap(7, 0).unwrap();
         assert_eq!((gap.dropped, gap.first, gap.last), (2, 1, 2));
         assert_eq!(gap.kinds["all"], 1);
         assert_eq!(gap.kinds["direct"], 1);
-        assert_eq!(m.take_gap(7), None);
+        assert_eq!(m.take_gap(7, 0), None);
         m.set_away(7, false);
         assert_eq!(m.largest_away(), None);
         assert_eq!(m.largest_connected(), Some(7));
+    }
+
+    #[test]
+    fn frames_received_before_they_were_dropped_are_not_reported() {
+        let mut m = Mailboxes::new(100, 1000);
+        m.open(3);
+        m.set_away(3, true);
+        for kind in ["all", "all", "direct", "all", "all"] {
+            let seq = m.next_seq(3);
+            m.keep(3, seq, p(30), kind, None);
+        }
+        m.trim(3, 30);
+        // Seqs 1..=4 dropped; the member had received up to 3.
+        let gap = m.take_gap(3, 3).unwrap();
+        assert_eq!((gap.dropped, gap.first, gap.last), (1, 4, 4));
+        assert_eq!(gap.kinds.get("all"), Some(&1));
+        assert_eq!(gap.kinds.get("direct"), None);
+        // Received everything that was dropped: nothing to report.
+        let seq = m.next_seq(3);
+        m.keep(3, seq, p(30), "all", None);
+        m.trim(3, 30);
+        assert_eq!(m.take_gap(3, 6), None);
+    }
+
+    #[test]
+    fn past_its_runs_a_gap_reports_conservatively() {
+        let mut gap = Gap::default();
+        let kinds = ["all", "direct"];
+        for seq in 1..=(2 * MAX_GAP_RUNS as u64 + 2) {
+            gap.record(seq, kinds[seq as usize % 2]);
+        }
+        let total = gap.dropped;
+        gap.received(10);
+        assert_eq!(gap.dropped, total, "runs unknown: nothing subtracted");
+        gap.received(gap.last);
+        assert_eq!(gap, Gap::default());
     }
 }

@@ -51,6 +51,9 @@ impl Hub {
                 None => s.key_id != about,
             })
             .filter(|(_, s)| self.can_see(&s.key_id, about))
+            // An away endpoint learns who is online from its next welcome: presence frames
+            // would only push messages out of its mailbox.
+            .filter(|(_, s)| kind != "presence" || s.conn.is_some())
             .map(|(&id, _)| id)
             .collect();
         for seat in seats {
@@ -182,7 +185,7 @@ impl Hub {
                 break;
             }
         }
-        if let Some(gap) = self.boxes.take_gap(seat) {
+        if let Some(gap) = self.boxes.take_gap(seat, since) {
             let payload = payload_of(&ServerMsg::Gap {
                 dropped: gap.dropped,
                 kinds: gap.kinds,

@@ -32,6 +32,11 @@ pub use outbox::{is_join_notice, Closed, Controls, Frames, Item, Outbox, Payload
 use directory::Directory;
 use mailbox::{Mailboxes, Receipt, SeatId};
 
+/// A connected endpoint may hold this fraction of its mailbox bound more, unacknowledged, before
+/// it counts as too slow: coming back to a full mailbox, it must have room for what arrives
+/// before it acknowledges the replay.
+pub const CONNECTED_HEADROOM_DIVISOR: usize = 2;
+
 /// Bytes an outgoing queue may hold beyond the mailbox bound (answers, errors, the welcome).
 pub const QUEUE_SLACK_BYTES: usize = 256 * 1024;
 
@@ -318,7 +323,8 @@ impl Hub {
         match outbox {
             Some(outbox) => {
                 let full = outbox.push(item) == Err(PushError::Full);
-                if full || self.boxes.bytes(seat) > self.boxes.each {
+                let bound = self.boxes.each + self.boxes.each / CONNECTED_HEADROOM_DIVISOR;
+                if full || self.boxes.bytes(seat) > bound {
                     self.slow.push(seat);
                 }
             }
