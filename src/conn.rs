@@ -152,7 +152,26 @@ where
     // Split before the future is made, so that it holds the two halves and not the stream.
     let (reader, writer) = writer::split(stream);
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
-    async move { session_halves(reader, writer, peer, ctx).await }
+    async move {
+        let _running = Running::new(&ctx.sessions);
+        session_halves(reader, writer, peer, ctx.clone()).await
+    }
+}
+
+/// Counts a running chat session for as long as it lives.
+struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 async fn session_halves<R, W>(reader: R, writer: W, peer: SocketAddr, ctx: Arc<Ctx>)

@@ -64,6 +64,8 @@ pub struct Ctx {
     /// TLS for the listeners.
     tls: Option<futures_rustls::TlsAcceptor>,
     stopping: AtomicBool,
+    /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
+    pub sessions: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -101,13 +103,12 @@ pub fn admits(limits: &Limits, total: usize, from_ip: usize, ip: IpAddr) -> bool
 }
 
 impl Ctx {
-    /// Waits until no connection is left, or `limit` passed.
+    /// Waits until every chat session has ended (written its close frame), or `limit` passed.
+    /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
     async fn drained(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         let mut tick = smol::Timer::interval(Duration::from_millis(10));
-        while self.slots.lock().unwrap_or_else(|e| e.into_inner()).total > 0
-            && std::time::Instant::now() < deadline
-        {
+        while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             futures_lite::StreamExt::next(&mut tick).await;
         }
     }
@@ -277,6 +278,7 @@ impl Bound {
                 .as_ref()
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
+            sessions: std::sync::atomic::AtomicUsize::new(0),
         });
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
