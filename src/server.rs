@@ -74,6 +74,9 @@ struct Slots {
     per_ip: HashMap<IpAddr, usize>,
 }
 
+/// Longest wait at shutdown for the admin's endpoint to show its last lines.
+const CONSOLE_DRAIN: Duration = Duration::from_secs(2);
+
 /// Longest wait at shutdown for connections to write their close frames.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 
@@ -310,6 +313,8 @@ impl Bound {
         // private key: on its own thread, never on the relay's workers.
         let (console_config, console_ctx, console_stop) =
             (config.clone(), ctx.clone(), stop.clone());
+        // Closed when the admin's endpoint has shown its last line (the stopper waits for it).
+        let (console_done, console_ended) = async_channel::bounded::<()>(1);
         std::thread::Builder::new()
             .name("dyspatcher-admin".into())
             .spawn(move || {
@@ -318,7 +323,8 @@ impl Bound {
                     console_ctx,
                     prompt_rx,
                     console_stop,
-                ))
+                ));
+                drop(console_done);
             })
             .map_err(StartError::Thread)?;
         if let Some(settings) = config.tunnel.clone() {
@@ -332,7 +338,14 @@ impl Bound {
         }
 
         let (done_tx, done) = async_channel::bounded(1);
-        let threads = spawn_threads(ex.clone(), stop_rx, ctx, hub_task, out, done_tx);
+        let threads = spawn_threads(
+            ex.clone(),
+            stop_rx,
+            ctx,
+            (hub_task, console_ended),
+            out,
+            done_tx,
+        );
         Ok(Running {
             addr,
             ws_addr,
@@ -369,7 +382,7 @@ fn spawn_threads(
     ex: Arc<Executor<'static>>,
     stop_rx: async_channel::Receiver<()>,
     ctx: Arc<Ctx>,
-    hub_task: smol::Task<()>,
+    (hub_task, console_ended): (smol::Task<()>, async_channel::Receiver<()>),
     out: console::Output,
     done_tx: async_channel::Sender<()>,
 ) -> Vec<JoinHandle<()>> {
@@ -408,6 +421,9 @@ fn spawn_threads(
                     // Every connection has its close frame queued: wait until each has written
                     // it and ended (its slot is given back), or the writers' deadline passed.
                     ctx.drained(CLOSE_DRAIN).await;
+                    // The admin's endpoint shows what the hub sent it last (the shutdown notice)
+                    // before the last line is written.
+                    let _ = crate::conn::timeout(CONSOLE_DRAIN, console_ended.recv()).await;
                     out.notice("stopped".to_string());
                     out.close();
                 });
