@@ -77,9 +77,14 @@ test('PKCS#1 and PKCS#8 keys made by openssl import with the Key ID openssl comp
 
 test('a key pair made in the browser (RSA 4096) shows its Key ID, downloads as PEM and connects', { timeout: 120000 }, async (t) => {
   const page = await openPage(browser, server.url, { t });
-  assert.equal(await page.isVisible('#keygen progress'), true, 'progress is shown while the key is made');
-  assert.match(await page.textContent('#keygen-status'), /RSA 4096/);
-  assert.equal(await page.isDisabled('#connect'), true);
+  // Chromium sometimes finds a 4096-bit key in under half a second: then the progress is gone
+  // before it can be seen, and the key is there instead.
+  if (await page.isVisible('#keygen progress')) {
+    assert.match(await page.textContent('#keygen-status'), /RSA 4096/);
+    assert.equal(await page.isDisabled('#connect'), true);
+  } else {
+    assert.equal(await page.isVisible('#key-info'), true, 'either the progress or the key is shown');
+  }
   await page.waitForSelector('#key-info:not([hidden])', { timeout: 90000 });
   const shown = await page.textContent('#key-id');
   assert.match(shown, /^[0-9a-f]{12}$/);
