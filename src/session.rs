@@ -21,6 +21,8 @@ const MAX_SKIPPED: usize = 1000;
 const MAX_JUMP: u32 = 2000;
 /// `@all` messages kept while waiting for their sender key.
 const MAX_PENDING: usize = 64;
+/// Bytes of `@all` messages kept while waiting for their sender key (ciphertext and signature).
+pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
 /// How long a pending message waits for its key.
 const PENDING_TTL: Duration = Duration::from_secs(30);
 /// How long a sender keeps the states of its recent messages to answer key requests.
@@ -203,7 +205,8 @@ impl OwnSenderKey {
 struct RecvChain {
     chain: ChainKey,
     n: u32,
-    skipped: HashMap<u32, crypto::SecretKey>,
+    /// Kept keys of skipped messages, in chain order: the oldest goes first, in O(log n).
+    skipped: std::collections::BTreeMap<u32, crypto::SecretKey>,
     /// Order of arrival, to drop a sender's oldest chain first.
     serial: u64,
 }
@@ -710,13 +713,17 @@ impl Session {
 
     fn park(&mut self, a: AllIn) -> Output {
         let mut out = self.expire_pending();
-        if self.pending.len() >= MAX_PENDING {
-            if let Some((_, dropped)) = self.pending.pop_front() {
-                out.events.push(Event::Rejected {
-                    from_name: dropped.from.name,
-                    reason: "too many messages waiting for sender keys".into(),
-                });
-            }
+        let size = |a: &AllIn| a.ciphertext.len() + a.signature.len();
+        let mut bytes = self.pending.iter().map(|(_, p)| size(p)).sum::<usize>() + size(&a);
+        while self.pending.len() >= MAX_PENDING || bytes > MAX_PENDING_BYTES {
+            let Some((_, dropped)) = self.pending.pop_front() else {
+                break;
+            };
+            bytes -= size(&dropped);
+            out.events.push(Event::Rejected {
+                from_name: dropped.from.name,
+                reason: "too many messages waiting for sender keys".into(),
+            });
         }
         let chain_id = (a.from.key_id.clone(), a.skid.clone());
         if self.requested.insert(chain_id) {
@@ -744,6 +751,14 @@ impl Session {
                 reason: "the sender's key never came; the message cannot be opened".into(),
             });
         }
+        // Forget the requests nothing waits for any more: a key asked for and never given must
+        // not be remembered for ever.
+        let waiting: HashSet<(String, String)> = self
+            .pending
+            .iter()
+            .map(|(_, a)| (a.from.key_id.clone(), a.skid.clone()))
+            .collect();
+        self.requested.retain(|r| waiting.contains(r));
         out
     }
 
@@ -763,8 +778,7 @@ impl Session {
             }
             while recv.n < a.n {
                 if recv.skipped.len() >= MAX_SKIPPED {
-                    let oldest = *recv.skipped.keys().min().expect("not empty");
-                    recv.skipped.remove(&oldest);
+                    recv.skipped.pop_first();
                 }
                 recv.skipped.insert(recv.n, recv.chain.message_key());
                 recv.chain = recv.chain.next();
@@ -833,7 +847,7 @@ impl Session {
             RecvChain {
                 chain: ChainKey::from_bytes(ck),
                 n: k.n,
-                skipped: HashMap::new(),
+                skipped: std::collections::BTreeMap::new(),
                 serial: self.chain_serial,
             },
         );

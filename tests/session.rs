@@ -206,3 +206,37 @@ fn a_sender_cannot_make_receivers_hold_unbounded_sender_keys() {
         out.events
     );
 }
+
+#[test]
+fn messages_waiting_for_a_sender_key_are_bounded_in_bytes_and_asked_for_once() {
+    let (mut a, mut b) = pair();
+    let text = "x".repeat(dyspatcher::protocol::MAX_TEXT);
+    let sent = 30;
+    let (mut refused, mut requests, mut size) = (0, 0, 0);
+    for _ in 0..sent {
+        let msgs = a.seal_all(&text).unwrap();
+        // Only the message, never its sender key: b must keep it waiting.
+        let all: Vec<ServerMsg> = relay(&a, &b, &msgs)
+            .into_iter()
+            .filter(|m| matches!(m, ServerMsg::All(_)))
+            .collect();
+        if let ServerMsg::All(m) = &all[0] {
+            size = m.ciphertext.len() + m.signature.len();
+        }
+        let out = b.handle(all.into_iter().next().unwrap());
+        requests += out.send.len();
+        refused += out
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Rejected { reason, .. } if reason.contains("too many")))
+            .count();
+    }
+    // 30 messages of ~44 KB, under the count bound (64) but over 1 MiB: the oldest go.
+    let fits = dyspatcher::session::MAX_PENDING_BYTES / size;
+    assert!(fits < sent && sent < 64, "{fits} fit");
+    assert_eq!(refused, sent - fits);
+    assert_eq!(
+        requests, 1,
+        "one key request for the chain, not one per message"
+    );
+}
