@@ -77,8 +77,14 @@ test('PKCS#1 and PKCS#8 keys made by openssl import with the Key ID openssl comp
 
 test('a key pair made in the browser (RSA 4096) shows its Key ID, downloads as PEM and connects', { timeout: 120000 }, async (t) => {
   const page = await openPage(browser, server.url, { t });
-  // Chromium sometimes finds a 4096-bit key in under half a second: then the progress is gone
-  // before it can be seen, and the key is there instead.
+  // The page first looks for a key remembered on this device, then makes one. Chromium sometimes
+  // finds a 4096-bit key in under half a second: then the progress is gone before it can be
+  // seen, and the key is there instead.
+  await page.waitForFunction(() => {
+    const progress = document.querySelector('#keygen progress');
+    const key = document.querySelector('#key-info');
+    return (progress && progress.getClientRects().length > 0) || (key && !key.hidden);
+  });
   if (await page.isVisible('#keygen progress')) {
     assert.match(await page.textContent('#keygen-status'), /RSA 4096/);
     assert.equal(await page.isDisabled('#connect'), true);
