@@ -11,16 +11,14 @@ use futures_lite::future;
 
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
-use crate::protocol::{
-    self, close, ClientMsg, DeliveryState, ErrorCode, ModerateAction, ModerateIn, NoticeCode,
-    ServerMsg,
-};
+use crate::protocol::{close, ClientMsg, DeliveryState, ErrorCode, NoticeCode, ServerMsg};
 use crate::ws::{self, Frame};
 
 mod bans;
 mod directory;
 mod mailbox;
 mod membership;
+mod moderate;
 mod outbox;
 mod replay;
 mod route;
@@ -423,65 +421,6 @@ impl Hub {
         if let Err(refusal) = result {
             self.refuse(conn, refusal);
         }
-    }
-
-    /// A command from the admin's web seat: done as from the prompt, answered with a notice,
-    /// and shown on the prompt too.
-    fn moderate_from_web(&mut self, seat: SeatId, m: ModerateIn) -> Result<(), Refusal> {
-        if self.dir.seats.get(&seat).map(|s| s.kind) != Some(Kind::AdminWeb) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only the admin may moderate",
-            ));
-        }
-        let name = || {
-            m.name.clone().ok_or(Refusal::new(
-                ErrorCode::BadField,
-                "moderate: name is required",
-            ))
-        };
-        let action = match m.action {
-            ModerateAction::Kick => {
-                let minutes = m.minutes.unwrap_or(protocol::DEFAULT_KICK_MINUTES);
-                if !(1..=protocol::MAX_KICK_MINUTES).contains(&minutes) {
-                    return Err(Refusal::new(
-                        ErrorCode::BadField,
-                        format!(
-                            "moderate: minutes must be 1 to {}",
-                            protocol::MAX_KICK_MINUTES
-                        ),
-                    ));
-                }
-                Moderation::Kick {
-                    name: name()?,
-                    minutes,
-                }
-            }
-            ModerateAction::Ban => Moderation::Ban(name()?),
-            ModerateAction::Unban => Moderation::Unban(name()?),
-            ModerateAction::Bans => Moderation::List,
-        };
-        let text = self
-            .moderate(action)
-            .map_err(|m| Refusal::new(ErrorCode::UnknownRecipient, m))?;
-        if let Some(outbox) = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref()) {
-            let _ = outbox
-                .1
-                .push(notice(NoticeCode::Moderated, text.clone(), None));
-        }
-        if let Some(console) = self
-            .dir
-            .admin_seat(Kind::Console)
-            .and_then(|s| self.dir.seats.get(&s))
-            .and_then(|s| s.conn.as_ref())
-        {
-            let _ = console.1.push(notice(
-                NoticeCode::Moderated,
-                format!("(via web) {text}"),
-                None,
-            ));
-        }
-        Ok(())
     }
 
     fn ack(&mut self, seat: SeatId, seq: u64) -> Result<(), Refusal> {
