@@ -12,13 +12,10 @@ use base64::Engine;
 use crate::crypto::{self, ChainKey, CryptoError, Identity, PublicIdentity};
 use crate::protocol::{
     self, AllIn, AllOut, ClientMsg, DeliveryState, DirectIn, DirectOut, ErrorCode, Member, Options,
-    Presence, SenderKeyIn, SenderKeyOut, ServerMsg, Via,
+    Presence, SenderKeyIn, SenderKeyOut, ServerMsg, Via, MAX_CHAINS_PER_SENDER, MAX_JUMP,
+    MAX_SKIPPED,
 };
 
-/// Skipped message keys kept per receiving chain.
-const MAX_SKIPPED: usize = 1000;
-/// Largest forward jump in a receiving chain.
-const MAX_JUMP: u32 = 2000;
 /// `@all` messages kept while waiting for their sender key.
 const MAX_PENDING: usize = 64;
 /// Bytes of `@all` messages kept while waiting for their sender key (ciphertext and signature).
@@ -29,9 +26,6 @@ const PENDING_TTL: Duration = Duration::from_secs(30);
 const RECENT_TTL: Duration = Duration::from_secs(10);
 /// Seen message ids kept at most.
 const MAX_SEEN: usize = 100_000;
-/// Receiving chains kept per sender: a member who keeps sending new sender keys cannot make
-/// others hold an unbounded number of them.
-const MAX_CHAINS_PER_SENDER: usize = 4;
 
 /// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,14 +260,12 @@ impl Hub {
             only_admin: self.settings.only_admin,
             remember: self.settings.remember,
         };
-        let limits = Limits {
-            max_message: protocol::MAX_MESSAGE,
-            max_text: protocol::MAX_TEXT,
-            rate_per_sec: self.settings.rate_per_sec,
-            burst: self.settings.burst,
-            mailbox_bytes: self.settings.mailbox_bytes,
-            away_grace_secs: self.settings.away_grace.as_secs(),
-        };
+        let limits = Limits::new(
+            self.settings.rate_per_sec,
+            self.settings.burst,
+            self.settings.mailbox_bytes,
+            self.settings.away_grace.as_secs(),
+        );
         let welcome = WelcomeOut {
             you: &me.json,
             members,
