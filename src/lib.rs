@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod terminal;
+pub mod throttle;
 pub mod tls;
 pub mod transcript;
 pub mod tunnel;

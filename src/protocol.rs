@@ -594,6 +594,8 @@ pub enum ErrorCode {
     NotAllowed,
     /// No `join` in time.
     JoinTimeout,
+    /// Too many join attempts from this address, or from everyone, right now.
+    TooManyJoins,
     /// The recipient is not connected or not visible.
     UnknownRecipient,
     /// The destination is not allowed for this client.
@@ -609,6 +611,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::BadField => "bad_field",
+            Self::BinaryUnsupported => "binary_unsupported",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+            Self::BadName => "bad_name",
+            Self::NameTaken => "name_taken",
+            Self::BadKey => "bad_key",
+            Self::BadProof => "bad_proof",
+            Self::Banned => "banned",
+            Self::NotAllowed => "not_allowed",
+            Self::JoinTimeout => "join_timeout",
+            Self::TooManyJoins => "too_many_joins",
+            Self::UnknownRecipient => "unknown_recipient",
+            Self::Forbidden => "forbidden",
+            Self::BadKeys => "bad_keys",
+            Self::DuplicateId => "duplicate_id",
+            Self::Stale => "stale",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
     /// Whether the server closes the connection after this error.
     pub fn closes(self) -> bool {
         matches!(
@@ -620,6 +648,7 @@ impl ErrorCode {
                 | Self::Banned
                 | Self::NotAllowed
                 | Self::JoinTimeout
+                | Self::TooManyJoins
         )
     }
 }
@@ -772,6 +801,37 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_as_str_are_their_wire_names() {
+        for code in [
+            ErrorCode::BadJson,
+            ErrorCode::UnknownType,
+            ErrorCode::BadField,
+            ErrorCode::BinaryUnsupported,
+            ErrorCode::NotJoined,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::BadName,
+            ErrorCode::NameTaken,
+            ErrorCode::BadKey,
+            ErrorCode::BadProof,
+            ErrorCode::Banned,
+            ErrorCode::NotAllowed,
+            ErrorCode::JoinTimeout,
+            ErrorCode::TooManyJoins,
+            ErrorCode::UnknownRecipient,
+            ErrorCode::Forbidden,
+            ErrorCode::BadKeys,
+            ErrorCode::DuplicateId,
+            ErrorCode::Stale,
+            ErrorCode::RateLimited,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+        }
+    }
 
     #[test]
     fn golden_client_direct() {
