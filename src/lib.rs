@@ -19,6 +19,7 @@ pub mod hub;
 pub mod keycache;
 pub mod onboard;
 pub mod protocol;
+pub mod replay;
 pub mod server;
 pub mod session;
 pub mod terminal;

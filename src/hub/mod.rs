@@ -12,6 +12,7 @@ use futures_lite::future;
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{close, ClientMsg, DeliveryState, ErrorCode, NoticeCode, ServerMsg};
+use crate::replay::{Seen, MAX_SEEN_IDS};
 use crate::ws::{self, Frame};
 
 mod bans;
@@ -20,7 +21,6 @@ mod mailbox;
 mod membership;
 mod moderate;
 mod outbox;
-mod replay;
 mod route;
 
 pub use bans::DEFAULT_KICK_MINUTES;
@@ -127,7 +127,7 @@ pub struct Hub {
     allow: Option<Arc<AllowList>>,
     dir: Directory,
     boxes: Mailboxes,
-    seen: replay::Seen,
+    seen: Seen,
     bans: bans::Bans,
     /// Seats that fell behind, to close once the current event is done.
     slow: Vec<SeatId>,
@@ -241,7 +241,7 @@ impl Hub {
             allow,
             dir: Directory::default(),
             boxes,
-            seen: replay::Seen::default(),
+            seen: Seen::new(MAX_SEEN_IDS),
             bans: bans::Bans::default(),
             slow: Vec::new(),
             expiries: VecDeque::new(),
