@@ -119,6 +119,8 @@ pub struct HubSettings {
     pub mailbox_total: usize,
     /// How long an away member is kept.
     pub away_grace: Duration,
+    /// Most endpoints kept away at once; past it the one away longest leaves early.
+    pub max_away: usize,
 }
 
 /// The hub's state. Run it with [`run`].

@@ -294,6 +294,8 @@ impl Bound {
             mailbox_bytes: config.limits.mailbox_bytes,
             mailbox_total: config.limits.mailbox_total,
             away_grace: config.limits.away_grace,
+            // As many away as may be connected: members cost memory whether online or not.
+            max_away: config.limits.max_connections,
         };
         let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
         let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));
