@@ -473,6 +473,8 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             }
             continue;
         }
+        // Waits while the hub has too much to do: this reader stops reading, TCP pushes back.
+        let credit = ctx.hub_budget.take(text.len()).await;
         let msg = match parse(&text) {
             Ok(m) => m,
             Err((code, message)) => {
@@ -509,7 +511,8 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             },
             _ if !*joined => send_error(outbox, ErrorCode::NotJoined, "send join first"),
             msg => {
-                if ctx.hub.send(hub::Event::Msg { conn, msg }).await.is_err() {
+                let event = hub::Event::Msg { conn, msg, credit };
+                if ctx.hub.send(event).await.is_err() {
                     return;
                 }
             }

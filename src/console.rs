@@ -21,7 +21,7 @@ use crate::ws;
 /// The hub's id for the server's own endpoint.
 pub const CONSOLE_CONN: hub::ConnId = 0;
 /// Bytes of frames waiting for the prompt at most; past it the prompt is told what it missed.
-pub const CONSOLE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+pub const CONSOLE_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Private-key operations (opening a direct message or a sender key) the admin's prompt spends
 /// on one sender per minute; past it, that sender's messages are not opened.
 pub const KEY_OPS_PER_MINUTE: u32 = 120;
@@ -302,6 +302,7 @@ impl Endpoint {
             .send(hub::Event::Msg {
                 conn: CONSOLE_CONN,
                 msg,
+                credit: hub::Credit::none(),
             })
             .await;
     }

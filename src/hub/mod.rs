@@ -16,6 +16,7 @@ use crate::replay::{Seen, MAX_SEEN_IDS};
 use crate::ws::{self, Frame};
 
 mod bans;
+mod credit;
 mod directory;
 mod mailbox;
 mod membership;
@@ -24,6 +25,7 @@ mod outbox;
 mod route;
 
 pub use bans::DEFAULT_KICK_MINUTES;
+pub use credit::{Budget, Credit, HUB_QUEUE_BYTES};
 pub use directory::{ConnId, Kind};
 pub use outbox::{is_join_notice, Closed, Controls, Frames, Item, Outbox, Payload, PushError};
 
@@ -61,6 +63,8 @@ pub enum Event {
         conn: ConnId,
         /// The message.
         msg: ClientMsg,
+        /// Its share of the hub's queue, given back once it is dealt with.
+        credit: Credit,
     },
     /// A connection ended.
     Gone {
@@ -266,7 +270,10 @@ impl Hub {
                     outbox.close(close::JOIN_REFUSED, code_reason(refusal.code));
                 }
             }
-            Event::Msg { conn, msg } => self.message(conn, msg),
+            Event::Msg { conn, msg, credit } => {
+                self.message(conn, msg);
+                drop(credit);
+            }
             Event::Gone { conn } => {
                 if let Some(seat) = self.dir.seat_of(conn) {
                     self.go_away(seat);

@@ -70,6 +70,8 @@ pub struct Ctx {
     stopping: AtomicBool,
     /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// Bytes of messages waiting for the hub.
+    pub hub_budget: Arc<hub::Budget>,
     /// Join attempts, rate-limited per address and in total.
     pub join_gate: Mutex<conn::JoinGate>,
     /// Refused joins, as told to the operator.
@@ -280,6 +282,7 @@ impl Bound {
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
             refusing: std::sync::atomic::AtomicUsize::new(0),
+            hub_budget: hub::Budget::new(hub::HUB_QUEUE_BYTES),
             join_gate: Mutex::new(conn::JoinGate::new(config.limits.join_rate)),
             refused_joins: Arc::new(Mutex::new(Throttle::new("refused joins"))),
             conn_errors: Arc::new(Mutex::new(Throttle::new("connections ended by an error"))),
