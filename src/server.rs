@@ -66,6 +66,8 @@ pub struct Ctx {
     stopping: AtomicBool,
     /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// The panic stop (`/panic`, SIGUSR1), armed with `--panic`.
+    pub panic: crate::panic::Button,
 }
 
 #[derive(Default)]
@@ -108,12 +110,17 @@ pub fn admits(limits: &Limits, total: usize, from_ip: usize, ip: IpAddr) -> bool
 impl Ctx {
     /// Waits until every chat session has ended (written its close frame), or `limit` passed.
     /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
-    async fn drained(&self, limit: Duration) {
+    pub(crate) async fn drained(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         let mut tick = smol::Timer::interval(Duration::from_millis(10));
         while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             futures_lite::StreamExt::next(&mut tick).await;
         }
+    }
+
+    /// No more connections are accepted.
+    pub(crate) fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
@@ -144,9 +151,21 @@ pub struct Running {
     stop: async_channel::Sender<()>,
     done: async_channel::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
+    panic: crate::panic::Button,
+    out: console::Output,
 }
 
 impl Running {
+    /// The panic stop's button (it does nothing without `--panic`).
+    pub fn panic_button(&self) -> crate::panic::Button {
+        self.panic.clone()
+    }
+
+    /// A handle that shows notices to the operator (and writes them to the transcript).
+    pub fn output(&self) -> console::Output {
+        self.out.clone()
+    }
+
     /// Asks the server to stop: clients get a close frame, the transcript its last line.
     pub fn shutdown(&self) {
         let _ = self.stop.try_send(());
@@ -261,6 +280,7 @@ impl Bound {
         };
         let (out, output) = console::Output::new(transcript);
         let (hub_tx, hub_rx) = async_channel::bounded(4096);
+        let (panic, pressed) = crate::panic::Button::new(config.panic.is_some());
         let ctx = Arc::new(Ctx {
             hub: hub_tx,
             limits: config.limits.clone(),
@@ -282,7 +302,12 @@ impl Bound {
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
+            panic: panic.clone(),
         });
+        if let (Some(pressed), Some(settings)) = (pressed, config.panic.clone()) {
+            crate::panic::watch(pressed, settings, Arc::downgrade(&ctx))
+                .map_err(StartError::Thread)?;
+        }
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
             disable_all: config.disable_all,
@@ -343,7 +368,7 @@ impl Bound {
             stop_rx,
             ctx,
             (hub_task, console_ended),
-            out,
+            out.clone(),
             done_tx,
         );
         Ok(Running {
@@ -354,6 +379,8 @@ impl Bound {
             stop,
             done,
             threads,
+            panic,
+            out,
         })
     }
 }
