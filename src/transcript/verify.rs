@@ -267,8 +267,10 @@ pub fn run(path: &Path) -> i32 {
         }
         Err(broken) => {
             println!("{}: {broken}", path.display());
-            if broken.line > 1 {
-                println!("lines 1 to {} are intact", broken.line - 1);
+            match broken.line {
+                1 => {}
+                2 => println!("line 1 is intact"),
+                n => println!("lines 1 to {} are intact", n - 1),
             }
             1
         }
