@@ -259,3 +259,63 @@ fn panic_deletes_key_needs_panic_and_a_key_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_daemon_stops_on_sigusr1_and_leaves_no_transcript_nor_pid_file() {
+    let dir = child::temp_dir("panic-daemon");
+    let (pid_file, transcript) = (dir.join("d.pid"), dir.join("chat.log"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dyspatcher"))
+        .args([
+            "-d",
+            "--panic",
+            "-p",
+            "0",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--transcription",
+            transcript.to_str().unwrap(),
+            "--admin-private-key",
+            common::fixture("admin.pem").to_str().unwrap(),
+        ])
+        .env("DYSPATCHER_HOME", dir.join("home"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let addr = stdout
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    // Once a member is in, the daemon is up (and its pid file written).
+    let alice = join(&format!("ws://{addr}/ws"), "alice", 0, None);
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc.exists() && transcript.exists());
+    assert!(std::process::Command::new("kill")
+        .args(["-USR1", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(close_of(alice).0, 4007);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Gone, or a zombie nobody reaped yet.
+    let alive =
+        || std::fs::read_to_string(proc.join("stat")).is_ok_and(|stat| !stat.contains(") Z "));
+    while alive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!transcript.exists(), "the transcript is erased");
+    assert!(!pid_file.exists(), "the pid file is removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -180,9 +180,15 @@ fn stop_now(ctx: &Arc<Ctx>, settings: &PanicSettings, by: &str) -> ! {
     let (text, code) = outcome.summary(by);
     let mut stdout = std::io::stdout();
     if stdout.is_terminal() {
-        // Clear the screen and the scrollback (xterm-compatible terminals honour this).
-        let _ = stdout.write_all(b"\x1b[H\x1b[2J\x1b[3J");
+        // Clear the screen and the scrollback (xterm-compatible terminals honour this), and end
+        // bracketed paste.
+        let _ = stdout.write_all(b"\x1b[?2004l\x1b[H\x1b[2J\x1b[3J");
         let _ = stdout.flush();
+    }
+    if std::io::stdin().is_terminal() {
+        // The prompt's line editor had the terminal in raw mode: give the shell back a usable
+        // one (the exit skips the editor's own restore).
+        let _ = std::process::Command::new("stty").arg("sane").status();
     }
     eprintln!("{text}");
     std::process::exit(code);
