@@ -174,6 +174,10 @@ pub fn verify(bytes: &[u8]) -> Result<Intact, Broken> {
             }
             return broken(cut_short(&lines, &parsed, i).unwrap_or(Fault::NotALine));
         };
+        if p.number != n && renumbered_fits(prev, n, p) {
+            // Only its number was changed.
+            return broken(Fault::Altered);
+        }
         if p.number > n {
             let here_is_at = parsed[i + 1..]
                 .iter()
@@ -212,6 +216,13 @@ pub fn verify(bytes: &[u8]) -> Result<Intact, Broken> {
             .and_then(Option::as_ref)
             .is_some_and(|p| is_stop(p.body)),
     })
+}
+
+/// Whether line `n` would chain to `prev` with the number `n` instead of the one it carries.
+fn renumbered_fits(prev: &str, n: u64, p: &Parsed<'_>) -> bool {
+    let mut rest = format!("{n} ").into_bytes();
+    rest.extend_from_slice(p.body);
+    chain(prev, &rest) == p.hash
 }
 
 /// Whether a later line of the transcript begins in the middle of line `i`: the file was cut

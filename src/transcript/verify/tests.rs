@@ -77,6 +77,16 @@ fn an_altered_line_is_named() {
             "{from}"
         );
     }
+    // Only the number changed.
+    let mut lines = sample();
+    lines[4] = lines[4].replacen(" 5 ", " 9 ", 1);
+    assert_eq!(
+        fault(&lines),
+        Broken {
+            line: 5,
+            fault: Fault::Altered
+        }
+    );
     // A hash changed to cover the edit breaks the next line's link instead.
     let mut lines = sample();
     lines[1] = lines[1].replacen("hello", "HELLO", 1);
