@@ -319,3 +319,39 @@ fn a_daemon_stops_on_sigusr1_and_leaves_no_transcript_nor_pid_file() {
     assert!(!pid_file.exists(), "the pid file is removed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_key_file_that_cannot_be_erased_is_reported_with_exit_code_4() {
+    let dir = child::temp_dir("panic-incomplete");
+    let (home, transcript, key) = (dir.join("home"), dir.join("chat.log"), admin_key_copy(&dir));
+    let mut server = Child::start(
+        &[
+            "--panic",
+            "--panic-deletes-key",
+            "-p",
+            "0",
+            "--transcription",
+            transcript.to_str().unwrap(),
+            "--admin-private-key",
+            key.to_str().unwrap(),
+        ],
+        &home,
+    );
+    server.wait_for("admin connected");
+    // Someone moved the key away meanwhile: the rest is still erased, and the exit says so.
+    std::fs::rename(&key, dir.join("moved.pem")).unwrap();
+    server.signal("USR1");
+    let (status, _, stderr) = server.finish();
+    assert_eq!(
+        status.code(),
+        Some(dyspatcher::panic::EXIT_INCOMPLETE),
+        "{stderr}"
+    );
+    assert!(stderr.contains("erased: the transcript;"), "{stderr}");
+    assert!(
+        stderr.contains("NOT DONE: the admin key: `") && stderr.contains("cannot erase it"),
+        "{stderr}"
+    );
+    assert!(!transcript.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

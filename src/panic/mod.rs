@@ -128,7 +128,7 @@ impl Outcome {
 }
 
 /// Closes everything and erases the files, without waiting for anyone; returns what it did.
-pub fn erase_everything(ctx: &Arc<Ctx>, settings: &PanicSettings) -> Outcome {
+fn erase_everything(ctx: &Arc<Ctx>, settings: &PanicSettings) -> Outcome {
     ctx.stop_accepting();
     let mut out = Outcome::default();
     // The hub closes every chat connection with 4007 and forgets every member and mailbox.

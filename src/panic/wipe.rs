@@ -155,6 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn a_link_is_deleted_and_its_target_left_alone() {
+        let dir = temp("link");
+        let (target, link) = (dir.join("elsewhere"), dir.join("self-signed-ab.key"));
+        std::fs::write(&target, "not ours").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let done = erase_self_signed(&dir);
+        assert_eq!(done, vec![(link.clone(), Ok(0))]);
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "not ours");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn only_self_signed_files_are_erased_from_the_folder() {
         let dir = temp("tls");
         for name in [
