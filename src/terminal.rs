@@ -115,17 +115,24 @@ pub fn banner(addr: std::net::SocketAddr, tls: Option<&crate::config::Tls>) -> S
 }
 
 /// Turns SIGTERM and SIGINT into a graceful stop; SIGHUP stops a daemon (as in Dyspatcher) and
-/// makes an interactive server re-read its allow list.
+/// makes an interactive server re-read its allow list; SIGUSR1 is the panic stop with `--panic`,
+/// and is ignored (with a notice) without.
 pub fn handle_signals(running: &Running, daemon: bool) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+    else {
         return;
     };
     let stop = running.stopper();
     let prompt = running.prompt.clone();
+    let (panic, out) = (running.panic_button(), running.output());
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            if signal == SIGHUP && !daemon {
+            if signal == SIGUSR1 {
+                if !panic.press("SIGUSR1") {
+                    out.notice(format!("SIGUSR1 ignored: {}", crate::panic::OFF));
+                }
+            } else if signal == SIGHUP && !daemon {
                 let _ = prompt.send_blocking("/reload".into());
             } else {
                 let _ = stop.try_send(());

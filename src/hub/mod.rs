@@ -37,6 +37,9 @@ use mailbox::{Mailboxes, Receipt, SeatId};
 /// before it acknowledges the replay.
 pub const CONNECTED_HEADROOM_DIVISOR: usize = 2;
 
+/// The reason of the panic stop's close frame.
+pub const PANIC_REASON: &str = "the chat was ended and the server erased its state";
+
 /// Bytes an outgoing queue may hold beyond the mailbox bound (answers, errors, the welcome).
 pub const QUEUE_SLACK_BYTES: usize = 256 * 1024;
 
@@ -82,6 +85,9 @@ pub enum Event {
     AllowList(Option<Arc<AllowList>>),
     /// Close every connection: the server is stopping.
     Shutdown,
+    /// The panic stop: close every connection at once (dropping what is queued) and forget every
+    /// member, mailbox, kick and ban; the hub ends.
+    Panic,
 }
 
 /// The admin's commands about members.
@@ -227,7 +233,7 @@ pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
             None => hub.expire(Instant::now()),
             Some(Err(_)) => break,
             Some(Ok(event)) => {
-                stop = matches!(event, Event::Shutdown);
+                stop = matches!(event, Event::Shutdown | Event::Panic);
                 hub.handle(event);
             }
         }
@@ -296,7 +302,25 @@ impl Hub {
                     }
                 }
             }
+            Event::Panic => self.forget_everything(),
         }
+    }
+
+    /// The panic stop: every connection gets its close frame before anything still queued for
+    /// it, then every member, mailbox, kick and ban is dropped.
+    fn forget_everything(&mut self) {
+        for s in self.dir.seats.values() {
+            if let Some((_, outbox)) = &s.conn {
+                outbox.abort(close::PANIC, PANIC_REASON);
+            }
+        }
+        self.dir = Directory::default();
+        self.boxes = Mailboxes::new(self.settings.mailbox_bytes, self.settings.mailbox_total);
+        self.seen = Seen::new(MAX_SEEN_IDS);
+        self.bans = bans::Bans::default();
+        self.slow.clear();
+        self.expiries.clear();
+        self.console_dropped = 0;
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.

@@ -72,6 +72,8 @@ pub struct Ctx {
     pub sessions: std::sync::atomic::AtomicUsize,
     /// Bytes of messages waiting for the hub.
     pub hub_budget: Arc<hub::Budget>,
+    /// The panic stop (`/panic`, SIGUSR1), armed with `--panic`.
+    pub panic: crate::panic::Button,
     /// Join attempts, rate-limited per address and in total.
     pub join_gate: Mutex<conn::JoinGate>,
     /// Refused joins, as told to the operator.
@@ -121,12 +123,17 @@ impl Ctx {
 
     /// Waits until every chat session has ended (written its close frame), or `limit` passed.
     /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
-    async fn drained(&self, limit: Duration) {
+    pub(crate) async fn drained(&self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
         let mut tick = smol::Timer::interval(Duration::from_millis(10));
         while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             futures_lite::StreamExt::next(&mut tick).await;
         }
+    }
+
+    /// No more connections are accepted.
+    pub(crate) fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 }
 
@@ -143,9 +150,21 @@ pub struct Running {
     stop: async_channel::Sender<()>,
     done: async_channel::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
+    panic: crate::panic::Button,
+    out: console::Output,
 }
 
 impl Running {
+    /// The panic stop's button (it does nothing without `--panic`).
+    pub fn panic_button(&self) -> crate::panic::Button {
+        self.panic.clone()
+    }
+
+    /// A handle that shows notices to the operator (and writes them to the transcript).
+    pub fn output(&self) -> console::Output {
+        self.out.clone()
+    }
+
     /// Asks the server to stop: clients get a close frame, the transcript its last line.
     pub fn shutdown(&self) {
         let _ = self.stop.try_send(());
@@ -260,6 +279,7 @@ impl Bound {
         };
         let (out, output) = console::Output::new(transcript);
         let (hub_tx, hub_rx) = async_channel::bounded(4096);
+        let (panic, pressed) = crate::panic::Button::new(config.panic.is_some());
         let ctx = Arc::new(Ctx {
             hub: hub_tx,
             limits: config.limits.clone(),
@@ -281,12 +301,17 @@ impl Bound {
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
+            panic: panic.clone(),
             refusing: std::sync::atomic::AtomicUsize::new(0),
             hub_budget: hub::Budget::new(hub::HUB_QUEUE_BYTES),
             join_gate: Mutex::new(conn::JoinGate::new(config.limits.join_rate)),
             refused_joins: Arc::new(Mutex::new(Throttle::new("refused joins"))),
             conn_errors: Arc::new(Mutex::new(Throttle::new("connections ended by an error"))),
         });
+        if let (Some(pressed), Some(settings)) = (pressed, config.panic.clone()) {
+            crate::panic::watch(pressed, settings, Arc::downgrade(&ctx))
+                .map_err(StartError::Thread)?;
+        }
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
             disable_all: config.disable_all,
@@ -349,7 +374,7 @@ impl Bound {
             stop_rx,
             ctx,
             (hub_task, console_ended),
-            out,
+            out.clone(),
             done_tx,
         );
         Ok(Running {
@@ -360,6 +385,8 @@ impl Bound {
             stop,
             done,
             threads,
+            panic,
+            out,
         })
     }
 }
