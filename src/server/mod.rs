@@ -41,8 +41,8 @@ pub enum StartError {
     #[error("--transcription: {0}")]
     Transcript(String),
     /// A thread cannot be started (the system is out of threads or memory).
-    #[error("cannot start the admin's thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
 }
 
 /// Shared by every connection task.
@@ -310,7 +310,7 @@ impl Bound {
         });
         if let (Some(pressed), Some(settings)) = (pressed, config.panic.clone()) {
             crate::panic::watch(pressed, settings, Arc::downgrade(&ctx))
-                .map_err(StartError::Thread)?;
+                .map_err(|e| StartError::Thread("panic stop's", e))?;
         }
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
@@ -357,7 +357,7 @@ impl Bound {
                 ));
                 drop(console_done);
             })
-            .map_err(StartError::Thread)?;
+            .map_err(|e| StartError::Thread("admin's", e))?;
         if let Some(settings) = config.tunnel.clone() {
             start_tunnel(
                 settings,
