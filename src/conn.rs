@@ -179,24 +179,28 @@ where
     let (reader, writer) = writer::split(stream);
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
     async move {
-        let _running = Running::new(&ctx.sessions);
+        let _running = Running::new(&ctx.sessions, &ctx.session_ended);
         session_halves(reader, writer, peer, ctx.clone(), progress).await
     }
 }
 
-/// Counts a running chat session for as long as it lives.
-struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a running chat session for as long as it lives, and says when it ends.
+struct Running<'a>(
+    &'a std::sync::atomic::AtomicUsize,
+    &'a event_listener::Event,
+);
 
 impl<'a> Running<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+    fn new(count: &'a std::sync::atomic::AtomicUsize, ended: &'a event_listener::Event) -> Self {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(count)
+        Self(count, ended)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.1.notify(usize::MAX);
     }
 }
 

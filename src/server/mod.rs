@@ -70,6 +70,8 @@ pub struct Ctx {
     stopping: AtomicBool,
     /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// Told each time a chat session ends.
+    pub session_ended: event_listener::Event,
     /// Bytes of messages waiting for the hub.
     pub hub_budget: Arc<hub::Budget>,
     /// The panic stop (`/panic`, SIGUSR1), armed with `--panic`.
@@ -124,11 +126,16 @@ impl Ctx {
     /// Waits until every chat session has ended (written its close frame), or `limit` passed.
     /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
     pub(crate) async fn drained(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let mut tick = smol::Timer::interval(Duration::from_millis(10));
-        while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            futures_lite::StreamExt::next(&mut tick).await;
-        }
+        let all_ended = async {
+            loop {
+                let ended = self.session_ended.listen();
+                if self.sessions.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        let _ = conn::timeout(limit, all_ended).await;
     }
 
     /// No more connections are accepted.
@@ -301,6 +308,7 @@ impl Bound {
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
+            session_ended: event_listener::Event::new(),
             panic: panic.clone(),
             refusing: std::sync::atomic::AtomicUsize::new(0),
             hub_budget: hub::Budget::new(hub::HUB_QUEUE_BYTES),
