@@ -16,6 +16,9 @@ pub fn run_prompt(running: Running) {
     let output = running.output.clone();
     let prompt = running.prompt.clone();
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // The line editor puts the terminal in raw mode while it waits for a line, and it is still
+    // waiting when the server stops: the mode is put back as it was before leaving.
+    let saved = interactive.then(TermMode::save).flatten();
     let mut editor = None;
     let printer: Box<dyn FnMut(String) + Send> = if interactive {
         match rustyline::DefaultEditor::new() {
@@ -74,6 +77,34 @@ pub fn run_prompt(running: Running) {
     }
     running.wait();
     let _ = printer_thread.join();
+    if let Some(mode) = saved {
+        mode.restore();
+    }
+}
+
+/// The terminal's mode of standard input, as `stty -g` prints it (the crate forbids unsafe code,
+/// so no termios calls here).
+struct TermMode(String);
+
+impl TermMode {
+    fn save() -> Option<Self> {
+        let out = std::process::Command::new("stty")
+            .arg("-g")
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let mode = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !mode.is_empty()).then_some(Self(mode))
+    }
+
+    fn restore(&self) {
+        let _ = std::process::Command::new("stty")
+            .arg(&self.0)
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// What is printed at start: the URLs to open, the certificate's fingerprint, a QR code.
