@@ -377,9 +377,7 @@ async fn drive(
     report.kicks = part("kicks");
     report.slow = part("slow");
     report.flood = part("flood");
-    report
-        .visitors
-        .insert("joins (all members)", ctx.joins.load(Ordering::Relaxed));
+    report.joins = ctx.joins.load(Ordering::Relaxed) + report.resumes.0;
     report.failures = ctx
         .failures
         .lock()

@@ -130,7 +130,9 @@ pub struct SoakReport {
     pub errors: BTreeMap<String, u64>,
     /// `left` frames a member that stayed saw, by reason.
     pub left_seen: BTreeMap<String, u64>,
-    /// Visitors, kicks, the slow reader, the flood.
+    /// Joins of every member (resumes included), and per second of the soak.
+    pub joins: u64,
+    /// Visitors.
     pub visitors: Counts,
     /// Kicks by the admin's web seat.
     pub kicks: Counts,
@@ -187,6 +189,23 @@ impl SoakReport {
     }
 }
 
+/// The first sample of every minute (and the last), for the report.
+pub fn by_minute(samples: &[Sample]) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for s in samples {
+        let minute = (s.secs / 60.0).floor();
+        if out.last().is_none_or(|l| (l.secs / 60.0).floor() < minute) {
+            out.push(*s);
+        }
+    }
+    if let (Some(last), Some(kept)) = (samples.last(), out.last()) {
+        if kept != last {
+            out.push(*last);
+        }
+    }
+    out
+}
+
 fn counts(c: &Counts) -> String {
     let parts: Vec<String> = c.iter().map(|(k, v)| format!("{k} {v}")).collect();
     if parts.is_empty() {
@@ -234,6 +253,12 @@ impl fmt::Display for SoakReport {
             "cuts          {} (back {}, resumed {})",
             r.cuts, r.resumes.0, r.resumes.1
         )?;
+        writeln!(
+            f,
+            "joins         {} ({:.1} per second, resumes and refused ones included)",
+            r.joins,
+            r.joins as f64 / (r.minutes * 60.0)
+        )?;
         writeln!(f, "visitors      {}", counts(&r.visitors))?;
         writeln!(f, "kicks         {}", counts(&r.kicks))?;
         writeln!(f, "slow reader   {}", counts(&r.slow))?;
@@ -271,6 +296,18 @@ impl fmt::Display for SoakReport {
                 b.threads,
                 r.samples.iter().map(|s| s.threads).max().unwrap_or(0)
             )?;
+        }
+        let minutes = by_minute(&r.samples);
+        if minutes.len() > 2 {
+            let line = |f: fn(&Sample) -> u64| {
+                minutes
+                    .iter()
+                    .map(|s| f(s).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            writeln!(f, "  each minute RSS KiB {}", line(|s| s.rss_kib))?;
+            writeln!(f, "  each minute fds {}", line(|s| s.fds))?;
         }
         if let Some(stopped) = r.server_stopped {
             writeln!(
@@ -367,6 +404,14 @@ mod tests {
             .to_string()
             .contains("FAIL          the server's threads grew"));
         assert!(r.to_string().contains("passed=false"));
+    }
+
+    #[test]
+    fn one_sample_a_minute_and_the_last() {
+        let s = series(25, |i| (i as u64, 0, 0));
+        let m: Vec<f64> = by_minute(&s).iter().map(|s| s.secs).collect();
+        assert_eq!(m, [0.0, 60.0, 120.0, 144.0]);
+        assert!(by_minute(&[]).is_empty());
     }
 
     #[test]
