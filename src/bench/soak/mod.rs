@@ -8,6 +8,8 @@
 //! and sizes (as `--raw`): the server relays what it cannot read, and the keys are real.
 
 mod actors;
+mod print;
+mod staying;
 pub mod verdict;
 
 use std::collections::HashMap;
@@ -21,14 +23,14 @@ use super::churn::Churn;
 use super::load::{on_threads, start_child};
 use super::members::{self, join_light};
 use super::messages::{id_bytes, Fake};
-use super::proc;
 use super::receive;
 use super::tally::{Shared, Table, Tally, EVERYONE};
-use super::wire::{self, Target, Writer, OP_TEXT};
+use super::wire::{Target, Writer};
 use super::{within, BenchError, Plan};
 use crate::client::Acks;
 use crate::crypto::{self, Identity};
-use verdict::{Counts, Sample, SoakReport};
+use staying::{core_recipient, sample, send_core};
+use verdict::{Counts, SoakReport};
 
 /// Members that stay for the whole soak; the first [`CORE_SENDERS`] of them send.
 const CORE: usize = 10;
@@ -384,59 +386,4 @@ async fn drive(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     Ok(report)
-}
-
-/// The member a scheduled message is for, if it is direct (else it is `@all`).
-fn core_recipient(i: usize) -> Option<usize> {
-    (i % DIRECT_EVERY == DIRECT_EVERY - 1).then(|| {
-        let s = i % CORE_SENDERS;
-        (s + 1 + (i / DIRECT_EVERY) % (CORE - 1)) % CORE
-    })
-}
-
-/// Sends member `s`'s scheduled messages (`s`, `s + CORE_SENDERS` …) on time until the soak
-/// ends; returns how many were written (the first ones of its share).
-async fn send_core(ctx: Arc<Ctx>, s: usize, w: Writer, scheduled: usize) -> u64 {
-    let t0 = ctx.until - ctx.span;
-    let mut count = 0;
-    for i in (s..scheduled).step_by(CORE_SENDERS) {
-        let due = t0 + Duration::from_secs_f64(i as f64 / CORE_RATE);
-        if due >= ctx.until {
-            break;
-        }
-        Timer::at(due).await;
-        let id = ctx.fake.id(i);
-        let to = core_recipient(i).map(|r| (ctx.key_id(r), ctx.key_id(s)));
-        let json = ctx.fake.message(&id, 0, i / CORE_SENDERS, to, 1);
-        let frame = wire::client_frame(OP_TEXT, json.as_bytes());
-        if let Err(e) = wire::send(&mut *w.lock().await, &frame).await {
-            ctx.fail(format!("{} (stays) cannot send: {e}", members::name(s)));
-            break;
-        }
-        count += 1;
-    }
-    count
-}
-
-/// Reads the server's memory, open file descriptors and threads every `every` until `until`.
-async fn sample(pid: u32, t0: Instant, until: Instant, every: Duration) -> Vec<Sample> {
-    let mut out = Vec::new();
-    let mut at = t0;
-    loop {
-        Timer::at(at).await;
-        let (Some(m), Some(fds)) = (proc::memory(pid), proc::open_fds(pid)) else {
-            break;
-        };
-        out.push(Sample {
-            secs: at.saturating_duration_since(t0).as_secs_f64(),
-            rss_kib: m.rss_kib,
-            fds,
-            threads: m.threads,
-        });
-        if at >= until {
-            break;
-        }
-        at = (at + every).min(until);
-    }
-    out
 }
