@@ -29,7 +29,7 @@ fn args(list: &[&str]) -> BenchArgs {
 fn load(list: &[&str]) -> LoadReport {
     match bench::run_bench(&args(list)).unwrap_or_else(|e| panic!("bench failed: {e}")) {
         Report::Load(r) => *r,
-        Report::Startup(_) => panic!("a load report was expected"),
+        _ => panic!("a load report was expected"),
     }
 }
 
@@ -275,6 +275,16 @@ fn bad_options_name_the_option() {
             vec!["--away", "--members", "2", "--senders", "1", "--audit", "1"],
             "no member only receives",
         ),
+        (vec!["--soak", "0"], "--soak: minutes above 0"),
+        (vec!["--soak", "NaN"], "--soak: minutes above 0"),
+        (
+            vec!["--soak", "1", "--churn", "1"],
+            "--soak: starts its own server",
+        ),
+        (
+            vec!["--soak", "1", "--url", "ws://127.0.0.1:1/ws"],
+            "--soak: starts its own server",
+        ),
     ] {
         match bench::run_bench(&args(&list)) {
             Err(BenchError::Option(m)) => assert!(m.contains(says), "{list:?}: {m}"),
@@ -293,4 +303,61 @@ fn the_executable_exits_2_on_bad_options() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+}
+
+#[test]
+fn a_short_soak_loses_nothing_and_every_part_of_the_mix_happens() {
+    let exe = env!("CARGO_BIN_EXE_dyspatcher");
+    let report = bench::run_bench(&args(&["--soak", "0.3", "--server-command", exe]))
+        .unwrap_or_else(|e| panic!("soak failed to run: {e}"));
+    let Report::Soak(r) = report else {
+        panic!("a soak report was expected")
+    };
+    let text = r.to_string();
+    assert!(r.passed(), "{text}");
+    assert!(r.core_sent > 0 && r.core_direct > 0, "{text}");
+    assert!(r.expected > r.core_sent, "{text}");
+    assert_eq!(
+        (r.received, r.lost, r.duplicated),
+        (r.expected, 0, 0),
+        "{text}"
+    );
+    assert!(text.contains("lost 0, duplicated 0"), "{text}");
+    assert!(text.contains("verdict       PASS"), "{text}");
+    // Members that stay were cut and resumed.
+    assert!(r.cuts > 0 && r.resumes.1 > 0, "{text}");
+    // Every part of the mix happened and behaved as the protocol says.
+    assert!(r.visitors.get("left").copied().unwrap_or(0) > 0, "{text}");
+    assert!(
+        r.visitors.get("resumed").copied().unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert!(
+        r.kicks.get("closed 4000").copied().unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert_eq!(
+        r.kicks.get("closed 4000"),
+        r.kicks.get("back during kick: refused"),
+        "{text}"
+    );
+    assert!(
+        r.slow.get("closed 4002").copied().unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert!(
+        r.flood.get("rate_limited").copied().unwrap_or(0) > 0,
+        "{text}"
+    );
+    assert!(
+        r.left_seen.get("kicked").copied().unwrap_or(0) > 0,
+        "{text}"
+    );
+    // The server was sampled throughout.
+    assert!(r.samples.len() > 10, "{text}");
+    assert!(r
+        .samples
+        .iter()
+        .all(|s| s.rss_kib > 0 && s.fds > 0 && s.threads > 0));
+    assert_eq!(r.server_stopped, Some(true), "{text}");
 }

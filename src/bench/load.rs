@@ -40,7 +40,7 @@ pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
     ));
     let child = match &a.url {
         Some(_) => None,
-        None => Some(start_child(plan, &keys_dir, &transcript)?),
+        None => Some(start_child(plan, &keys_dir, &transcript, 100_000, &[])?),
     };
     let (url, fingerprint) = match (&a.url, &child) {
         (Some(url), _) => (url.clone(), a.fingerprint.clone()),
@@ -60,6 +60,27 @@ pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
     let target = Target::new(&url, tls).map_err(|e| BenchError::Option(format!("--url: {e}")))?;
     let pid = child.as_ref().map(|c| c.pid).or(a.server_pid);
 
+    let mut report = on_threads(|ex| {
+        let run = Run {
+            plan,
+            ex,
+            target,
+            keys,
+            pid,
+            child: child.as_ref(),
+        };
+        smol::block_on(run.drive())
+    })?;
+    if let Some(child) = child {
+        report.server_stopped = Some(child.stop(Duration::from_secs(10)));
+        report.transcript_all_lines = proc::count_lines(&transcript, " → @all: ");
+        let _ = std::fs::remove_file(&transcript);
+    }
+    Ok(report)
+}
+
+/// Runs `f` with an executor that [`client_threads`] threads run until `f` returns.
+pub(super) fn on_threads<T>(f: impl FnOnce(Arc<Executor<'static>>) -> T) -> T {
     let ex = Arc::new(Executor::<'static>::new());
     let (quit, quit_rx) = async_channel::bounded::<()>(1);
     let threads: Vec<_> = (0..client_threads())
@@ -72,38 +93,28 @@ pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
                 .expect("cannot start a thread")
         })
         .collect();
-    let run = Run {
-        plan,
-        ex: ex.clone(),
-        target,
-        keys,
-        pid,
-        child: child.as_ref(),
-    };
-    let result = smol::block_on(run.drive());
+    let out = f(ex);
     drop(quit);
     for t in threads {
         let _ = t.join();
     }
-    let mut report = result?;
-    if let Some(child) = child {
-        report.server_stopped = Some(child.stop(Duration::from_secs(10)));
-        report.transcript_all_lines = proc::count_lines(&transcript, " → @all: ");
-        let _ = std::fs::remove_file(&transcript);
-    }
-    Ok(report)
+    out
 }
 
-fn client_threads() -> usize {
+pub(super) fn client_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 4)
 }
 
-fn start_child(
+/// Starts the server for `plan` in a child process, with `--rate-limit rate_limit` and `extra`
+/// flags.
+pub(super) fn start_child(
     plan: &Plan,
     keys_dir: &std::path::Path,
     transcript: &std::path::Path,
+    rate_limit: u32,
+    extra: &[String],
 ) -> Result<ChildServer, BenchError> {
     let a = &plan.args;
     let program = match &a.server_command {
@@ -121,7 +132,7 @@ fn start_child(
             "--admin-private-key".into(),
             admin.display().to_string(),
             "--rate-limit".into(),
-            "100000".into(),
+            rate_limit.to_string(),
             // Members join as fast as the server lets them: the join gate is not measured here.
             "--join-rate".into(),
             "100000".into(),
@@ -143,6 +154,7 @@ fn start_child(
         }
         ready = Some("admin connected");
     }
+    args.extend(extra.iter().cloned());
     let launch = Launch {
         program,
         args,

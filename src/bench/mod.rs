@@ -8,16 +8,19 @@
 //! `--raw` sends frames with made-up ciphertext, and `--bare` drives a relay that knows nothing of
 //! the protocol (`examples/bare_relay.rs`), the floor to compare with. Every member acknowledges
 //! what it receives, as a client must. `--churn` cuts members' connections and has them resume
-//! while messages flow; `--away` lets their mailboxes fill and times each replay. Every phase has
-//! a time limit.
+//! while messages flow; `--away` lets their mailboxes fill and times each replay. `--soak MINUTES`
+//! runs a mix of everything members do for minutes and watches the server's memory, file
+//! descriptors and threads (`soak`). Every phase has a time limit.
 
 mod churn;
 mod load;
 mod members;
 mod messages;
+mod peer;
 pub mod proc;
 mod receive;
 mod report;
+pub mod soak;
 mod startup;
 mod tally;
 pub mod wire;
@@ -113,6 +116,10 @@ pub struct BenchArgs {
     /// start-ups to time with --startup (default 10)
     #[argh(option, default = "10")]
     pub repeat: usize,
+    /// soak the server for MINUTES (fractions allowed) with a mix of joins, leaves, resumes,
+    /// kicks, a slow reader, floods and @all/direct traffic; exits 1 on any loss or thread growth
+    #[argh(option)]
+    pub soak: Option<f64>,
 }
 
 /// Where each message goes.
@@ -287,6 +294,13 @@ impl Plan {
                 )));
             }
         }
+        soak::check(&Plan {
+            args: a.clone(),
+            messages: 0,
+            senders: 0,
+            audit: 0,
+            raw: false,
+        })?;
         let raw = a.raw || a.bare;
         let senders = if sending { a.senders } else { 0 };
         let audit = if sending && !raw && a.mode == Mode::All {
@@ -358,6 +372,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.startup {
         return startup::run(&plan).map(Report::Startup);
     }
+    if args.soak.is_some() {
+        return soak::run(&plan).map(|r| Report::Soak(Box::new(r)));
+    }
     load::run(&plan).map(|r| Report::Load(Box::new(r)))
 }
 
@@ -366,7 +383,16 @@ pub fn run(args: BenchArgs) -> i32 {
     match run_bench(&args) {
         Ok(report) => {
             println!("{report}");
-            0
+            match &report {
+                Report::Soak(r) if !r.passed() => {
+                    eprintln!(
+                        "dyspatcher bench: the soak failed: {}",
+                        r.failures.join("; ")
+                    );
+                    1
+                }
+                _ => 0,
+            }
         }
         Err(e @ BenchError::Option(_)) => {
             eprintln!("dyspatcher bench: {e}");

@@ -50,6 +50,12 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
+/// Open file descriptors of a process (the entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.count() as u64)
+}
+
 /// How to start the server under test.
 pub struct Launch {
     /// The executable.
@@ -263,5 +269,8 @@ mod tests {
         let m = memory(pid).unwrap();
         assert!(m.rss_kib > 0 && m.peak_kib >= m.rss_kib && m.threads >= 1);
         assert!(cpu_seconds(u32::MAX).is_none());
+        // Standard input, output and error at least; none for a process that does not exist.
+        assert!(open_fds(pid).unwrap() >= 3);
+        assert!(open_fds(u32::MAX).is_none());
     }
 }

@@ -18,6 +18,8 @@ pub enum Report {
     Load(Box<LoadReport>),
     /// Start-up timings.
     Startup(super::startup::StartupReport),
+    /// A soak.
+    Soak(Box<super::soak::verdict::SoakReport>),
 }
 
 impl fmt::Display for Report {
@@ -25,6 +27,7 @@ impl fmt::Display for Report {
         match self {
             Report::Load(r) => r.fmt(f),
             Report::Startup(r) => r.fmt(f),
+            Report::Soak(r) => r.fmt(f),
         }
     }
 }

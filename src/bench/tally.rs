@@ -21,11 +21,15 @@ pub struct Table {
     pub t0: Instant,
     /// Nanoseconds between scheduled sends (all senders together).
     pub interval_ns: f64,
-    /// Number of messages.
+    /// Number of messages sent on the schedule (`due`); ids past them (the soak's unscheduled
+    /// messages) are counted but not timed.
     pub messages: usize,
-    /// For direct messages: the member each message is for.
+    /// For direct messages: the member each message is for ([`EVERYONE`] for an `@all`).
     pub recipient: Vec<u32>,
 }
+
+/// In [`Table::recipient`]: an `@all` message, for every member.
+pub const EVERYONE: u32 = u32::MAX;
 
 impl Table {
     /// When message `i` was due to be sent.
@@ -98,6 +102,8 @@ pub struct Tally {
     pub reopened: Vec<String>,
     /// Of them, messages (`all` and `direct`).
     pub gap_messages: u64,
+    /// `left` frames received, by reason.
+    pub left: BTreeMap<String, u64>,
 }
 
 const ALL: &[u8] = br#""type":"all","id":""#;
@@ -106,6 +112,7 @@ const ACK: &[u8] = br#""type":"ack","#;
 const ERROR: &[u8] = br#""type":"error","#;
 const PRESENCE: &[u8] = br#""type":"presence","#;
 const GAP: &[u8] = br#""type":"gap","#;
+const LEFT: &[u8] = br#""type":"left","#;
 
 /// A latency histogram: 1 µs to 10 minutes, 2 significant digits (1 %).
 pub fn histogram() -> Histogram<u32> {
@@ -139,6 +146,7 @@ impl Tally {
             gap_dropped: 0,
             gap_messages: 0,
             reopened: Vec::new(),
+            left: BTreeMap::new(),
         }
     }
 
@@ -172,6 +180,12 @@ impl Tally {
             let messages = count(&gap["kinds"]["all"]) + count(&gap["kinds"]["direct"]);
             self.gap_messages += messages;
             shared.dropped.fetch_add(messages, Ordering::Relaxed);
+        } else if b.starts_with(LEFT) {
+            let reason = serde_json::from_slice::<serde_json::Value>(p)
+                .ok()
+                .and_then(|v| v["reason"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unreadable".into());
+            *self.left.entry(reason).or_default() += 1;
         } else if b.starts_with(ERROR) {
             let code = serde_json::from_slice::<serde_json::Value>(p)
                 .ok()
@@ -194,11 +208,15 @@ impl Tally {
             return;
         };
         let i = i as usize;
-        if table.recipient.get(i).is_some_and(|&r| r != self.me) {
+        if table
+            .recipient
+            .get(i)
+            .is_some_and(|&r| r != self.me && r != EVERYONE)
+        {
             self.misrouted += 1;
         }
         if self.seen.is_empty() {
-            self.seen = vec![0; table.messages.div_ceil(64)];
+            self.seen = vec![0; table.messages.max(table.ids.len()).div_ceil(64)];
         }
         let (word, bit) = (i / 64, 1u64 << (i % 64));
         if self.seen[word] & bit != 0 {
@@ -209,11 +227,21 @@ impl Tally {
         self.unique += 1;
         self.unflushed += 1;
         self.last = Some(now);
+        if i >= table.messages {
+            return;
+        }
         let late = (now.saturating_duration_since(table.due(i)).as_micros() as u64).max(1);
         self.latency.saturating_record(late);
         if self.replaying {
             self.replay_latency.saturating_record(late);
         }
+    }
+
+    /// Whether message `i` (its index in the table) was received.
+    pub fn has(&self, i: usize) -> bool {
+        self.seen
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
     }
 
     /// Publishes the count of deliveries so far.
