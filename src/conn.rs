@@ -177,10 +177,12 @@ where
 {
     // Split before the future is made, so that it holds the two halves and not the stream.
     let (reader, writer) = writer::split(stream);
+    let spare = writer.another();
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
     async move {
         let _running = Running::new(&ctx.sessions, &ctx.session_ended);
-        session_halves(reader, writer, peer, ctx.clone(), progress).await
+        session_halves(reader, writer, peer, ctx.clone(), progress).await;
+        writer::linger(spare).await;
     }
 }
 

@@ -313,6 +313,53 @@ fn reserved_words_and_the_admins_name_in_any_case_are_refused() {
 }
 
 #[test]
+fn a_reader_that_writes_but_does_not_read_still_gets_its_close_code() {
+    let each = dyspatcher::config::MIN_MAILBOX_BYTES;
+    let server = start(|c| {
+        fast(c);
+        c.limits.mailbox_bytes = each;
+    });
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(2);
+        let (alice, _) = member(&server, "alice", &k[0], None).await;
+        let (mut bob, _) = member(&server, "bobby", &k[1], None).await;
+        // Alice does not read while bob floods her; she keeps writing (acks of nothing new).
+        // When the server closes her as too slow, her bytes are still arriving: dropping the
+        // connection at once would answer them with a reset, and her kernel would discard the
+        // close frame she has not read yet.
+        let (mut tx, mut rx) = alice.split();
+        let writing = smol::spawn(async move {
+            use async_tungstenite::tungstenite::Message;
+            let ack = json!({"type": "ack", "seq": 0}).to_string();
+            while tx.send(Message::text(ack.clone())).await.is_ok() {
+                smol::future::yield_now().await;
+            }
+        });
+        for i in 0..60 {
+            raw_send(&mut bob, fake_all(i, 24 * 1024)).await;
+        }
+        let away = next_of(&mut bob, "presence").await;
+        assert_eq!(away["state"], "away");
+        drop(writing);
+        let end = within(10, "alice's close", async {
+            use async_tungstenite::tungstenite::Message;
+            use futures_lite::StreamExt;
+            loop {
+                match rx.next().await {
+                    Some(Ok(Message::Close(f))) => return Ok(f.map(|f| u16::from(f.code))),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("end of stream".into()),
+                }
+            }
+        })
+        .await;
+        assert_eq!(end, Ok(Some(4002)));
+    });
+}
+
+#[test]
 fn kick_with_minutes_bans_until_then_and_unban_lifts_it() {
     let server = start(fast);
     smol::block_on(async {

@@ -27,6 +27,8 @@ const WRITE_INTERVAL: Duration = Duration::from_millis(5);
 const NOTICE_WAIT: Duration = Duration::from_millis(50);
 /// Most frames in one write.
 const MAX_BATCH: usize = 256;
+/// Longest a connection is kept, after its close frame, for the peer to close its side.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 pub async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
@@ -115,6 +117,11 @@ pub fn split<S>(stream: S) -> (Half<S>, Half<S>) {
 }
 
 impl<S> Half<S> {
+    /// A third handle on the same stream, for [`linger`] once the other two are gone.
+    pub fn another(&self) -> Self {
+        Self(self.0.clone())
+    }
+
     fn with<T>(&self, f: impl FnOnce(Pin<&mut S>) -> T) -> T
     where
         S: Unpin,
@@ -220,4 +227,23 @@ mod tests {
             assert!(!is_join_notice(&ws::text_frame(other)));
         }
     }
+}
+
+/// Ends a connection whose close frame was written: shuts the writing side (the peer reads the
+/// close frame, then the end of the stream) and reads and drops whatever the peer still sends
+/// until it closes too, or [`LINGER`] passed. Dropping a socket with unread bytes, or receiving
+/// bytes after it is dropped, makes the kernel answer with a reset, and a reset makes the peer's
+/// kernel discard what the peer had not read yet: the close frame and its code with it.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut half: Half<S>) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let _ = timeout(LINGER, async {
+        let _ = half.close().await;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = half.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
 }
