@@ -167,6 +167,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Half<S> {
     }
 }
 
+/// Ends a connection whose close frame was written: shuts the writing side (the peer reads the
+/// close frame, then the end of the stream) and reads and drops whatever the peer still sends
+/// until it closes too, or [`LINGER`] passed. Dropping a socket with unread bytes, or receiving
+/// bytes after it is dropped, makes the kernel answer with a reset, and a reset makes the peer's
+/// kernel discard what the peer had not read yet: the close frame and its code with it.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut half: Half<S>) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let _ = timeout(LINGER, async {
+        let _ = half.close().await;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = half.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,23 +246,4 @@ mod tests {
             assert!(!is_join_notice(&ws::text_frame(other)));
         }
     }
-}
-
-/// Ends a connection whose close frame was written: shuts the writing side (the peer reads the
-/// close frame, then the end of the stream) and reads and drops whatever the peer still sends
-/// until it closes too, or [`LINGER`] passed. Dropping a socket with unread bytes, or receiving
-/// bytes after it is dropped, makes the kernel answer with a reset, and a reset makes the peer's
-/// kernel discard what the peer had not read yet: the close frame and its code with it.
-pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut half: Half<S>) {
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    let _ = timeout(LINGER, async {
-        let _ = half.close().await;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = half.read(&mut buf).await {
-            if n == 0 {
-                return;
-            }
-        }
-    })
-    .await;
 }
