@@ -1,7 +1,8 @@
 //! The memory a flooder can pin: 200 away members, each sent more than its mailbox holds in
-//! distinct direct messages. The server (in this process, alone in this test binary) must stay
-//! within the bound for all mailboxes, read from /proc/self/status.
+//! distinct direct messages. The server (the real executable, in a child process) must stay
+//! within the bound for all mailboxes, read from /proc/PID/status.
 
+mod child;
 mod common;
 
 use base64::Engine;
@@ -10,14 +11,18 @@ use serde_json::json;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+fn rss_kib(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-async fn join(server: &TestServer, name: &str, key: &dyspatcher::crypto::Identity) -> Raw {
-    let mut ws = raw(server).await;
+async fn join(addr: &str, name: &str, key: &dyspatcher::crypto::Identity) -> Raw {
+    let tcp = smol::net::TcpStream::connect(addr).await.unwrap();
+    let mut ws = async_tungstenite::client_async(format!("ws://{addr}/ws"), tcp)
+        .await
+        .unwrap()
+        .0;
     let welcome = raw_join(&mut ws, name, key, key).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     ws
@@ -28,23 +33,37 @@ fn a_flooder_writing_to_200_away_members_pins_at_most_the_total() {
     const AWAY: usize = 200;
     const EACH: usize = dyspatcher::config::MIN_MAILBOX_BYTES;
     const TOTAL: usize = 16 * 1024 * 1024;
-    let server = start(|c| {
-        c.limits.rate_per_sec = 100_000;
-        c.limits.burst = 100_000;
-        c.limits.mailbox_bytes = EACH;
-        c.limits.mailbox_total = TOTAL;
-    });
+    let home = child::temp_dir("memory");
+    let (each, total) = (EACH.to_string(), TOTAL.to_string());
+    let admin = fixture("admin.pem");
+    let mut server = child::Child::start(
+        &[
+            "-p",
+            "0",
+            "--admin-private-key",
+            admin.to_str().unwrap(),
+            "--rate-limit",
+            "100000",
+            "--mailbox-bytes",
+            &each,
+            "--mailbox-total",
+            &total,
+        ],
+        &home,
+    );
+    let addr = server.addr();
+    server.wait_for("admin connected");
+    let pid = server.pid();
     smol::block_on(async {
-        server.admin_ready().await;
         let k = keys(AWAY + 1);
         let flooder = &k[AWAY];
-        let mut ws = join(&server, "flooder", flooder).await;
+        let mut ws = join(&addr, "flooder", flooder).await;
         // The members join and go. They never acknowledge anything (the joins of those after
         // them count in their mailboxes); the flooder acknowledges what it is told, as a client
         // must, or it would be the reader holding the most and be cut first.
         let mut away = Vec::new();
         for (i, key) in k[..AWAY].iter().enumerate() {
-            away.push(join(&server, &format!("away{i}"), key).await);
+            away.push(join(&addr, &format!("away{i}"), key).await);
         }
         drop(away);
         let mut gone = 0;
@@ -57,7 +76,7 @@ fn a_flooder_writing_to_200_away_members_pins_at_most_the_total() {
                 raw_send(&mut ws, json!({"type": "ack", "seq": seq}).to_string()).await;
             }
         }
-        let before = rss_kib();
+        let before = rss_kib(pid);
         // Each away member is sent 24 distinct messages of 32 KiB: 1.5 times its mailbox, and
         // 150 MiB in all against a bound of 16 MiB.
         let own = flooder.public().key_id().to_string();
@@ -92,7 +111,7 @@ fn a_flooder_writing_to_200_away_members_pins_at_most_the_total() {
             }
             raw_send(&mut ws, json!({"type": "ack", "seq": last_seq}).to_string()).await;
         }
-        let grown = rss_kib().saturating_sub(before) * 1024;
+        let grown = rss_kib(pid).saturating_sub(before) * 1024;
         let unbounded = AWAY * 24 * 32 * 1024;
         eprintln!(
             "RSS grew by {} KiB while {} KiB were sent ({} KiB would be kept unbounded)",
