@@ -279,10 +279,16 @@ pub async fn run(
             Line(Option<String>),
             Tick,
         }
+        // Woken only by a frame, a line, or a parked message's time running out: an idle
+        // prompt does not wake at all.
+        let due = endpoint.session.pending_due();
         let step = future::or(
             async { Step::Frame(frames.recv().await.ok()) },
             future::or(async { Step::Line(prompt.recv().await.ok()) }, async {
-                smol::Timer::after(Duration::from_secs(5)).await;
+                match due {
+                    Some(at) => drop(smol::Timer::at(at).await),
+                    None => future::pending::<()>().await,
+                }
                 Step::Tick
             }),
         )

@@ -722,6 +722,14 @@ impl Session {
         out
     }
 
+    /// When the oldest pending `@all` message is due to be given up on: call
+    /// [`Session::expire_pending`] then (nothing to do before, so no need to wake).
+    pub fn pending_due(&self) -> Option<Instant> {
+        self.pending
+            .front()
+            .map(|(t, _)| *t + PENDING_TTL + Duration::from_millis(1))
+    }
+
     /// Reports pending `@all` messages whose sender key never came. Call now and then.
     pub fn expire_pending(&mut self) -> Output {
         let mut out = Output::default();
