@@ -1,6 +1,7 @@
 // dyspatcher web client: the screens. Start (name, keys) → chat (members, conversation, composer).
 import * as c from './crypto.js';
-import { Chat, chatUrl, gapText, LEFT_REASONS, untilText } from './protocol.js';
+import { Chat, chatUrl, gapText, untilText } from './session.js';
+import { leftText } from './meaning.js';
 import { moderation } from './meaning.js';
 import * as store from './store.js';
 import { $, Conversation, download, exportFilename, renderMembers, shortId } from './ui.js';
@@ -417,7 +418,7 @@ const hooks = {
     else if (!again) app.conversation.notice(`${member.name} joined`);
   },
   left({ name, reason }) {
-    app.conversation.notice(`${name} ${LEFT_REASONS[reason] ?? 'left'}`, reason === 'left' ? 'info' : 'trouble');
+    app.conversation.notice(leftText(name, reason), reason === 'left' ? 'info' : 'trouble');
   },
   gap(gap) {
     app.conversation.notice(gapText(gap), 'trouble');

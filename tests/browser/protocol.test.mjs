@@ -3,7 +3,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as c from '../../assets/crypto.js';
-import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/protocol.js';
+import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/session.js';
 import { moderation } from '../../assets/meaning.js';
 
 let ids;
@@ -347,7 +347,7 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
     text: 'The admin does not let you in at the moment.', retry: false, kind: 'banned', until,
   });
   assert.match(closeMeaning(4005, { code: 'bad_name', message: 'the name admin is reserved' }).text, /the name admin is reserved/);
-  assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'join_timeout', message: 'too slow' }).retry, true);
   assert.match(closeMeaning(4005, { code: 'name_taken', message: 'the name alice is taken' }).text, /the name alice is taken/);
   // Exponential backoff with jitter, capped at 30 s.
   for (let attempt = 0; attempt < 12; attempt++) {

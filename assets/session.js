@@ -1,36 +1,31 @@
-// dyspatcher web client: the connection and the end-to-end protocol (docs/PROTOCOL.md, v2).
-// One Chat keeps the WebSocket alive (reconnecting with backoff and resuming the membership),
-// joins with proof of possession, acknowledges sequenced frames, seals and opens direct and @all
-// messages, and manages sender keys. Its session state (sender keys, receiving chains, seen ids,
-// last seq) outlives connections; `snapshot()`/`restore()` carry it across a reload.
-// It knows nothing of the DOM nor of storage: it reports to the `hooks` it is given.
+// dyspatcher web client: the end-to-end session (docs/PROTOCOL.md, v2), on top of the connection
+// (connection.js). It joins with proof of possession, resumes the membership, acknowledges
+// sequenced frames, seals and opens direct and @all messages, and manages sender keys. Its state
+// (sender keys, receiving chains, seen ids, last seq) outlives connections; `snapshot()` and
+// `restore()` carry it across a reload. It knows nothing of the DOM nor of storage: it reports to
+// the `hooks` it is given. The bounds on receiving chains come from the server's `welcome.limits`.
 import * as c from './crypto.js';
-import { backoffDelay, closeMeaning } from './meaning.js';
+import { Connection } from './connection.js';
+import { t } from './i18n/i18n.js';
 
 export { backoffDelay, chatUrl, closeMeaning, gapText, LEFT_REASONS, untilText } from './meaning.js';
 
 export const VERSION = 2;
-const MAX_SKIPPED = 1000; // kept message keys per receiving chain
-const MAX_JUMP = 2000; // largest forward jump in a receiving chain
+/** Until the welcome says otherwise (`limits`): kept message keys per receiving chain, ... */
+export const DEFAULT_LIMITS = { max_skipped: 1000, max_jump: 2000, max_chains_per_sender: 4 };
 const MAX_PENDING = 64; // @all messages waiting for their sender key
 const PENDING_TTL = 30_000; // how long they wait
 const RECENT_TTL = 10_000; // how long a sender keeps states to answer key requests
 const SKEW = 5 * 60_000; // accepted distance of `ts` from the corrected clock
 const SEEN_WINDOW = 10 * 60_000; // how long message ids are remembered
 const MAX_SENDER_KEY_ENTRIES = 256;
-const MAX_CHAINS_PER_SENDER = 3; // a sender's older chains still open messages in flight
 const MAX_FORMER = 64; // members gone, kept to check frames sent before they went
 const ACK_EVERY = 64; // frames between two acks
 const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
-const OUTBOX_MAX_BYTES = 1024 * 1024; // sent frames kept until the server confirms them
-const OFFLINE_RETRY = 30_000; // while the browser says it is offline, try this seldom
-const LEAVE_WAIT = 3000; // how long a leave waits for the server's close
 const SNAPSHOT_VERSION = 1;
 /** Frames the server numbers (`seq`) and keeps until acknowledged. */
 const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap']);
-const OPEN = 1; // WebSocket.OPEN, named here: Node (the unit tests) may have no WebSocket
-const CLOSED = 3; // WebSocket.CLOSED
 
 function freshSenderKey() {
   return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
@@ -38,7 +33,10 @@ function freshSenderKey() {
 
 const wireMember = (m) => ({ name: m.name, key_id: m.keyId, public_key: m.publicKey, admin: m.admin });
 
-export class Chat {
+/** A positive whole number from the welcome's limits, or the default. */
+const limit = (limits, name) => (Number.isSafeInteger(limits?.[name]) && limits[name] > 0 ? limits[name] : DEFAULT_LIMITS[name]);
+
+export class Chat extends Connection {
   /**
    * hooks: state({state, text, retryIn, kind, until, offline}), welcome(info), members(list),
    * message(m), rejected({fromName, reason}), joined(member, again), left({name, keyId, reason}),
@@ -50,16 +48,10 @@ export class Chat {
    * reload never loses a frame the server has forgotten.
    */
   constructor({ identity, name, url, hooks, state = null, save = null }) {
+    super({ url, hooks });
     this.identity = identity;
     this.name = name;
-    this.url = url;
-    this.hooks = hooks;
     this.save = save;
-    this.ws = null;
-    this.attempt = 0;
-    this.timer = null;
-    this.stopped = false;
-    this.queue = Promise.resolve();
     // The session: it survives reconnects; only a welcome that did not resume resets it.
     this.me = null;
     this.options = null;
@@ -76,9 +68,6 @@ export class Chat {
     this.requested = new Set();
     this.lastSeq = 0;
     this.resumable = false; // a membership exists to resume
-    this.outbox = []; // [{id, type, text}] sent, not yet confirmed by an ack or error
-    this.outboxBytes = 0;
-    this.resent = new Set(); // ids sent again after a resume
     this.restoredFromDevice = false;
     this.connReset();
     if (state) this.enqueue(() => this.restore(state));
@@ -87,105 +76,34 @@ export class Chat {
 
   /** Forgets what belongs to one connection. */
   connReset() {
-    this.refusal = null;
-    this.ending = null; // the notice before a close: kicked, banned, replaced
-    this.joined = false;
+    super.connReset();
     this.unacked = 0;
     this.unackedBytes = 0;
     clearTimeout(this.ackTimer);
     this.ackTimer = null;
   }
 
-  now() {
-    return Date.now() + this.offset;
-  }
-
-  // ------------------------------------------------------------ connection life
-
-  start() {
-    this.stopped = false;
-    this.open();
-  }
-
-  open() {
-    clearTimeout(this.timer);
-    this.timer = null;
-    this.connReset();
-    this.state('connecting', this.attempt ? 'Connecting again\u2026' : 'Connecting\u2026');
-    let ws;
-    try {
-      ws = new WebSocket(this.url);
-    } catch (e) {
-      this.closed(null, 1006);
-      return;
-    }
-    this.ws = ws;
-    ws.onmessage = (ev) => {
-      if (this.ws !== ws) return;
-      // Checked again when its turn comes: a newer connection may have replaced this one meanwhile.
-      this.enqueue(() => (this.ws === ws ? this.receive(ev.data) : undefined));
-    };
-    ws.onclose = (ev) => {
-      if (this.ws !== ws) return;
-      this.enqueue(() => this.closed(ws, ev.code));
-    };
-  }
-
-  /** Disconnects without leaving (the membership stays, away, for the grace period). */
-  stop(text = 'Disconnected.') {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.timer = null;
-    const ws = this.ws;
-    this.ws = null;
-    this.connReset();
-    if (ws) ws.close(1000);
-    this.state('closed', text, { kind: 'stopped' });
-  }
-
-  /** Ends the membership: everyone is told and rotates; resolves once the server closed (or 3 s). */
-  async leave() {
-    const ws = this.ws;
-    const joined = this.joined;
-    this.stopped = true;
+  left() {
     this.resumable = false;
     this.save = null;
-    clearTimeout(this.timer);
-    this.timer = null;
-    if (ws && joined && ws.readyState === OPEN) {
-      const gone = new Promise((res) => {
-        ws.addEventListener('close', res, { once: true });
-        setTimeout(res, LEAVE_WAIT);
-      });
-      ws.send(JSON.stringify({ type: 'leave' }));
-      await gone;
-    }
-    this.ws = null;
-    this.connReset();
-    if (ws && ws.readyState !== CLOSED) ws.close(1000);
-    const text = joined
-      ? 'You left the chat.'
-      : 'You left the chat. The connection was down, so the others see you go only when the server gives up your place.';
-    this.state('closed', text, { kind: 'left' });
-    return joined;
   }
 
-  /** Stops for good: no timers, no connection. */
   dispose() {
-    this.stopped = true;
-    this.save = null;
-    clearTimeout(this.timer);
     clearInterval(this.sweeper);
-    this.connReset();
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) ws.close(1000);
+    super.dispose();
   }
 
-  /** Connects again after a stop or a close that does not retry by itself (kick over, retry). */
-  retry() {
-    this.attempt = 0;
-    this.start();
+  forgetMembership() {
+    this.resumable = false;
+  }
+
+  /** Bound `name` of `welcome.limits` (or its default before a welcome). */
+  limit(name) {
+    return limit(this.limits, name);
+  }
+
+  now() {
+    return Date.now() + this.offset;
   }
 
   /**
@@ -201,96 +119,7 @@ export class Chat {
     });
   }
 
-  /** Skips the wait before the next attempt. */
-  reconnectNow() {
-    if (this.stopped || !this.timer) return;
-    this.open();
-  }
 
-  closed(ws, code) {
-    if (ws && this.ws !== ws) return;
-    this.ws = null;
-    const { refusal, ending } = this;
-    this.connReset();
-    // A refused join ends the connection whatever close code arrives (or fails to).
-    const meaning = closeMeaning(refusal ? 4005 : ending?.code === 'replaced' ? 4006 : code, refusal, ending);
-    if (this.stopped) return;
-    if (!meaning.retry) {
-      this.stopped = true;
-      if (meaning.kind === 'kicked' || meaning.kind === 'banned') this.resumable = false;
-      this.state('closed', meaning.text, { code, refusal, kind: meaning.kind, until: meaning.until });
-      return;
-    }
-    if (globalThis.navigator?.onLine === false) {
-      // No attempt while the device is offline; the page's `online` event calls reconnectNow().
-      this.timer = setTimeout(() => this.open(), OFFLINE_RETRY);
-      this.state('reconnecting', `${meaning.text} You are offline.`, { code, retryIn: OFFLINE_RETRY, offline: true });
-      return;
-    }
-    const delay = backoffDelay(this.attempt++);
-    this.timer = setTimeout(() => this.open(), delay);
-    this.state('reconnecting', meaning.text, { code, retryIn: delay });
-  }
-
-  state(state, text, extra = {}) {
-    this.hooks.state?.({ state, text, ...extra });
-  }
-
-  /** Runs `task` after everything queued before it; resolves or rejects with its result. */
-  enqueue(task) {
-    const result = this.queue.then(task);
-    this.queue = result.catch((e) => console.error('dyspatcher:', e));
-    return result;
-  }
-
-  /**
-   * Sends a connection-level message (join, ack); false when the connection is closing: the next
-   * connection joins and acknowledges afresh.
-   */
-  send(msg) {
-    if (!this.ws || this.ws.readyState !== OPEN) return false;
-    this.ws.send(JSON.stringify(msg));
-    return true;
-  }
-
-  /** Sends a message the server confirms later; it is kept until then and sent again after a resume. */
-  transmit(msg) {
-    const text = JSON.stringify(msg);
-    this.outbox.push({ id: msg.id ?? null, type: msg.type, text });
-    this.outboxBytes += text.length;
-    while (this.outboxBytes > OUTBOX_MAX_BYTES && this.outbox.length > 1) {
-      this.outboxBytes -= this.outbox.shift().text.length;
-    }
-    if (this.ws && this.ws.readyState === OPEN) this.ws.send(text);
-  }
-
-  /** The server answered `id`: it handled everything sent before it on the connection too. */
-  confirm(id) {
-    const at = this.outbox.findIndex((e) => e.id === id);
-    if (at < 0) return;
-    for (const e of this.outbox.splice(0, at + 1)) this.outboxBytes -= e.text.length;
-  }
-
-  /** After a welcome: what the server may not have got is sent again, with the same ids. */
-  resend(resumed) {
-    let entries = this.outbox;
-    if (!resumed) {
-      // A new membership: everyone forgot our old sender key, so @all under it cannot be opened.
-      for (const e of entries) {
-        if (e.type === 'all') {
-          this.hooks.refused?.({ id: e.id, code: 'lost', message: 'the connection dropped before the server took it; send it again' });
-        }
-      }
-      entries = entries.filter((e) => e.type === 'direct');
-      this.outbox = entries;
-      this.outboxBytes = entries.reduce((a, e) => a + e.text.length, 0);
-    }
-    if (!this.ws || this.ws.readyState !== OPEN) return;
-    for (const e of entries) {
-      if (e.id) this.resent.add(e.id);
-      this.ws.send(e.text);
-    }
-  }
 
   // ------------------------------------------------------------ sequence numbers and acks
 
@@ -396,7 +225,7 @@ export class Chat {
 
   async onChallenge(msg) {
     if (msg.version !== VERSION) {
-      this.refusal = { code: 'version', message: `the server speaks protocol version ${msg.version}, this page speaks ${VERSION}.` };
+      this.refusal = { code: 'version', message: t('refuse.version', { theirs: msg.version, ours: VERSION }) };
       this.ws?.close(4005);
       return;
     }
@@ -451,7 +280,7 @@ export class Chat {
     this.hooks.welcome?.({ me: this.me, options: this.options, limits: this.limits, resumed, restored: this.restoredFromDevice });
     this.restoredFromDevice = false;
     this.hooks.members?.(this.memberList());
-    this.state('connected', `Connected as ${this.me.name}.`);
+    this.state('connected', t('conn.connected_as', { name: this.me.name }));
     this.resend(resumed);
     await this.persist();
   }
@@ -465,12 +294,12 @@ export class Chat {
   async addPeer(member) {
     try {
       const peer = await c.importPeer(member.public_key);
-      if (peer.keyId !== member.key_id) throw new Error('key ID does not match the public key');
+      if (peer.keyId !== member.key_id) throw new Error(t('reject.key_id_mismatch'));
       const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin, publicKey: member.public_key };
       this.peers.set(member.key_id, { member: entry, ...peer });
       return true;
     } catch {
-      this.hooks.rejected?.({ fromName: String(member?.name), reason: 'the server announced an unusable public key for this member' });
+      this.hooks.rejected?.({ fromName: String(member?.name), reason: t('reject.unusable_key') });
       return false;
     }
   }
@@ -548,7 +377,7 @@ export class Chat {
 
   sender(from) {
     const peer = this.peers.get(from?.key_id) ?? this.former.get(from?.key_id);
-    if (!peer) throw new Error('the sender is not a known member');
+    if (!peer) throw new Error(t('reject.unknown_sender'));
     return peer;
   }
 
@@ -559,7 +388,7 @@ export class Chat {
   isFresh(id, ts) {
     const now = this.now();
     if (!Number.isSafeInteger(ts) || Math.abs(ts - now) > SKEW) {
-      throw new Error('its time is too far from the server\u2019s clock (stale or replayed)');
+      throw new Error(t('reject.stale'));
     }
     this.forgetSeen(now);
     if (this.seen.has(id)) return false;
@@ -595,16 +424,16 @@ export class Chat {
     try {
       const peer = this.sender(msg.from);
       const signed = c.canonical.direct(msg, msg.from.key_id);
-      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error('its signature does not verify');
+      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) {
-        throw new Error('it is addressed to someone else');
+        throw new Error(t('reject.not_for_you'));
       }
       if (!this.isFresh(msg.id, msg.ts)) return;
       const key = await c.unwrap(this.identity, msg.key).catch(() => {
-        throw new Error('its key cannot be unwrapped with your private key');
+        throw new Error(t('reject.unwrap'));
       });
       const text = await c.open(key, msg.iv, msg.ciphertext).catch(() => {
-        throw new Error('its content does not decrypt');
+        throw new Error(t('reject.decrypt'));
       });
       const to = { kind: 'direct', keyId: msg.to, name: this.nameOf(msg.to) };
       this.hooks.message?.(this.opened(msg, to, text));
@@ -617,7 +446,7 @@ export class Chat {
     try {
       const peer = this.sender(msg.from);
       const signed = c.canonical.all(msg, msg.from.key_id);
-      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error('its signature does not verify');
+      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (!this.chains.has(`${msg.from.key_id} ${msg.skid}`)) return this.park(msg);
       if (!this.isFresh(msg.id, msg.ts)) return undefined;
       const text = await this.openAll(msg);
@@ -631,17 +460,17 @@ export class Chat {
   async openAll(msg) {
     const chain = this.chains.get(`${msg.from.key_id} ${msg.skid}`);
     const n = msg.n;
-    if (!Number.isInteger(n) || n < 0) throw new Error('its chain index is invalid');
+    if (!Number.isInteger(n) || n < 0) throw new Error(t('reject.chain_index'));
     let mk;
     if (n < chain.n) {
       mk = chain.skipped.get(n);
-      if (!mk) throw new Error('its message key was already used or is too old');
+      if (!mk) throw new Error(t('reject.used_key'));
       chain.skipped.delete(n);
     } else {
-      if (n - chain.n > MAX_JUMP) throw new Error('its chain index jumps too far ahead');
+      if (n - chain.n > this.limit('max_jump')) throw new Error(t('reject.jump'));
       while (chain.n < n) {
         const step = await c.chainStep(chain.ck);
-        if (chain.skipped.size >= MAX_SKIPPED) chain.skipped.delete(chain.skipped.keys().next().value);
+        if (chain.skipped.size >= this.limit('max_skipped')) chain.skipped.delete(chain.skipped.keys().next().value);
         chain.skipped.set(chain.n, step.mk);
         chain.ck = step.next;
         chain.n += 1;
@@ -652,7 +481,7 @@ export class Chat {
       chain.n += 1;
     }
     return c.open(mk, msg.iv, msg.ciphertext).catch(() => {
-      throw new Error('its content does not decrypt');
+      throw new Error(t('reject.decrypt'));
     });
   }
 
@@ -660,7 +489,7 @@ export class Chat {
     this.expirePending();
     if (this.pending.length >= MAX_PENDING) {
       const dropped = this.pending.shift();
-      this.reject(dropped.msg, 'too many messages were waiting for sender keys');
+      this.reject(dropped.msg, t('reject.too_many_waiting'));
     }
     const chainId = `${msg.from.key_id} ${msg.skid}`;
     if (!this.requested.has(chainId) && this.peers.has(msg.from.key_id)) {
@@ -674,7 +503,7 @@ export class Chat {
     const now = Date.now();
     while (this.pending.length && now - this.pending[0].t > PENDING_TTL) {
       const { msg } = this.pending.shift();
-      this.reject(msg, 'the sender\u2019s key never came, so the message cannot be opened');
+      this.reject(msg, t('reject.key_never_came'));
     }
     // A later message under a chain whose key never came may ask again.
     const waiting = new Set(this.pending.map((p) => `${p.msg.from.key_id} ${p.msg.skid}`));
@@ -685,12 +514,12 @@ export class Chat {
     try {
       const peer = this.sender(msg.from);
       const signed = c.canonical.senderKey(msg, msg.from.key_id);
-      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error('its signature does not verify');
-      if (!Number.isInteger(msg.n) || msg.n < 0 || msg.n >= 2 ** 32) throw new Error('its chain index is invalid');
+      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
+      if (!Number.isInteger(msg.n) || msg.n < 0 || msg.n >= 2 ** 32) throw new Error(t('reject.chain_index'));
       const ck = await c.unwrap(this.identity, msg.wrapped).catch(() => {
-        throw new Error('it cannot be unwrapped with your private key');
+        throw new Error(t('reject.sender_key_unwrap'));
       });
-      if ((await c.sha256hex(ck)) !== msg.commitment) throw new Error('the key does not match its commitment');
+      if ((await c.sha256hex(ck)) !== msg.commitment) throw new Error(t('reject.commitment'));
       const chainId = `${msg.from.key_id} ${msg.skid}`;
       // A chain already held is kept: it derives any later state itself, and replacing it
       // with an earlier one would bring back used message keys.
@@ -700,14 +529,14 @@ export class Chat {
       }
       await this.releasePending(msg.from.key_id, msg.skid);
     } catch (e) {
-      this.reject(msg, `a sender key was refused: ${e.message}`);
+      this.reject(msg, t('reject.sender_key', { reason: e.message }));
     }
   }
 
   /** Keeps the newest few chains of a sender: older ones were rotated away. */
   forgetOldChains(sender) {
     const ids = [...this.chains.keys()].filter((id) => id.startsWith(`${sender} `));
-    for (const id of ids.slice(0, -MAX_CHAINS_PER_SENDER)) this.chains.delete(id);
+    for (const id of ids.slice(0, -this.limit('max_chains_per_sender'))) this.chains.delete(id);
   }
 
   async releasePending(sender, skid) {
@@ -728,10 +557,10 @@ export class Chat {
   // ------------------------------------------------------------ outgoing
 
   checkText(text) {
-    if (!text.trim()) throw new Error('The message is empty.');
+    if (!text.trim()) throw new Error(t('send.empty'));
     const max = this.limits?.max_text ?? 32768;
     const size = c.utf8(text).length;
-    if (size > max) throw new Error(`The message is too long: ${size} bytes, at most ${max}.`);
+    if (size > max) throw new Error(t('send.too_long', { size, max }));
   }
 
   /** Seals and sends a direct message; resolves to the shown record. */
@@ -746,9 +575,9 @@ export class Chat {
 
   async sealDirect(toKeyId, text) {
     this.checkText(text);
-    if (!this.joined) throw new Error('Not connected.');
+    if (!this.joined) throw new Error(t('send.not_connected'));
     const peer = this.peers.get(toKeyId);
-    if (!peer) throw new Error('This member is no longer here.');
+    if (!peer) throw new Error(t('send.gone'));
     const key = c.randomBytes(32);
     const { iv, ciphertext } = await c.seal(key, text);
     const keys = { [toKeyId]: await c.wrap(peer.wrapKey, key) };
@@ -762,8 +591,8 @@ export class Chat {
 
   async sealAll(text) {
     this.checkText(text);
-    if (!this.joined) throw new Error('Not connected.');
-    if (this.options.disable_all && !this.me.admin) throw new Error('@all is disabled on this server.');
+    if (!this.joined) throw new Error(t('send.not_connected'));
+    if (this.options.disable_all && !this.me.admin) throw new Error(t('send.all_disabled'));
     const own = this.own;
     const lacking = [...this.peers.keys()].filter(
       (k) => (k !== this.identity.keyId || this.otherEndpoint) && !own.given.has(k),
