@@ -7,31 +7,27 @@
 import * as c from './crypto.js';
 import { Connection } from './connection.js';
 import { t } from './i18n/i18n.js';
+import { Outgoing } from './sealing.js';
+import { SenderKeys } from './senderkeys.js';
+import { Snapshots } from './snapshot.js';
 
 export { backoffDelay, chatUrl, closeMeaning, gapText, LEFT_REASONS, untilText } from './meaning.js';
 
 export const VERSION = 2;
 /** Until the welcome says otherwise (`limits`): kept message keys per receiving chain, ... */
 export const DEFAULT_LIMITS = { max_skipped: 1000, max_jump: 2000, max_chains_per_sender: 4 };
-const MAX_PENDING = 64; // @all messages waiting for their sender key
-const PENDING_TTL = 30_000; // how long they wait
-const RECENT_TTL = 10_000; // how long a sender keeps states to answer key requests
 const SKEW = 5 * 60_000; // accepted distance of `ts` from the corrected clock
 const SEEN_WINDOW = 10 * 60_000; // how long message ids are remembered
-const MAX_SENDER_KEY_ENTRIES = 256;
 const MAX_FORMER = 64; // members gone, kept to check frames sent before they went
 const ACK_EVERY = 64; // frames between two acks
 const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
-const SNAPSHOT_VERSION = 1;
 /** Frames the server numbers (`seq`) and keeps until acknowledged. */
 const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap']);
 
-function freshSenderKey() {
+export function freshSenderKey() {
   return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
 }
-
-const wireMember = (m) => ({ name: m.name, key_id: m.keyId, public_key: m.publicKey, admin: m.admin });
 
 /** A positive whole number from the welcome's limits, or the default. */
 const limit = (limits, name) => (Number.isSafeInteger(limits?.[name]) && limits[name] > 0 ? limits[name] : DEFAULT_LIMITS[name]);
@@ -457,260 +453,11 @@ export class Chat extends Connection {
     return undefined;
   }
 
-  async openAll(msg) {
-    const chain = this.chains.get(`${msg.from.key_id} ${msg.skid}`);
-    const n = msg.n;
-    if (!Number.isInteger(n) || n < 0) throw new Error(t('reject.chain_index'));
-    let mk;
-    if (n < chain.n) {
-      mk = chain.skipped.get(n);
-      if (!mk) throw new Error(t('reject.used_key'));
-      chain.skipped.delete(n);
-    } else {
-      if (n - chain.n > this.limit('max_jump')) throw new Error(t('reject.jump'));
-      while (chain.n < n) {
-        const step = await c.chainStep(chain.ck);
-        if (chain.skipped.size >= this.limit('max_skipped')) chain.skipped.delete(chain.skipped.keys().next().value);
-        chain.skipped.set(chain.n, step.mk);
-        chain.ck = step.next;
-        chain.n += 1;
-      }
-      const step = await c.chainStep(chain.ck);
-      mk = step.mk;
-      chain.ck = step.next;
-      chain.n += 1;
-    }
-    return c.open(mk, msg.iv, msg.ciphertext).catch(() => {
-      throw new Error(t('reject.decrypt'));
-    });
-  }
+}
 
-  park(msg) {
-    this.expirePending();
-    if (this.pending.length >= MAX_PENDING) {
-      const dropped = this.pending.shift();
-      this.reject(dropped.msg, t('reject.too_many_waiting'));
-    }
-    const chainId = `${msg.from.key_id} ${msg.skid}`;
-    if (!this.requested.has(chainId) && this.peers.has(msg.from.key_id)) {
-      this.requested.add(chainId);
-      this.transmit({ type: 'key_request', to: msg.from.key_id, skid: msg.skid, n: msg.n });
-    }
-    this.pending.push({ t: Date.now(), msg });
-  }
-
-  expirePending() {
-    const now = Date.now();
-    while (this.pending.length && now - this.pending[0].t > PENDING_TTL) {
-      const { msg } = this.pending.shift();
-      this.reject(msg, t('reject.key_never_came'));
-    }
-    // A later message under a chain whose key never came may ask again.
-    const waiting = new Set(this.pending.map((p) => `${p.msg.from.key_id} ${p.msg.skid}`));
-    for (const id of this.requested) if (!waiting.has(id)) this.requested.delete(id);
-  }
-
-  async onSenderKey(msg) {
-    try {
-      const peer = this.sender(msg.from);
-      const signed = c.canonical.senderKey(msg, msg.from.key_id);
-      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
-      if (!Number.isInteger(msg.n) || msg.n < 0 || msg.n >= 2 ** 32) throw new Error(t('reject.chain_index'));
-      const ck = await c.unwrap(this.identity, msg.wrapped).catch(() => {
-        throw new Error(t('reject.sender_key_unwrap'));
-      });
-      if ((await c.sha256hex(ck)) !== msg.commitment) throw new Error(t('reject.commitment'));
-      const chainId = `${msg.from.key_id} ${msg.skid}`;
-      // A chain already held is kept: it derives any later state itself, and replacing it
-      // with an earlier one would bring back used message keys.
-      if (!this.chains.has(chainId)) {
-        this.chains.set(chainId, { ck, n: msg.n, skipped: new Map() });
-        this.forgetOldChains(msg.from.key_id);
-      }
-      await this.releasePending(msg.from.key_id, msg.skid);
-    } catch (e) {
-      this.reject(msg, t('reject.sender_key', { reason: e.message }));
-    }
-  }
-
-  /** Keeps the newest few chains of a sender: older ones were rotated away. */
-  forgetOldChains(sender) {
-    const ids = [...this.chains.keys()].filter((id) => id.startsWith(`${sender} `));
-    for (const id of ids.slice(0, -this.limit('max_chains_per_sender'))) this.chains.delete(id);
-  }
-
-  async releasePending(sender, skid) {
-    const ready = this.pending.filter((p) => p.msg.from.key_id === sender && p.msg.skid === skid);
-    this.pending = this.pending.filter((p) => !ready.includes(p));
-    this.requested.delete(`${sender} ${skid}`);
-    for (const p of ready) await this.onAll(p.msg);
-  }
-
-  async onKeyRequest(msg) {
-    const from = msg.from?.key_id;
-    if (msg.skid !== this.own.skid || !this.peers.has(from)) return;
-    const now = Date.now();
-    const state = this.own.recent.find((r) => r.n === msg.n && now - r.t <= RECENT_TTL);
-    if (state) await this.distribute([from], state.n, state.ck);
-  }
-
-  // ------------------------------------------------------------ outgoing
-
-  checkText(text) {
-    if (!text.trim()) throw new Error(t('send.empty'));
-    const max = this.limits?.max_text ?? 32768;
-    const size = c.utf8(text).length;
-    if (size > max) throw new Error(t('send.too_long', { size, max }));
-  }
-
-  /** Seals and sends a direct message; resolves to the shown record. */
-  sendDirect(toKeyId, text) {
-    return this.enqueue(() => this.sealDirect(toKeyId, text));
-  }
-
-  /** Seals and sends an @all message (sender keys first); resolves to the shown record. */
-  sendAll(text) {
-    return this.enqueue(() => this.sealAll(text));
-  }
-
-  async sealDirect(toKeyId, text) {
-    this.checkText(text);
-    if (!this.joined) throw new Error(t('send.not_connected'));
-    const peer = this.peers.get(toKeyId);
-    if (!peer) throw new Error(t('send.gone'));
-    const key = c.randomBytes(32);
-    const { iv, ciphertext } = await c.seal(key, text);
-    const keys = { [toKeyId]: await c.wrap(peer.wrapKey, key) };
-    if (toKeyId !== this.identity.keyId) keys[this.identity.keyId] = await c.wrap(this.identity.wrapKey, key);
-    const msg = { type: 'direct', id: c.randomId(), ts: this.now(), to: toKeyId, iv, ciphertext, keys };
-    msg.signature = await c.sign(this.identity, c.canonical.direct(msg, this.identity.keyId));
-    this.seen.set(msg.id, this.now());
-    this.transmit(msg);
-    return this.ownRecord(msg, { kind: 'direct', keyId: toKeyId, name: peer.member.name }, text);
-  }
-
-  async sealAll(text) {
-    this.checkText(text);
-    if (!this.joined) throw new Error(t('send.not_connected'));
-    if (this.options.disable_all && !this.me.admin) throw new Error(t('send.all_disabled'));
-    const own = this.own;
-    const lacking = [...this.peers.keys()].filter(
-      (k) => (k !== this.identity.keyId || this.otherEndpoint) && !own.given.has(k),
-    );
-    await this.distribute(lacking, own.n, own.ck);
-    lacking.forEach((k) => own.given.add(k));
-    const { mk, next } = await c.chainStep(own.ck);
-    const { iv, ciphertext } = await c.seal(mk, text);
-    const msg = { type: 'all', id: c.randomId(), ts: this.now(), skid: own.skid, n: own.n, iv, ciphertext };
-    msg.signature = await c.sign(this.identity, c.canonical.all(msg, this.identity.keyId));
-    this.seen.set(msg.id, this.now());
-    const t = Date.now();
-    own.recent = own.recent.filter((r) => t - r.t <= RECENT_TTL).slice(-31);
-    own.recent.push({ n: own.n, ck: own.ck, t });
-    own.ck = next;
-    own.n += 1;
-    // The used chain state is on the device before the message leaves: a reload never reuses it.
-    await this.persist();
-    this.transmit(msg);
-    return this.ownRecord(msg, { kind: 'all' }, text);
-  }
-
-  /** Sends chain state (n, ck) of our sender key to `keyIds`, one signature for all. */
-  async distribute(keyIds, n, ck) {
-    if (!keyIds.length) return;
-    const own = this.own;
-    const commitment = await c.sha256hex(ck);
-    if (!own.signed || own.signed.n !== n || own.signed.commitment !== commitment) {
-      const text = c.canonical.senderKey({ skid: own.skid, n, commitment }, this.identity.keyId);
-      own.signed = { n, commitment, signature: await c.sign(this.identity, text) };
-    }
-    for (let i = 0; i < keyIds.length; i += MAX_SENDER_KEY_ENTRIES) {
-      const keys = {};
-      for (const k of keyIds.slice(i, i + MAX_SENDER_KEY_ENTRIES)) {
-        const peer = this.peers.get(k);
-        if (peer) keys[k] = await c.wrap(peer.wrapKey, ck);
-      }
-      this.transmit({ type: 'sender_key', skid: own.skid, n, commitment, signature: own.signed.signature, keys });
-    }
-  }
-
-  ownRecord(msg, to, text) {
-    return {
-      id: msg.id,
-      ts: msg.ts,
-      from: { name: this.me.name, keyId: this.identity.keyId, admin: this.me.admin },
-      to,
-      text,
-      via: this.me.admin && this.otherEndpoint ? 'web' : null,
-      own: true,
-      local: true,
-    };
-  }
-
-  // ------------------------------------------------------------ across reloads
-
-  /** The session state as plain JSON: what a reload needs to resume and open what comes. */
-  snapshot() {
-    const b64 = c.b64encode;
-    const own = this.own;
-    const t = Date.now();
-    this.forgetSeen();
-    const members = (map, former) => [...map.values()].map((p) => ({ ...wireMember(p.member), former }));
-    return {
-      v: SNAPSHOT_VERSION,
-      savedAt: t,
-      lastSeq: this.lastSeq,
-      own: {
-        skid: own.skid,
-        ck: b64(own.ck),
-        n: own.n,
-        given: [...own.given],
-        recent: own.recent.filter((r) => t - r.t <= RECENT_TTL).map((r) => ({ n: r.n, ck: b64(r.ck), t: r.t })),
-      },
-      chains: [...this.chains].map(([id, ch]) => [id, { ck: b64(ch.ck), n: ch.n, skipped: [...ch.skipped].map(([n, mk]) => [n, b64(mk)]) }]),
-      seen: [...this.seen],
-      members: [...members(this.peers, false), ...members(this.former, true)],
-      away: [...this.away],
-      pending: this.pending.map((p) => ({ t: p.t, msg: p.msg })),
-    };
-  }
-
-  /** Continues from a `snapshot()`; anything unreadable leaves a fresh session. */
-  async restore(state) {
-    if (!state || state.v !== SNAPSHOT_VERSION) return;
-    const b = c.b64decode;
-    try {
-      const own = {
-        skid: String(state.own.skid),
-        ck: b(state.own.ck),
-        n: Number(state.own.n) || 0,
-        given: new Set(state.own.given),
-        recent: (state.own.recent || []).map((r) => ({ n: r.n, ck: b(r.ck), t: r.t })),
-        signed: null,
-      };
-      const chains = new Map(
-        state.chains.map(([id, ch]) => [id, { ck: b(ch.ck), n: ch.n, skipped: new Map(ch.skipped.map(([n, mk]) => [n, b(mk)])) }]),
-      );
-      const peers = new Map();
-      const former = new Map();
-      for (const m of state.members || []) {
-        const peer = await c.importPeer(m.public_key).catch(() => null);
-        if (!peer || peer.keyId !== m.key_id) continue;
-        const entry = { name: String(m.name), keyId: m.key_id, admin: !!m.admin, publicKey: m.public_key };
-        (m.former ? former : peers).set(m.key_id, { member: entry, ...peer });
-      }
-      this.own = own;
-      this.chains = chains;
-      this.peers = peers;
-      this.former = former;
-      this.away = new Set(state.away || []);
-      this.seen = new Map(state.seen);
-      this.pending = (state.pending || []).slice(-MAX_PENDING);
-      this.lastSeq = Number.isSafeInteger(state.lastSeq) ? state.lastSeq : 0;
-      this.resumable = true;
-      this.restoredFromDevice = true;
-    } catch (e) {
-      console.warn('dyspatcher: the kept state is unreadable; starting afresh:', e);
-    }
+// The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
+for (const part of [SenderKeys, Outgoing, Snapshots]) {
+  for (const name of Object.getOwnPropertyNames(part.prototype)) {
+    if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }
 }

@@ -100,3 +100,9 @@ export const timeText = (d) => d.toLocaleTimeString(language().tag, { hour: '2-d
 export const fullTimeText = (d) => d.toLocaleString(language().tag, { dateStyle: 'long', timeStyle: 'medium' });
 /** "Thursday 3 December" in the user's language, for date separators. */
 export const dateText = (d) => d.toLocaleDateString(language().tag, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+
+/** `t(key)` as nodes, with the `{slot}` placeholder replaced by `node` (a coloured name, say). */
+export function tNodes(key, slot, node, params = {}) {
+  const [before, after = ''] = t(key, { ...params, [slot]: '\u0001' }).split('\u0001');
+  return [before, node, after].filter((x) => x !== '');
+}

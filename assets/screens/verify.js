@@ -1,7 +1,7 @@
 // dyspatcher web client: the verify screen. Both key IDs in groups of 4, the safety code (the
 // same on both sides), your key ID as a QR code drawn here, a scan of theirs where the browser
 // has BarcodeDetector and a camera, and the "verified" mark kept on this device.
-import { t } from '../i18n/i18n.js';
+import { t, tNodes } from '../i18n/i18n.js';
 import { colour, identicon } from '../identicon.js';
 import { drawQr } from '../qr.js';
 import { emit, member, S } from '../state.js';
@@ -16,7 +16,7 @@ export async function showVerify(keyId) {
   if (!m || !S.me) return;
   S.verifying = keyId;
   const name = m.name;
-  $('verify-title').replaceChildren(t('verify.title', { name: '' }).trim(), ' ', colour(el('span', { text: name }), keyId));
+  $('verify-title').replaceChildren(...tNodes('verify.title', 'name', colour(el('span', { text: name }), keyId)));
   $('verify-icon').replaceChildren(identicon(keyId, 36));
   $('verify-intro').textContent = t('verify.intro', { name });
   const changed = changedFrom(keyId);

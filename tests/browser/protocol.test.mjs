@@ -599,3 +599,42 @@ test('the admin\'s typed commands become moderate messages, with usage for mista
   assert.equal(moderation('hello /kick'), null);
   assert.equal(moderation('/dance'), null);
 });
+
+test('the bounds of receiving chains come from the welcome\u2019s limits', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  // Before a welcome says otherwise: the defaults (the server's own values).
+  const fresh = new Chat({ identity: ids.alice, name: 'alice', url: 'ws://unused', hooks: {} });
+  clearInterval(fresh.sweeper);
+  assert.deepEqual([fresh.limit('max_jump'), fresh.limit('max_skipped'), fresh.limit('max_chains_per_sender')], [2000, 1000, 4]);
+  // A welcome with smaller bounds: a jump of 11 is refused, 10 is not.
+  await relay.welcome(bobby, true, { limits: { max_text: 32768, max_jump: 10, max_skipped: 5, max_chains_per_sender: 2 } });
+  await alice.sendAll('zero');
+  await relay.deliver();
+  const lost = async (n) => {
+    for (let i = 0; i < n; i++) {
+      await alice.sendAll('lost');
+      relay.queue.length = 0; // never delivered
+    }
+  };
+  await lost(10); // bobby holds n = 1: a jump of 10
+  await alice.sendAll('ten ahead');
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['zero', 'ten ahead']);
+  assert.equal([...bobby.chains.values()][0].skipped.size, 5, 'skipped keys bounded by max_skipped');
+  await lost(11);
+  await alice.sendAll('eleven ahead');
+  await relay.deliver();
+  assert.match(bobby.events.rejected.at(-1).reason, /jumps too far ahead/);
+  // Rotations: only the newest 2 chains of a sender are kept.
+  for (const word of ['a', 'b', 'c']) {
+    alice.own = { ...alice.own, skid: c.randomId(), n: 0, given: new Set(), recent: [], signed: null, ck: c.randomBytes(32) };
+    await alice.sendAll(word);
+    await relay.deliver();
+  }
+  assert.equal([...bobby.chains.keys()].filter((k) => k.startsWith(alice.identity.keyId)).length, 2);
+  // Nonsense limits fall back to the defaults.
+  await relay.welcome(bobby, true, { limits: { max_jump: -1, max_skipped: 'x' } });
+  assert.deepEqual([bobby.limit('max_jump'), bobby.limit('max_skipped')], [2000, 1000]);
+});
