@@ -205,8 +205,16 @@ export function seenOpen() {
 
 // ------------------------------------------------------------ history and export
 
+const FLUSH_AFTER = 300; // ms: changes to the history are written together, soon
+
+let flushTimer = null;
 function remember(key) {
-  if (keeps()) dirty.add(key);
+  if (!keeps()) return;
+  dirty.add(key);
+  flushTimer ||= setTimeout(() => {
+    flushTimer = null;
+    flushHistory();
+  }, FLUSH_AFTER);
 }
 
 /** Writes the conversations changed since last time (before the state that saw them is acked). */
