@@ -52,7 +52,8 @@ export function renderList(onPick) {
   if (!S.me) return;
   const items = [];
   const all = S.conversations.get('all');
-  items.push(
+  // Without @all (--disable-all), Everyone is listed only once the admin wrote there.
+  if (canWriteAll() || all?.records.some((r) => !r.event)) items.push(
     item({
       key: 'all',
       label: t('list.everyone'),
@@ -114,5 +115,4 @@ export function renderList(onPick) {
   for (const btn of $('member-list').querySelectorAll('.member')) {
     btn.addEventListener('click', () => onPick(btn.dataset.key));
   }
-  if (!canWriteAll()) $('member-list').querySelector('.member.all')?.classList.add('readonly');
 }

@@ -1,9 +1,9 @@
 // dyspatcher web client: the start screen. A name, keys (made here, loaded from files, or
 // remembered), "Remember me", and Connect; a refused join comes back here with its reason.
 import * as c from '../crypto.js';
-import { t } from '../i18n/i18n.js';
+import { t, tNodes } from '../i18n/i18n.js';
 import { S } from '../state.js';
-import { $, download, shortId } from '../ui.js';
+import { $, download, el, shortId } from '../ui.js';
 
 const NAME_RE = /^[a-z0-9]{4,15}$/;
 const GENERATED_BITS = 4096;
@@ -122,8 +122,8 @@ function toggleOwnKeys() {
 export function showInsecure() {
   $('join').hidden = true;
   $('insecure').hidden = false;
-  $('insecure-body').textContent = t('insecure.body', { origin: location.origin });
-  $('insecure-then').textContent = t('insecure.then', { url: `https://${location.hostname}:8443/` });
+  $('insecure-body').replaceChildren(...tNodes('insecure.body', 'origin', el('strong', { id: 'insecure-origin', text: location.origin })));
+  $('insecure-then').replaceChildren(...tNodes('insecure.then', 'url', el('strong', { id: 'insecure-https', text: `https://${location.hostname}:8443/` })));
 }
 
 /** Texts that depend on the state, written again after a change of language. */

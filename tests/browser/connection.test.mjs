@@ -128,14 +128,14 @@ test('a page kicked for some minutes says until when, does not reconnect, and is
     assert.match(await alice.textContent('#closed-text'), /kicked by the admin/);
     // "You may come back at 14:32 (in 4 min 59 s)." and no button to try before then.
     assert.match(await alice.textContent('#closed-detail'), /^You may come back at \d\d:\d\d \(in [45] min \d+ s\)\.$/);
-    assert.equal(await alice.isDisabled('#closed-retry'), true);
+    assert.equal(await alice.isHidden('#closed-retry'), true, 'no "connect again" before the time');
     await bob.waitForSelector('.notice:text("alice was kicked by the admin")');
     // A reload during the kick is refused by the server, with the same time.
     await alice.reload();
     await alice.waitForSelector('#status[data-state="closed"]');
     assert.match(await alice.textContent('#closed-text'), /does not let you in/);
     assert.match(await alice.textContent('#closed-detail'), /You may come back at \d\d:\d\d \(in [45] min/);
-    assert.equal(await alice.isDisabled('#closed-retry'), true);
+    assert.equal(await alice.isHidden('#closed-retry'), true, 'no "connect again" before the time');
     assert.equal(sockets.opened, 2, 'one connection before the reload, one after, no retries');
 
     // /ban has no end: only the admin lifts it; trying again is allowed and refused.

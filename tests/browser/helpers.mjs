@@ -215,7 +215,7 @@ export function listEntry(page, dest) {
 export async function openConversation(page, dest) {
   if (await page.isVisible('#back')) await page.click('#back');
   await listEntry(page, dest).click();
-  await page.waitForSelector('#text:visible');
+  await page.waitForSelector('#conv-title', { state: 'visible' });
 }
 
 /** Opens the conversation with `dest` ('@all' or a name) and sends `text` with Enter. */

@@ -74,7 +74,7 @@ test('offline for 30 s while two others write: after coming back, every message 
   term.write('@all termy to all while away');
   // bob's direct message is held for alice, with a clock and words, not only a colour.
   const held = bob.locator('.msg.own', { hasText: 'bob direct while away' }).locator('.state.held');
-  await held.waitFor();
+  await held.waitFor({ state: 'attached' }); // in bob's conversation with alice, not the one open
   assert.match(await held.textContent(), /waiting: recipient away/);
   assert.match(await held.getAttribute('aria-label'), /away/);
 
@@ -93,7 +93,7 @@ test('offline for 30 s while two others write: after coming back, every message 
   assert.equal(await alice.locator('.notice.warning').count(), 0);
   // bob's direct message reached alice's page: delivered, with two ticks.
   const delivered = bob.locator('.msg.own', { hasText: 'bob direct while away' }).locator('.state.delivered');
-  await delivered.waitFor();
+  await delivered.waitFor({ state: 'attached' });
   assert.match(await delivered.textContent(), /\u2713\u2713 delivered/);
   // Nobody rotated for an absence: alice's return cost no new sender keys, and she writes on.
   await sendTo(alice, '@all', 'alice is back');

@@ -27,8 +27,8 @@ test('--disable-all: users have no @all, the admin web seat has it', { timeout: 
   await joinWithKeys(alice, 'alice', keys.alice);
   await alice.waitForSelector('#member-list .member.admin');
   assert.equal(await alice.locator('#member-list .member.all').count(), 0);
-  // The admin is the only other member: it is the destination without asking.
-  assert.equal(await alice.textContent('#to-name'), 'ADMIN');
+  // The admin is the only other member: its conversation is the one open.
+  assert.equal(await alice.textContent('#conv-title'), 'ADMIN');
   await sendTo(alice, 'ADMIN', 'to the admin without @all');
   await server.waitFor(/to the admin without @all/);
 
