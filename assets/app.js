@@ -110,9 +110,11 @@ function keepOnDevice(me) {
 
 // ---------------------------------------------------------------- the session's news
 
-function setStatus(state, text) {
+/** The status line; `announce` (a change of state, not a countdown's tick) is read out. */
+function setStatus(state, text, announce = true) {
   $('status').dataset.state = state;
   $('status-text').textContent = text;
+  if (announce) $('status-live').textContent = text;
   $('send').disabled = state !== 'connected';
 }
 
@@ -134,9 +136,9 @@ const hooks = {
     $('composer').hidden = state === 'closed';
     if (state === 'reconnecting') {
       const end = Date.now() + retryIn;
-      const tick = () =>
-        setStatus(state, offline ? t('status.waiting_network', { text }) : t('status.reconnecting', { text, s: Math.max(0, Math.ceil((end - Date.now()) / 1000)) }));
-      tick();
+      const tick = (announce = false) =>
+        setStatus(state, offline ? t('status.waiting_network', { text }) : t('status.reconnecting', { text, s: Math.max(0, Math.ceil((end - Date.now()) / 1000)) }), announce);
+      tick(true);
       S.countdown = setInterval(tick, 500);
       // Failed attempts while the server stays away add no new lines to the conversation.
       if (wasConnected && !S.shuttingDown) notice(text, { kind: 'trouble' });
@@ -148,6 +150,11 @@ const hooks = {
       S.reconnecting = false;
     } else if (state === 'connected') {
       setStatus(state, t('status.connected'));
+      // No stale "Not connected." under the composer once connected.
+      if ($('composer-hint').classList.contains('error')) {
+        $('composer-hint').textContent = t('conv.hint');
+        $('composer-hint').classList.remove('error');
+      }
       if (S.reconnecting) notice(t('status.connected_again'));
       S.reconnecting = false;
       S.shuttingDown = false;

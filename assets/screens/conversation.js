@@ -26,7 +26,8 @@ const keeps = () => S.remember && S.remembered && !S.keepsNothing;
 export function conversation(key, name = key) {
   let conv = S.conversations.get(key);
   if (!conv) {
-    const list = el('ol', { class: 'messages', dataset: { conv: key }, hidden: key !== S.open });
+    // The open conversation's new messages are read out (not timers: those are elsewhere).
+    const list = el('ol', { class: 'messages', dataset: { conv: key }, hidden: key !== S.open, 'aria-live': 'polite', 'aria-relevant': 'additions' });
     $('messages').append(list);
     conv = { key, name, records: [], unread: 0, list };
     S.conversations.set(key, conv);
