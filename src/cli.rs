@@ -88,6 +88,10 @@ pub struct Args {
     /// most connections from one IP address (default 32; loopback is exempt)
     #[argh(option)]
     pub max_per_ip: Option<usize>,
+    /// join attempts per second from all addresses together (default 100, bursts of 400; each
+    /// address other than loopback: 1 a second, bursts of 10)
+    #[argh(option)]
+    pub join_rate: Option<u32>,
     /// seconds a member whose connection ended is kept (mailbox, name, keys) before it leaves
     /// (default 600; 0 leaves at once)
     #[argh(option)]

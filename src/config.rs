@@ -82,6 +82,9 @@ pub const DEFAULT_AWAY_GRACE: Duration = Duration::from_secs(600);
 /// Longest grace period accepted.
 pub const MAX_AWAY_GRACE_SECS: u64 = 7 * 24 * 3600;
 
+/// Join attempts per second from all addresses together, by default (bursts of four times that).
+pub const DEFAULT_JOIN_RATE: u32 = 100;
+
 /// Limits that protect the server.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -89,6 +92,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most connections per IP address (loopback exempt).
     pub max_per_ip: usize,
+    /// Join attempts per second from all addresses together.
+    pub join_rate: u32,
     /// Messages per second per connection.
     pub rate_per_sec: u32,
     /// Burst above the rate.
@@ -99,8 +104,11 @@ pub struct Limits {
     pub mailbox_total: usize,
     /// How long a member without an endpoint is kept.
     pub away_grace: Duration,
-    /// Time allowed for a request head.
+    /// Time allowed for a request head after the first (keep-alive).
     pub head_timeout: Duration,
+    /// Time allowed from accepting a connection to its first complete request head (TLS
+    /// handshake included): much shorter, so that silent sockets do not hold slots.
+    pub first_head_timeout: Duration,
     /// Time allowed between the challenge and `join`.
     pub join_timeout: Duration,
     /// Interval between pings.
@@ -114,12 +122,14 @@ impl Default for Limits {
         Self {
             max_connections: 1000,
             max_per_ip: 32,
+            join_rate: DEFAULT_JOIN_RATE,
             rate_per_sec: 20,
             burst: 40,
             mailbox_bytes: DEFAULT_MAILBOX_BYTES,
             mailbox_total: DEFAULT_MAILBOX_TOTAL,
             away_grace: DEFAULT_AWAY_GRACE,
             head_timeout: Duration::from_secs(10),
+            first_head_timeout: Duration::from_secs(4),
             join_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
@@ -296,6 +306,12 @@ impl Config {
                 return Err(ConfigError::Limit("max-per-ip"));
             }
             limits.max_per_ip = n;
+        }
+        if let Some(n) = args.join_rate {
+            if n == 0 {
+                return Err(ConfigError::Limit("join-rate"));
+            }
+            limits.join_rate = n;
         }
         bounds_from_args(args, &mut limits)?;
         let ip = args.ip_address.unwrap_or(IpAddr::V4(if args.lan {

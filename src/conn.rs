@@ -15,10 +15,13 @@ use crate::crypto::{self, PublicIdentity};
 use crate::http::{self, HeadError};
 use crate::hub::{self, Outbox};
 use crate::protocol::{self, close, ClientMsg, ErrorCode, ServerMsg};
-use crate::server::Ctx;
+use crate::server::{Ctx, Progress};
 use crate::ws::{self, Frame, FrameReader, Incoming};
 
+mod gate;
 mod writer;
+
+pub use gate::{Crossed, JoinGate};
 
 /// Runs `f`, giving up after `d`.
 pub(crate) async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
@@ -37,6 +40,8 @@ pub fn serve<S>(
     peer: SocketAddr,
     ctx: Arc<Ctx>,
     ws_only: bool,
+    progress: Progress,
+    first_head: Instant,
 ) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -45,22 +50,42 @@ where
     // boxed so that only the one running takes memory: an idle member holds its session, not
     // also the request-head buffer and the answers of the HTTP phase.
     async move {
-        let upgraded = Box::pin(http_phase(&mut stream, &ctx, ws_only)).await;
+        let upgraded = Box::pin(http_phase(
+            &mut stream,
+            &ctx,
+            ws_only,
+            &progress,
+            first_head,
+        ))
+        .await;
         if let Some(leftover) = upgraded {
-            Box::pin(session(stream, leftover, peer, ctx)).await;
+            Box::pin(session(stream, leftover, peer, ctx, progress)).await;
         }
     }
 }
 
 /// Answers HTTP requests until one upgrades to a WebSocket (then returns the bytes read past
 /// the upgrade request) or the connection ends.
-async fn http_phase<S>(stream: &mut S, ctx: &Ctx, ws_only: bool) -> Option<Vec<u8>>
+async fn http_phase<S>(
+    stream: &mut S,
+    ctx: &Ctx,
+    ws_only: bool,
+    progress: &Progress,
+    first_head: Instant,
+) -> Option<Vec<u8>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::new();
+    // Until a first complete head, the short deadline counted from the connection's accept.
+    let mut wait = first_head.saturating_duration_since(Instant::now());
     loop {
-        let req = match timeout(ctx.limits.head_timeout, http::read_head(stream, &mut buf)).await {
+        let head = timeout(wait, http::read_head(stream, &mut buf)).await;
+        wait = ctx.limits.head_timeout;
+        if let Some(Ok(_)) = &head {
+            progress.heard();
+        }
+        let req = match head {
             None | Some(Err(HeadError::Closed)) | Some(Err(HeadError::Io(_))) => return None,
             Some(Err(HeadError::TooLarge)) => {
                 let _ = http::respond_error(
@@ -145,6 +170,7 @@ fn session<S>(
     leftover: Vec<u8>,
     peer: SocketAddr,
     ctx: Arc<Ctx>,
+    progress: Progress,
 ) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -154,7 +180,7 @@ where
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
     async move {
         let _running = Running::new(&ctx.sessions);
-        session_halves(reader, writer, peer, ctx.clone()).await
+        session_halves(reader, writer, peer, ctx.clone(), progress).await
     }
 }
 
@@ -174,8 +200,13 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn session_halves<R, W>(reader: R, writer: W, peer: SocketAddr, ctx: Arc<Ctx>)
-where
+async fn session_halves<R, W>(
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    progress: Progress,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -195,7 +226,18 @@ where
     };
     let _ = outbox.push(frame(&challenge));
     let mut joined = false;
-    let read = read_loop(reader, conn, &outbox, &ctx, &nonce, peer, &mut joined);
+    let read = read_loop(
+        reader,
+        Reading {
+            conn,
+            outbox: &outbox,
+            ctx: &ctx,
+            nonce: &nonce,
+            peer,
+            progress: &progress,
+        },
+        &mut joined,
+    );
     let write = writer::write_loop(writer, frames, controls, ctx.limits.ping_interval);
     future::or(read, write).await;
     if joined {
@@ -237,6 +279,12 @@ impl Bucket {
             tokens: f64::from(burst.max(1)),
             at: Instant::now(),
         }
+    }
+
+    /// Whether the bucket has refilled to its burst by `now`.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes a token if there is one.
@@ -309,15 +357,58 @@ fn check_join(
     Ok(key)
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    reader: R,
+/// What the reader of one chat session knows.
+struct Reading<'a> {
     conn: hub::ConnId,
-    outbox: &Outbox,
-    ctx: &Ctx,
-    nonce: &str,
+    outbox: &'a Outbox,
+    ctx: &'a Ctx,
+    nonce: &'a str,
     peer: SocketAddr,
-    joined: &mut bool,
-) {
+    progress: &'a Progress,
+}
+
+/// Checks a `join` against the gate and its proof: the key, or the refusal (told to the
+/// operator, throttled).
+fn admit_join(
+    r: &Reading<'_>,
+    name: &str,
+    public_key: &str,
+    signature: &str,
+) -> Result<PublicIdentity, (ErrorCode, String)> {
+    let gate = r
+        .ctx
+        .join_gate
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(r.peer.ip(), Instant::now());
+    let checked = match gate {
+        Err(crossed) => Err((
+            ErrorCode::TooManyJoins,
+            match crossed {
+                Crossed::Address => "too many joins from your address; try again in a few seconds",
+                Crossed::Total => "too many joins right now; try again in a few seconds",
+            }
+            .to_string(),
+        )),
+        Ok(()) => check_join(r.nonce, name, public_key, signature),
+    };
+    if let Err((code, message)) = &checked {
+        r.ctx
+            .tell_throttled(&r.ctx.refused_joins, r.peer.ip(), code.as_str(), || {
+                format!("join refused for {}: {message}", r.peer.ip())
+            });
+    }
+    checked
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut bool) {
+    let Reading {
+        conn,
+        outbox,
+        ctx,
+        peer,
+        ..
+    } = r;
     let mut frames = FrameReader::new(reader, protocol::MAX_MESSAGE);
     let mut bucket = Bucket::new(ctx.limits.rate_per_sec, ctx.limits.burst);
     let mut last_rate_error: Option<Instant> = None;
@@ -339,10 +430,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 future::pending::<()>().await;
                 return;
             }
-            Some(Err(e)) => match e.close_code() {
-                Some(code) => break (code, e.to_string()),
-                None => return,
-            },
+            Some(Err(e)) => {
+                if let Some(reason) = e.kind() {
+                    ctx.tell_throttled(&ctx.conn_errors, peer.ip(), reason, || {
+                        format!("connection from {peer} ended: {e}")
+                    });
+                }
+                match e.close_code() {
+                    Some(code) => break (code, e.to_string()),
+                    None => return,
+                }
+            }
             Some(Ok(i)) => i,
         };
         let text = match incoming {
@@ -391,9 +489,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 public_key,
                 signature,
                 resume,
-            } => match check_join(nonce, &name, &public_key, &signature) {
+            } => match admit_join(&r, &name, &public_key, &signature) {
                 Ok(key) => {
                     *joined = true;
+                    r.progress.joined();
                     let event = hub::Event::Join {
                         conn,
                         name,
@@ -406,11 +505,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         return;
                     }
                 }
-                Err((code, message)) => {
-                    ctx.out
-                        .notice(format!("join refused for {}: {message}", peer.ip()));
-                    send_error(outbox, code, message);
-                }
+                Err((code, message)) => send_error(outbox, code, message),
             },
             _ if !*joined => send_error(outbox, ErrorCode::NotJoined, "send join first"),
             msg => {

@@ -8,6 +8,13 @@ use serde_json::value::RawValue;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u32 = 2;
+/// Receiving chains an endpoint keeps per sender: a member who keeps sending new sender keys
+/// cannot make others hold an unbounded number of them.
+pub const MAX_CHAINS_PER_SENDER: usize = 4;
+/// Skipped message keys an endpoint keeps per receiving chain.
+pub const MAX_SKIPPED: usize = 1000;
+/// Largest forward jump an endpoint follows in a receiving chain.
+pub const MAX_JUMP: u32 = 2000;
 /// Largest WebSocket message accepted, in bytes.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Largest text before encryption, in bytes.
@@ -79,6 +86,35 @@ pub struct Limits {
     pub mailbox_bytes: usize,
     /// Seconds an away member is kept before it leaves.
     pub away_grace_secs: u64,
+    /// Smallest member key accepted, in bits.
+    pub min_key_bits: usize,
+    /// Largest member key accepted, in bits.
+    pub max_key_bits: usize,
+    /// Receiving chains a client keeps per sender (older ones are dropped first).
+    pub max_chains_per_sender: usize,
+    /// Skipped message keys a client keeps per receiving chain.
+    pub max_skipped: usize,
+    /// Largest forward jump of a chain index a client follows.
+    pub max_jump: u32,
+}
+
+impl Limits {
+    /// The limits of this build, with the server's configurable ones.
+    pub fn new(rate_per_sec: u32, burst: u32, mailbox_bytes: usize, away_grace_secs: u64) -> Self {
+        Self {
+            max_message: MAX_MESSAGE,
+            max_text: MAX_TEXT,
+            rate_per_sec,
+            burst,
+            mailbox_bytes,
+            away_grace_secs,
+            min_key_bits: crate::crypto::MIN_RSA_BITS,
+            max_key_bits: crate::crypto::MAX_RSA_BITS,
+            max_chains_per_sender: MAX_CHAINS_PER_SENDER,
+            max_skipped: MAX_SKIPPED,
+            max_jump: MAX_JUMP,
+        }
+    }
 }
 
 /// Which of the admin's endpoints sent a message.
@@ -556,10 +592,10 @@ pub enum ErrorCode {
     Banned,
     /// The allow list does not list this key.
     NotAllowed,
-    /// The connection limit is reached.
-    ServerFull,
     /// No `join` in time.
     JoinTimeout,
+    /// Too many join attempts from this address, or from everyone, right now.
+    TooManyJoins,
     /// The recipient is not connected or not visible.
     UnknownRecipient,
     /// The destination is not allowed for this client.
@@ -575,6 +611,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::BadField => "bad_field",
+            Self::BinaryUnsupported => "binary_unsupported",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+            Self::BadName => "bad_name",
+            Self::NameTaken => "name_taken",
+            Self::BadKey => "bad_key",
+            Self::BadProof => "bad_proof",
+            Self::Banned => "banned",
+            Self::NotAllowed => "not_allowed",
+            Self::JoinTimeout => "join_timeout",
+            Self::TooManyJoins => "too_many_joins",
+            Self::UnknownRecipient => "unknown_recipient",
+            Self::Forbidden => "forbidden",
+            Self::BadKeys => "bad_keys",
+            Self::DuplicateId => "duplicate_id",
+            Self::Stale => "stale",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
     /// Whether the server closes the connection after this error.
     pub fn closes(self) -> bool {
         matches!(
@@ -585,8 +647,8 @@ impl ErrorCode {
                 | Self::BadProof
                 | Self::Banned
                 | Self::NotAllowed
-                | Self::ServerFull
                 | Self::JoinTimeout
+                | Self::TooManyJoins
         )
     }
 }
@@ -739,6 +801,37 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_as_str_are_their_wire_names() {
+        for code in [
+            ErrorCode::BadJson,
+            ErrorCode::UnknownType,
+            ErrorCode::BadField,
+            ErrorCode::BinaryUnsupported,
+            ErrorCode::NotJoined,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::BadName,
+            ErrorCode::NameTaken,
+            ErrorCode::BadKey,
+            ErrorCode::BadProof,
+            ErrorCode::Banned,
+            ErrorCode::NotAllowed,
+            ErrorCode::JoinTimeout,
+            ErrorCode::TooManyJoins,
+            ErrorCode::UnknownRecipient,
+            ErrorCode::Forbidden,
+            ErrorCode::BadKeys,
+            ErrorCode::DuplicateId,
+            ErrorCode::Stale,
+            ErrorCode::RateLimited,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::from(code.as_str())
+            );
+        }
+    }
 
     #[test]
     fn golden_client_direct() {
@@ -900,14 +993,7 @@ mod tests {
             only_admin: false,
             remember: true,
         };
-        let limits = Limits {
-            max_message: MAX_MESSAGE,
-            max_text: MAX_TEXT,
-            rate_per_sec: 20,
-            burst: 40,
-            mailbox_bytes: 1 << 20,
-            away_grace_secs: 600,
-        };
+        let limits = Limits::new(20, 40, 1 << 20, 600);
         let (a, b) = (encoded_member(&alice), encoded_member(&admin));
         let written = serde_json::to_string(&WelcomeOut {
             you: &a,

@@ -12,13 +12,11 @@ use base64::Engine;
 use crate::crypto::{self, ChainKey, CryptoError, Identity, PublicIdentity};
 use crate::protocol::{
     self, AllIn, AllOut, ClientMsg, DeliveryState, DirectIn, DirectOut, ErrorCode, Member, Options,
-    Presence, SenderKeyIn, SenderKeyOut, ServerMsg, Via,
+    Presence, SenderKeyIn, SenderKeyOut, ServerMsg, Via, MAX_CHAINS_PER_SENDER, MAX_JUMP,
+    MAX_SKIPPED,
 };
+use crate::replay::Seen;
 
-/// Skipped message keys kept per receiving chain.
-const MAX_SKIPPED: usize = 1000;
-/// Largest forward jump in a receiving chain.
-const MAX_JUMP: u32 = 2000;
 /// `@all` messages kept while waiting for their sender key.
 const MAX_PENDING: usize = 64;
 /// Bytes of `@all` messages kept while waiting for their sender key (ciphertext and signature).
@@ -29,9 +27,6 @@ const PENDING_TTL: Duration = Duration::from_secs(30);
 const RECENT_TTL: Duration = Duration::from_secs(10);
 /// Seen message ids kept at most.
 const MAX_SEEN: usize = 100_000;
-/// Receiving chains kept per sender: a member who keeps sending new sender keys cannot make
-/// others hold an unbounded number of them.
-const MAX_CHAINS_PER_SENDER: usize = 4;
 
 /// Where a message went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,8 +221,7 @@ pub struct Session {
     chains: HashMap<(String, String), RecvChain>,
     pending: VecDeque<(Instant, AllIn)>,
     requested: HashSet<(String, String)>,
-    seen: HashSet<String>,
-    seen_order: VecDeque<(i64, String)>,
+    seen: Seen,
     chain_serial: u64,
 }
 
@@ -255,8 +249,7 @@ impl Session {
             chains: HashMap::new(),
             pending: VecDeque::new(),
             requested: HashSet::new(),
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
+            seen: Seen::new(MAX_SEEN),
             chain_serial: 0,
         }
     }
@@ -623,22 +616,14 @@ impl Session {
 
     fn check_fresh(&mut self, id: &str, ts: i64) -> Result<(), String> {
         let now = self.now();
-        if (ts - now).abs() > protocol::MAX_CLOCK_SKEW_MS {
-            return Err("timestamp too far from the server's clock (stale or replayed)".into());
-        }
-        if self.seen.contains(id) {
-            return Err("duplicate message id (replayed)".into());
-        }
-        while let Some((t, _)) = self.seen_order.front() {
-            if now - *t <= protocol::SEEN_ID_WINDOW_MS && self.seen_order.len() < MAX_SEEN {
-                break;
+        self.seen.check(id, ts, now).map_err(|(code, _)| {
+            match code {
+                ErrorCode::Stale => "timestamp too far from the server's clock (stale or replayed)",
+                ErrorCode::DuplicateId => "duplicate message id (replayed)",
+                _ => "its id is not 32 lowercase hex characters",
             }
-            let (_, old) = self.seen_order.pop_front().expect("front exists");
-            self.seen.remove(&old);
-        }
-        self.seen.insert(id.to_string());
-        self.seen_order.push_back((now, id.to_string()));
-        Ok(())
+            .to_string()
+        })
     }
 
     fn sender_key(&self, key_id: &str) -> Result<&PublicIdentity, String> {

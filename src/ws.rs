@@ -53,6 +53,21 @@ const OP_PONG: u8 = 0xA;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 
 impl WsError {
+    /// A short word for the operator's log, or `None` for how connections ordinarily end (the
+    /// peer went away: reset, end of stream, broken pipe), which is not worth a line.
+    pub fn kind(&self) -> Option<&'static str> {
+        use io::ErrorKind::*;
+        match self {
+            Self::TooBig(_) => Some("too_big"),
+            Self::Protocol(_) => Some("protocol"),
+            Self::NotUtf8(_) => Some("not_utf8"),
+            Self::Io(e) => match e.kind() {
+                ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | TimedOut => None,
+                _ => Some("io"),
+            },
+        }
+    }
+
     /// The close code that tells the peer what it did wrong (`None`: the socket is gone).
     pub fn close_code(&self) -> Option<u16> {
         match self {

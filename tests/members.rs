@@ -153,6 +153,36 @@ fn away_is_presence_and_the_grace_period_ends_in_a_leave() {
 }
 
 #[test]
+fn no_more_are_kept_away_than_may_be_connected() {
+    // 4 connections at most: 4 away at most; the fifth to go makes the first leave.
+    let server = start(|c| {
+        fast(c);
+        c.limits.max_connections = 4;
+    });
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(6);
+        let (mut watch, _) = member(&server, "watch", &k[5], None).await;
+        for (i, key) in k[..5].iter().enumerate() {
+            let (ws, welcome) = member(&server, &format!("away{i}"), key, None).await;
+            assert_eq!(welcome["type"], "welcome", "{welcome}");
+            drop(ws);
+            let away = next_of(&mut watch, "presence").await;
+            assert_eq!(away["name"], format!("away{i}"));
+            assert_eq!(away["state"], "away");
+        }
+        let left = next_of(&mut watch, "left").await;
+        assert_eq!(
+            (left["name"].as_str(), left["reason"].as_str()),
+            (Some("away0"), Some("expired"))
+        );
+        // The others are still members: away1 comes back to its membership.
+        let (_back, welcome) = member(&server, "away1", &k[1], Some(0)).await;
+        assert_eq!(welcome["resumed"], true, "{welcome}");
+    });
+}
+
+#[test]
 fn frames_are_numbered_kept_until_acknowledged_and_replayed_in_order() {
     let server = start(fast);
     smol::block_on(async {

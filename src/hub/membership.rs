@@ -260,14 +260,12 @@ impl Hub {
             only_admin: self.settings.only_admin,
             remember: self.settings.remember,
         };
-        let limits = Limits {
-            max_message: protocol::MAX_MESSAGE,
-            max_text: protocol::MAX_TEXT,
-            rate_per_sec: self.settings.rate_per_sec,
-            burst: self.settings.burst,
-            mailbox_bytes: self.settings.mailbox_bytes,
-            away_grace_secs: self.settings.away_grace.as_secs(),
-        };
+        let limits = Limits::new(
+            self.settings.rate_per_sec,
+            self.settings.burst,
+            self.settings.mailbox_bytes,
+            self.settings.away_grace.as_secs(),
+        );
         let welcome = WelcomeOut {
             you: &me.json,
             members,
@@ -298,6 +296,35 @@ impl Hub {
         let key_id = s.key_id.clone();
         if s.kind == Kind::AdminWeb || !self.dir.online(&key_id) {
             self.announce_presence(seat, Presence::Away);
+        }
+        self.cap_away();
+    }
+
+    /// Keeps at most `max_away` endpoints away: past it, the one away longest leaves as if its
+    /// grace period had ended, so that members who come and go cannot pin unbounded memory.
+    fn cap_away(&mut self) {
+        // The queue holds every away seat (and some stale entries): nothing to count below it.
+        if self.expiries.len() <= self.settings.max_away {
+            return;
+        }
+        let mut away = self.dir.seats.values().filter(|s| s.conn.is_none()).count();
+        while away > self.settings.max_away {
+            let Some((_, seat, serial)) = self.expiries.pop_front() else {
+                return;
+            };
+            let Some(s) = self.dir.seats.get(&seat) else {
+                continue;
+            };
+            if s.conn.is_some() || s.away_serial != serial {
+                continue;
+            }
+            let key_id = s.key_id.clone();
+            match s.kind {
+                Kind::User => self.end_membership(&key_id, LeftReason::Expired, None),
+                Kind::AdminWeb => self.end_web_seat(seat, LeftReason::Expired, None),
+                Kind::Console => {}
+            }
+            away -= 1;
         }
     }
 

@@ -12,6 +12,7 @@ use futures_lite::future;
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{close, ClientMsg, DeliveryState, ErrorCode, NoticeCode, ServerMsg};
+use crate::replay::{Seen, MAX_SEEN_IDS};
 use crate::ws::{self, Frame};
 
 mod bans;
@@ -20,7 +21,6 @@ mod mailbox;
 mod membership;
 mod moderate;
 mod outbox;
-mod replay;
 mod route;
 
 pub use bans::DEFAULT_KICK_MINUTES;
@@ -119,6 +119,8 @@ pub struct HubSettings {
     pub mailbox_total: usize,
     /// How long an away member is kept.
     pub away_grace: Duration,
+    /// Most endpoints kept away at once; past it the one away longest leaves early.
+    pub max_away: usize,
 }
 
 /// The hub's state. Run it with [`run`].
@@ -127,7 +129,7 @@ pub struct Hub {
     allow: Option<Arc<AllowList>>,
     dir: Directory,
     boxes: Mailboxes,
-    seen: replay::Seen,
+    seen: Seen,
     bans: bans::Bans,
     /// Seats that fell behind, to close once the current event is done.
     slow: Vec<SeatId>,
@@ -241,7 +243,7 @@ impl Hub {
             allow,
             dir: Directory::default(),
             boxes,
-            seen: replay::Seen::default(),
+            seen: Seen::new(MAX_SEEN_IDS),
             bans: bans::Bans::default(),
             slow: Vec::new(),
             expiries: VecDeque::new(),

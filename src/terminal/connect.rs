@@ -144,21 +144,28 @@ impl Chat {
     ) -> Result<End, ClientError> {
         loop {
             enum Step {
-                Msg(Result<crate::protocol::ServerMsg, ClientError>),
+                Msg(Box<Result<crate::protocol::ServerMsg, ClientError>>),
                 Line(Option<String>),
             }
             // Only `recv_msg` is raced: it loses nothing when the other side wins.
-            let step = future::or(async { Step::Msg(client.recv_msg().await) }, async {
-                if lines.is_closed() && lines.is_empty() {
-                    // End of input: stay to read what arrives (a piped client keeps listening).
-                    future::pending::<()>().await;
-                }
-                Step::Line(lines.recv().await.ok())
-            })
+            let step = future::or(
+                async { Step::Msg(Box::new(client.recv_msg().await)) },
+                async {
+                    if lines.is_closed() && lines.is_empty() {
+                        // End of input: stay to read what arrives (a piped client keeps listening).
+                        future::pending::<()>().await;
+                    }
+                    Step::Line(lines.recv().await.ok())
+                },
+            )
             .await;
+            let step = match step {
+                Step::Msg(msg) => Ok(*msg),
+                Step::Line(line) => Err(line),
+            };
             match step {
-                Step::Msg(Err(e)) => return Ok(End::Lost(e)),
-                Step::Msg(Ok(msg)) => match client.process(msg).await {
+                Ok(Err(e)) => return Ok(End::Lost(e)),
+                Ok(Ok(msg)) => match client.process(msg).await {
                     Ok(events) => {
                         for event in events {
                             self.show(client, event);
@@ -166,8 +173,8 @@ impl Chat {
                     }
                     Err(e) => return Ok(End::Lost(e)),
                 },
-                Step::Line(None) => {}
-                Step::Line(Some(line)) => {
+                Err(None) => {}
+                Err(Some(line)) => {
                     if let Some(end) = self.typed(client, &line).await {
                         return Ok(end);
                     }

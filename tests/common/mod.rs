@@ -225,3 +225,22 @@ pub async fn raw_join(
     raw_send(ws, join.to_string()).await;
     raw_next(ws).await
 }
+
+/// Sends `request` on a new connection; returns everything the server answered until it closed.
+pub async fn http(server: &TestServer, request: &str) -> String {
+    let mut tcp = smol::net::TcpStream::connect(server.running.addr)
+        .await
+        .unwrap();
+    futures_lite::AsyncWriteExt::write_all(&mut tcp, request.as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    within(
+        10,
+        "an HTTP answer",
+        futures_lite::AsyncReadExt::read_to_end(&mut tcp, &mut out),
+    )
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,12 +1,11 @@
 //! The server runtime: listeners on one port (plus the optional WebSocket-only port), connection
 //! limits, and the start and stop of everything else (hub, admin endpoint, allow-list watcher).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
@@ -15,7 +14,12 @@ use smol::Executor;
 use crate::config::{Config, Limits};
 use crate::console::{self, Line};
 use crate::hub::{self, Hub, HubSettings};
+use crate::throttle::Throttle;
 use crate::{conn, http};
+
+mod slots;
+
+pub use slots::{Full, Progress, Slot, Slots, RESERVED_DIVISOR};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +56,7 @@ pub struct Ctx {
     /// Operator output.
     pub out: console::Output,
     /// Connection slots in use.
-    slots: Mutex<Slots>,
+    slots: Arc<Mutex<Slots>>,
     /// Executor for connection tasks.
     pub ex: Arc<Executor<'static>>,
     /// The allow list file and its current entries.
@@ -66,12 +70,14 @@ pub struct Ctx {
     stopping: AtomicBool,
     /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
     pub sessions: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Default)]
-struct Slots {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    /// Join attempts, rate-limited per address and in total.
+    pub join_gate: Mutex<conn::JoinGate>,
+    /// Refused joins, as told to the operator.
+    pub refused_joins: Arc<Mutex<Throttle>>,
+    /// Connections that ended in an error, as told to the operator.
+    pub conn_errors: Arc<Mutex<Throttle>>,
+    /// Connections being answered "full".
+    refusing: std::sync::atomic::AtomicUsize,
 }
 
 /// Longest wait at shutdown for the admin's endpoint to show its last lines.
@@ -80,32 +86,37 @@ const CONSOLE_DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait at shutdown for connections to write their close frames.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 
-/// A held connection slot, released on drop.
-pub struct Slot {
-    ctx: Arc<Ctx>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut slots = self.ctx.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.total -= 1;
-        if let Some(n) = slots.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                slots.per_ip.remove(&self.ip);
-            }
+impl Ctx {
+    /// Tells the operator `text` about something `from` caused, unless too many such lines were
+    /// told already in this window (then they are summarised when it ends).
+    pub fn tell_throttled(
+        &self,
+        throttle: &Arc<Mutex<Throttle>>,
+        from: IpAddr,
+        reason: &'static str,
+        text: impl FnOnce() -> String,
+    ) {
+        let verdict = lock(throttle).line(Instant::now(), from, reason);
+        if let Some(summary) = verdict.summary {
+            self.out.notice(summary);
+        }
+        if verdict.show {
+            self.out.notice(text());
+        }
+        if let Some(at) = verdict.flush_at {
+            let (throttle, out) = (throttle.clone(), self.out.clone());
+            self.ex
+                .spawn(async move {
+                    smol::Timer::at(at).await;
+                    let summary = lock(&throttle).flush();
+                    if let Some(summary) = summary {
+                        out.notice(summary);
+                    }
+                })
+                .detach();
         }
     }
-}
 
-/// Whether a new connection from `ip` fits the limits; loopback counts only toward the total,
-/// because everyone arriving through the SSH tunnel comes from loopback.
-pub fn admits(limits: &Limits, total: usize, from_ip: usize, ip: IpAddr) -> bool {
-    total < limits.max_connections && (ip.is_loopback() || from_ip < limits.max_per_ip)
-}
-
-impl Ctx {
     /// Waits until every chat session has ended (written its close frame), or `limit` passed.
     /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
     async fn drained(&self, limit: Duration) {
@@ -114,20 +125,6 @@ impl Ctx {
         while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             futures_lite::StreamExt::next(&mut tick).await;
         }
-    }
-
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let from_ip = slots.per_ip.get(&ip).copied().unwrap_or(0);
-        if !admits(&self.limits, slots.total, from_ip, ip) {
-            return None;
-        }
-        slots.total += 1;
-        *slots.per_ip.entry(ip).or_default() += 1;
-        Some(Slot {
-            ctx: self.clone(),
-            ip,
-        })
     }
 }
 
@@ -266,7 +263,7 @@ impl Bound {
             limits: config.limits.clone(),
             next_id: AtomicU64::new(1),
             out: out.clone(),
-            slots: Mutex::new(Slots::default()),
+            slots: Arc::default(),
             ex: ex.clone(),
             allow: Mutex::new(
                 config
@@ -282,6 +279,10 @@ impl Bound {
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
+            refusing: std::sync::atomic::AtomicUsize::new(0),
+            join_gate: Mutex::new(conn::JoinGate::new(config.limits.join_rate)),
+            refused_joins: Arc::new(Mutex::new(Throttle::new("refused joins"))),
+            conn_errors: Arc::new(Mutex::new(Throttle::new("connections ended by an error"))),
         });
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
@@ -293,6 +294,8 @@ impl Bound {
             mailbox_bytes: config.limits.mailbox_bytes,
             mailbox_total: config.limits.mailbox_total,
             away_grace: config.limits.away_grace,
+            // As many away as may be connected: members cost memory whether online or not.
+            max_away: config.limits.max_connections,
         };
         let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
         let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));
@@ -450,28 +453,41 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, ws_only: bool) {
             return;
         }
         let _ = stream.set_nodelay(true);
-        let slot = ctx.acquire(peer.ip());
+        let accepted = Instant::now();
+        let slot = Slot::acquire(&ctx.slots, &ctx.limits, peer.ip());
         let task_ctx = ctx.clone();
         ctx.ex
             .spawn(async move {
-                match (slot, task_ctx.tls.clone()) {
-                    (Some(slot), None) => serve(stream, peer, task_ctx, ws_only, slot).await,
-                    (Some(slot), Some(acceptor)) => {
-                        let handshake = acceptor.accept(stream);
-                        let limit = task_ctx.limits.head_timeout;
-                        let tls = futures_lite::future::or(async { handshake.await.ok() }, async {
-                            smol::Timer::after(limit).await;
-                            None
-                        })
-                        .await;
-                        // A refused handshake is ordinary (a browser meeting a self-signed certificate).
-                        if let Some(tls) = tls {
-                            serve(tls, peer, task_ctx, ws_only, slot).await;
+                let Ok((slot, evicted)) = slot else {
+                    if task_ctx.tls.is_none() {
+                        refuse_full(stream, &task_ctx).await;
+                    }
+                    return;
+                };
+                let first_head = accepted + task_ctx.limits.first_head_timeout;
+                let connection = async {
+                    match task_ctx.tls.clone() {
+                        None => serve(stream, peer, &task_ctx, ws_only, &slot, first_head).await,
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            let tls = conn::timeout(
+                                first_head.saturating_duration_since(Instant::now()),
+                                handshake,
+                            )
+                            .await;
+                            // A refused handshake is ordinary (a browser meeting a self-signed
+                            // certificate).
+                            if let Some(Ok(tls)) = tls {
+                                serve(tls, peer, &task_ctx, ws_only, &slot, first_head).await;
+                            }
                         }
                     }
-                    (None, None) => refuse_full(stream).await,
-                    (None, Some(_)) => {}
-                }
+                };
+                // A connection still silent when the server is full makes room for a new one.
+                futures_lite::future::or(connection, async {
+                    let _ = evicted.recv().await;
+                })
+                .await;
             })
             .detach();
     }
@@ -504,27 +520,51 @@ fn start_tunnel(
     Ok(())
 }
 
-async fn refuse_full(mut stream: TcpStream) {
+/// Most connections answered "full" at once; past it, new connections are closed unanswered, so
+/// that a flood of them cannot hold more sockets than this.
+const MAX_REFUSING: usize = 64;
+
+/// How long a connection refused for lack of slots may take to send its request head.
+const REFUSING_HEAD: Duration = Duration::from_secs(2);
+
+async fn refuse_full(mut stream: TcpStream, ctx: &Ctx) {
+    if ctx.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+        ctx.refusing.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
     // Read the request first: closing on unread bytes would reset the connection and lose the answer.
     let mut buf = Vec::new();
-    let read = http::read_head(&mut stream, &mut buf);
-    let _ = futures_lite::future::or(async { read.await.ok() }, async {
-        smol::Timer::after(Duration::from_secs(2)).await;
-        None
-    })
-    .await;
+    let _ = conn::timeout(REFUSING_HEAD, http::read_head(&mut stream, &mut buf)).await;
     let _ = http::respond_error(
         &mut stream,
         "503 Service Unavailable",
         "the server is full; try again later",
     )
     .await;
+    ctx.refusing.fetch_sub(1, Ordering::SeqCst);
 }
 
-async fn serve<S>(stream: S, peer: SocketAddr, ctx: Arc<Ctx>, ws_only: bool, slot: Slot)
-where
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: &Arc<Ctx>,
+    ws_only: bool,
+    slot: &Slot,
+    first_head: Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    conn::serve(stream, peer, ctx, ws_only).await;
-    drop(slot);
+    conn::serve(
+        stream,
+        peer,
+        ctx.clone(),
+        ws_only,
+        slot.progress(),
+        first_head,
+    )
+    .await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
