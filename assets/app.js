@@ -13,6 +13,7 @@ import { canWriteAll, member, narrow, on, S } from './state.js';
 import * as store from './store.js';
 import * as trust from './trust.js';
 import { $, shortId } from './ui.js';
+import { setKeyBits } from './crypto.js';
 import { identicon } from './identicon.js';
 import { fillLanguages, initMenu, loadPrefs, useLanguage } from './screens/menu.js';
 
@@ -162,8 +163,11 @@ const hooks = {
       setStatus(state, text);
     }
   },
-  welcome({ me, options, resumed, restored }) {
+  welcome({ me, options, limits, resumed, restored }) {
     S.me = me;
+    // Keys loaded from now on (after going back to the start screen) are checked against the server's sizes.
+    setKeyBits(limits?.min_key_bits, limits?.max_key_bits);
+    translateStart();
     S.options = options;
     $('me-name').textContent = me.name;
     $('me-admin').hidden = !me.admin;

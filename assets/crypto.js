@@ -10,9 +10,15 @@ const dec = new TextDecoder('utf-8', { fatal: true });
 const PSS = { name: 'RSA-PSS', hash: 'SHA-256' };
 const OAEP = { name: 'RSA-OAEP', hash: 'SHA-256' };
 const SIGN_PARAMS = { name: 'RSA-PSS', saltLength: 32 };
-export const MIN_BITS = 2048;
-/** The largest key accepted before the server says (`welcome.limits.max_key_bits`): 4096. */
-export const MAX_BITS = 4096;
+/**
+ * The RSA key sizes accepted: the server's `welcome.limits.min_key_bits`/`max_key_bits` once a
+ * welcome said them (`setKeyBits`), 2048 to 4096 before.
+ */
+export const KEY_BITS = { min: 2048, max: 4096 };
+
+export function setKeyBits(min, max) {
+  if (Number.isSafeInteger(min) && Number.isSafeInteger(max) && min >= 1024 && min <= max) Object.assign(KEY_BITS, { min, max });
+}
 
 // ---------------------------------------------------------------- encodings
 
@@ -160,8 +166,8 @@ async function identityFromPkcs8(pkcs8) {
   const jwk = await subtle().exportKey('jwk', pss);
   const bits = b64urlLength(jwk.n) * 8;
   if (jwk.e !== 'AQAB') throw new Error(t('key.err.exponent'));
-  if (bits < MIN_BITS || bits > MAX_BITS) {
-    throw new Error(t('key.err.bits', { bits, min: MIN_BITS, max: MAX_BITS }));
+  if (bits < KEY_BITS.min || bits > KEY_BITS.max) {
+    throw new Error(t('key.err.bits', { bits, min: KEY_BITS.min, max: KEY_BITS.max }));
   }
   const pubJwk = { kty: 'RSA', n: jwk.n, e: jwk.e, ext: true };
   const verifyKey = await subtle().importKey('jwk', { ...pubJwk, alg: 'PS256' }, PSS, true, ['verify']);

@@ -6,9 +6,9 @@ import { t } from './i18n/i18n.js';
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
 
-/** Join refusals worth retrying: the server may have time later. (A full server answers the
- * upgrade with HTTP 503: the connection fails and is retried like any other.) */
-const RETRYABLE_REFUSALS = new Set(['join_timeout']);
+/** Join refusals worth retrying after a few seconds. (A full server answers the upgrade with
+ * HTTP 503: the connection fails and is retried like any other.) */
+const RETRYABLE_REFUSALS = new Set(['join_timeout', 'too_many_joins']);
 
 /** What a member leaving means, by `left.reason`. */
 export const LEFT_REASONS = ['left', 'expired', 'kicked', 'banned', 'removed'];

@@ -128,7 +128,7 @@ export function showInsecure() {
 
 /** Texts that depend on the state, written again after a change of language. */
 export function translateStart() {
-  $('own-keys-hint').textContent = t('start.own_hint', { min: c.MIN_BITS, max: c.MAX_BITS });
+  $('own-keys-hint').textContent = t('start.own_hint', { min: c.KEY_BITS.min, max: c.KEY_BITS.max });
   if (S.identity) $('key-source').textContent = t(...S.source);
   if (!$('insecure').hidden) showInsecure();
   if ($('name').value) checkName();

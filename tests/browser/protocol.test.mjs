@@ -348,6 +348,8 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
   });
   assert.match(closeMeaning(4005, { code: 'bad_name', message: 'the name admin is reserved' }).text, /the name admin is reserved/);
   assert.equal(closeMeaning(4005, { code: 'join_timeout', message: 'too slow' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'too_many_joins', message: 'slow down' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, false, 'server_full is gone from the protocol');
   assert.match(closeMeaning(4005, { code: 'name_taken', message: 'the name alice is taken' }).text, /the name alice is taken/);
   // Exponential backoff with jitter, capped at 30 s.
   for (let attempt = 0; attempt < 12; attempt++) {
