@@ -121,8 +121,9 @@ function setStatus(state, text, announce = true) {
 
 const hooks = {
   state({ state, text, retryIn, offline, kind, until, refusal }) {
-    // A refused join is fixed where it was typed: back on the start screen, with its reason.
-    if (state === 'closed' && refusal && (NAME_REFUSALS.has(refusal.code) || !S.me)) {
+    // A refused join is fixed where it was typed: back on the start screen, with its reason
+    // (a ban says until when on the chat screen instead).
+    if (state === 'closed' && refusal && kind !== 'banned' && (NAME_REFUSALS.has(refusal.code) || !S.me)) {
       S.connState = state;
       backToStart();
       showJoinError(t(NAME_REFUSALS.has(refusal.code) ? 'start.refused' : 'start.refused_other', { reason: refusal.message }));

@@ -17,6 +17,8 @@ export const S = {
   members: [], // as the session lists them: {name, keyId, admin, away}
   connState: null,
   reconnecting: false,
+  shuttingDown: false, // the server said so: the close that follows adds no second line
+  toldNothingKept: false,
   // conversations: key ('all' or a key ID) -> {key, name, keyId, records, unread, list, last, gone}
   conversations: new Map(),
   open: 'all',
@@ -27,6 +29,7 @@ export const S = {
   // notifications while hidden
   hiddenUnread: 0,
   prefs: { notify: false, notifyAll: false, sound: false },
+  lang: 'en',
   // timers
   countdown: null,
   closedTimer: null,

@@ -226,7 +226,10 @@ export async function flushHistory() {
     const conv = S.conversations.get(key);
     if (!conv) continue;
     const records = conv.records.map(({ history, ...r }) => r);
-    await store.saveHistory(key, records).catch((e) => console.warn('dyspatcher: history not kept:', e));
+    await store.saveHistory(key, records).catch((e) => {
+      console.warn('dyspatcher: history not kept, trying again:', e);
+      remember(key);
+    });
   }
 }
 

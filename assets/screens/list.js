@@ -41,7 +41,7 @@ function item({ key, label, icon, classes, badges = [], detail, conv, disabled =
       { class: 'member-main' },
       el('span', { class: 'member-name' }, el('span', { class: 'name', text: label }), ...badges),
       el('span', { class: 'member-detail' }, ...detail),
-      el('span', { class: 'last', dir: 'auto', text: preview(conv) }),
+      disabled ? null : el('span', { class: 'last', dir: 'auto', text: preview(conv) }),
     ),
     unreadBadge(conv),
   );

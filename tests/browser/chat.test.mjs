@@ -80,6 +80,11 @@ test('a message holding HTML and script is shown as plain text', { timeout: 6000
   await b.waitForFunction((t) => [...document.querySelectorAll('.msg.all .text')].some((e) => e.textContent === t), evil);
   assert.equal(await b.evaluate(() => window.__pwned ?? null), null);
   assert.equal(await b.locator('#messages img, #messages script, #messages b').count(), 0);
+  // Links: http and https only, built as elements, opened without opener or referrer.
+  await sendTo(a, 'bobby', 'see https://example.org/a?b=1, or javascript:alert(1) or ftp://x.test');
+  await waitMessage(b, 'see https://example.org/a?b=1, or javascript:alert(1) or ftp://x.test');
+  const links = await b.$$eval('#messages .msg .text a', (els) => els.map((e) => [e.getAttribute('href'), e.getAttribute('rel'), e.getAttribute('target'), e.textContent]));
+  assert.deepEqual(links, [['https://example.org/a?b=1', 'noopener noreferrer', '_blank', 'https://example.org/a?b=1']]);
   assertClean(a, b);
 });
 

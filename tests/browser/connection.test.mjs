@@ -38,6 +38,8 @@ async function restartAndChat(t, signal, expectText) {
     await server.stop(signal);
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: 15000 });
     assert.match(await alice.textContent('#messages'), expectText);
+    // One line for the event, not one for the notice and another for the close.
+    assert.equal(await alice.locator('#messages .notice', { hasText: expectText }).count(), 1);
     assert.match(await alice.textContent('#status-text'), /Reconnecting in \d+ s/);
     // The first attempts fail while the server is down; then it comes back on the same port.
     await sleep(1500);

@@ -80,6 +80,27 @@ test('conversations route right: a message typed in bob\u2019s conversation reac
   assert.equal(await unread(bob, 'all'), '1');
   assert.equal(carolIn.filter((m) => m.type === 'direct').length, 0, 'carol never got a direct message');
   assert.equal(await carol.locator('#messages .msg', { hasText: 'bob' }).count(), 0);
+  // Scrolled up, a new message shows a "New messages" button instead of moving the view.
+  await openConversation(bob, 'alice');
+  const long = (n) => Array.from({ length: 14 }, (_, i) => `message ${n}, line ${i + 1}`).join('\n');
+  for (let n = 1; n <= 3; n++) await sendTo(alice, 'bobby', long(n));
+  await waitMessage(bob, long(3));
+  await bob.evaluate(() => {
+    const s = document.querySelector('#conversation');
+    s.scrollTop = 0;
+    s.dispatchEvent(new Event('scroll'));
+  });
+  assert.equal(await bob.isVisible('#new-pill'), false);
+  await sendTo(alice, 'bobby', 'while bob reads older ones');
+  await waitMessage(bob, 'while bob reads older ones');
+  await bob.waitForSelector('#new-pill', { state: 'visible' });
+  assert.equal(await bob.evaluate(() => document.querySelector('#conversation').scrollTop), 0, 'the view stays where bob was');
+  await bob.click('#new-pill');
+  await bob.waitForSelector('#new-pill', { state: 'hidden' });
+  assert.ok(await bob.evaluate(() => {
+    const s = document.querySelector('#conversation');
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+  }));
   // A sender's name in Everyone opens that person's conversation.
   await carol.click('#member-list .member[data-key="all"]');
   await carol.click('.messages[data-conv="all"] .msg .from');
@@ -215,12 +236,14 @@ test('history: a reload shows the conversations again (remember on); "Forget thi
   await sendTo(alice, '@all', 'kept three');
   await waitMessage(bob, 'kept three');
   // The history is on the device, encrypted (read back through the page's own storage module).
-  await alice.waitForFunction(async () => {
+  // (Written within a moment of each message; asked again until it is.)
+  const written = () => alice.evaluate(async () => {
     const store = await import('/store.js');
     const kept = await store.loadHistories();
-    const texts = [...kept.values()].flat().filter((r) => !r.event).map((r) => r.text);
-    return ['kept one', 'kept two', 'kept three'].every((x) => texts.includes(x));
+    const texts = (k) => (kept.get(k) ?? []).filter((r) => !r.event).map((r) => r.text).join('|');
+    return texts('all') === 'kept three' && [...kept.keys()].some((k) => texts(k) === 'kept one|kept two');
   });
+  while (!(await written())) await alice.waitForTimeout(100);
   const raw = await alice.evaluate(() => new Promise((res) => {
     const req = indexedDB.open('dyspatcher');
     req.onsuccess = () => {

@@ -100,5 +100,12 @@ test('a message the server refuses (rate limit) is marked as not delivered, with
   for (const [, s] of refused) assert.match(s, /^not (delivered|confirmed): .+/);
   for (const [text] of sent) await waitMessage(bob, text);
   assert.equal(await bob.locator('.msg.in').count(), sent.length);
+  // Not delivered is never a silent loss: Retry sends it again, under a new id, and it arrives.
+  const [lost] = states.find(([, s, r]) => r && /^not delivered/.test(s)) ?? [];
+  if (lost) {
+    await alice.locator('.msg.own.refused', { hasText: lost }).locator('.retry').click();
+    await alice.waitForFunction((t) => [...document.querySelectorAll('.msg.own:not(.refused)')].some((li) => li.querySelector('.text').textContent === t && li.querySelector('.state.sent, .state.delivered')), lost);
+    await waitMessage(bob, lost);
+  }
   assertClean(alice, bob);
 });

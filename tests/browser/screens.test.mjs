@@ -88,7 +88,12 @@ test('conversation list, conversation, verify screen and menu', { timeout: 24000
   await waitMessage(alice, 'Welcome! This is the admin writing to everyone from the prompt.');
   await sendTo(bob, 'alice', 'Hi alice, this is a direct message only you can read.');
   await sendTo(bob, 'alice', 'And a second one, grouped under the same header.');
-  await sendTo(alice, 'bobby', 'Hello bob!\nA second line, and a long link: https://example.invalid/' + 'a'.repeat(120));
+  await sendTo(alice, 'bobby', 'Hello bob! Shall we meet at the station at six? @bobby');
+  await sendTo(bob, 'alice', 'Yes, see you there \u{1F44D}');
+  await waitMessage(alice, 'Yes, see you there \u{1F44D}');
+  await bob.waitForSelector('.msg.own .state.delivered');
+  await bob.screenshot({ path: screenshotPath('readme-phone-light') }); // the README's picture
+  await sendTo(alice, 'bobby', 'A second line, and a long link: https://example.invalid/' + 'a'.repeat(120));
   await sendTo(alice, 'bobby', Array.from({ length: 20 }, (_, i) => `line ${i + 1} of a long message`).join('\n'));
   await sendTo(alice, '@all', 'Morning everyone \u2014 @bobby, @all messages look different from direct ones.');
   await sendTo(bob, '@all', 'Good morning!');
