@@ -7,7 +7,6 @@
 export default {
   // ------------------------------------------------------------ page and start screen
   'app.tagline': 'Private chat, encrypted end to end in your browser',
-  'app.noscript': 'dyspatcher needs JavaScript: all encryption happens in this page.',
   'lang.label': 'Language',
   'insecure.title': 'This page cannot encrypt here',
   'insecure.body': 'You opened {origin} over plain HTTP from another device. Browsers give the encryption functions this chat needs (crypto.subtle) only to secure pages: https:// addresses, or http://localhost on the machine that runs the server. Nothing has been sent.',
@@ -126,12 +125,10 @@ export default {
   // ------------------------------------------------------------ conversation list
   'list.title': 'Conversations',
   'list.everyone': 'Everyone',
-  'list.everyone_detail': '@all · everyone here',
   'list.members': { one: '{n} member', other: '{n} members' },
   'list.unread': { one: '{n} unread message', other: '{n} unread messages' },
   'list.away': 'away',
   'list.online': 'online',
-  'list.you_other_seat': 'your other seat',
   'list.no_messages': 'No messages yet',
   'list.gone': 'left the chat',
   'list.you_prefix': 'You: {text}',
@@ -160,10 +157,7 @@ export default {
   'conv.admin_sent': 'Sent to the server.',
   'conv.today': 'Today',
   'conv.yesterday': 'Yesterday',
-  'conv.history_note': 'Earlier messages, kept on this device.',
   'conv.everyone_members': { one: '{n} member here', other: '{n} members here' },
-  'msg.verified': '✓ signed',
-  'msg.verified_title': 'Signature checked with the sender’s key',
   'msg.sending': 'sending…',
   'msg.sending_title': 'Sending to the server',
   'msg.unconfirmed': 'not confirmed',
