@@ -209,6 +209,27 @@ test('Arabic: the page is laid out right to left, in Arabic', { timeout: 120000,
   assert.deepEqual(page.problems, []);
 });
 
+test('reconnecting: the countdown fits a phone', { timeout: 120000 }, async (t) => {
+  const own = await startServer();
+  const page = await openPage(browser, own.url, { t, name: 'page', viewport: VIEWPORTS.phone });
+  await joinWithKeys(page, 'alice', keys.alice);
+  await own.stop('SIGKILL');
+  await page.waitForSelector('#status[data-state="reconnecting"]');
+  await shootAll(page, 'reconnecting', {
+    prepare: async (device) => {
+      if (device === 'phone' && !(await page.isVisible('#conv-title'))) await openConversation(page, '@all');
+    },
+    check: async () => {
+      const status = await page.locator('#status').boundingBox();
+      assert.ok(status.x >= 0 && status.x + status.width <= (await page.evaluate(() => innerWidth)), 'the countdown is on screen');
+      assert.match(await page.textContent('#status-text'), /Reconnecting in \d+ s/);
+    },
+  });
+  // The refused attempts while the server is gone are Chromium's own log lines: expected here.
+  page.problems = page.problems.filter((p) => !/WebSocket connection to .* failed: .*ERR_CONNECTION_REFUSED/.test(p));
+  assertClean(page);
+});
+
 test('non-secure origin screen', { timeout: 60000 }, async (t) => {
   const insecure = await launchBrowser(['--host-resolver-rules=MAP chat.test 127.0.0.1']);
   t.after(() => insecure.close());
