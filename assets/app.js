@@ -4,7 +4,7 @@
 import { pickLanguage, t } from './i18n/i18n.js';
 import { leftText, moderation } from './meaning.js';
 import * as notify from './notify.js';
-import { addMessage, clearConversations, conversation, exportAll, exportOpen, flushHistory, initConversation, notice, openConversation, seenOpen, send, showHeader, showHistory, status, warning } from './screens/conversation.js';
+import { addMessage, conversation, exportOpen, flushHistory, initConversation, notice, openConversation, seenOpen, send, showHeader, showHistory, status, warning } from './screens/conversation.js';
 import { renderList } from './screens/list.js';
 import { checkName, generateKeys, initStart, setIdentity, showInsecure, showJoinError, showStart, translateStart } from './screens/start.js';
 import { initVerify, showVerify, stopScan } from './screens/verify.js';
@@ -147,8 +147,8 @@ const hooks = {
       S.reconnecting = true;
     } else if (state === 'closed') {
       setStatus(state, t('status.disconnected'));
+      // The panel under the conversation says it: no second line above it.
       showClosed(text, kind, until);
-      if (kind !== 'stopped' && kind !== 'kicked' && kind !== 'banned' && kind !== 'replaced') notice(text, { kind: 'trouble' });
       S.reconnecting = false;
     } else if (state === 'connected') {
       setStatus(state, t('status.connected'));
