@@ -32,6 +32,8 @@ pub enum Command {
     Help,
     /// `/quit`, `/q`.
     Quit,
+    /// `/panic`, exactly (no short form, no argument).
+    Panic,
     /// `@NAME text` (to = Some) or `@all text` (to = None).
     Send {
         /// Recipient name, or None for everyone.
@@ -56,7 +58,9 @@ Commands:
   /reload               re-read the allow list now
   /tunnel               show the SSH tunnel's state
   /help, /h             this help
-  /quit, /q             close every connection and stop the server";
+  /quit, /q             close every connection and stop the server
+  /panic                close everything at once, erase the transcript and TLS state, exit
+                        (only with --panic)";
 
 /// Parses one prompt line.
 pub fn parse(line: &str) -> Result<Command, String> {
@@ -98,9 +102,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/tunnel", None) => Command::Tunnel,
         ("/help" | "/h", None) => Command::Help,
         ("/quit" | "/q", None) => Command::Quit,
+        ("/panic", None) => Command::Panic,
         (
             "/users" | "/u" | "/allowlist" | "/a" | "/reload" | "/help" | "/h" | "/quit" | "/q"
-            | "/bans",
+            | "/bans" | "/panic",
             Some(_),
         ) => return Err(format!("{cmd}: too many words; /help lists the commands")),
         _ if cmd.starts_with('/') => {

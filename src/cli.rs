@@ -105,6 +105,13 @@ pub struct Args {
     /// tell browsers to store nothing on the device (no key, no name, no history)
     #[argh(switch)]
     pub no_remember: bool,
+    /// enable the panic stop: `/panic` or SIGUSR1 closes every connection at once, drops all
+    /// members and mailboxes, erases the transcript and the self-signed TLS state, and exits
+    #[argh(switch)]
+    pub panic: bool,
+    /// with --panic: erase the --admin-private-key file too
+    #[argh(switch)]
+    pub panic_deletes_key: bool,
     /// print the version and exit
     #[argh(switch, short = 'v')]
     pub version: bool,
@@ -121,6 +128,18 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Measure a server with simulated members.
     Bench(crate::bench::BenchArgs),
+    /// Check a transcript's hash chain.
+    VerifyTranscript(VerifyTranscriptArgs),
+}
+
+/// check a transcript's hash chain: exit 0 and "N lines, chain intact", or exit 1 and the first
+/// line that was altered, removed, reordered or cut (exit 2: the file cannot be read)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify-transcript")]
+pub struct VerifyTranscriptArgs {
+    /// the transcript file
+    #[argh(positional)]
+    pub file: PathBuf,
 }
 
 /// join a dyspatcher chat from the terminal: incoming messages are printed; type `@name text`

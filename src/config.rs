@@ -64,6 +64,9 @@ pub enum ConfigError {
     /// A name that cannot be a host.
     #[error("--allowed-host: `{0}` is not a host name or IP address: {1}")]
     AllowedHost(String, &'static str),
+    /// Panic stop options that do not go together.
+    #[error("{0}")]
+    Panic(&'static str),
     /// The transcript file exists already.
     #[error("--transcription: `{0}` already exists; choose a new file (a transcript is never overwritten)")]
     TranscriptExists(PathBuf),
@@ -219,6 +222,8 @@ pub struct Config {
     pub daemon: Option<PathBuf>,
     /// Names besides its own under which the server may be addressed (`--allowed-host`).
     pub allowed_hosts: Vec<crate::http::HostName>,
+    /// The panic stop and what it erases, with `--panic`.
+    pub panic: Option<crate::panic::PanicSettings>,
 }
 
 /// The TLS setup of the listener.
@@ -260,6 +265,7 @@ impl Config {
             tunnel_remote_port: None,
             daemon: None,
             allowed_hosts: Vec::new(),
+            panic: None,
         }
     }
 
@@ -365,6 +371,7 @@ impl Config {
         } else {
             None
         };
+        let panic = panic_from_args(args, daemon.as_ref())?;
         Ok(Self {
             listen: SocketAddr::new(ip, port),
             ws_port: args.wsport,
@@ -386,8 +393,36 @@ impl Config {
                 .iter()
                 .map(|name| allowed_host(name))
                 .collect::<Result<_, _>>()?,
+            panic,
         })
     }
+}
+
+/// `--panic` and `--panic-deletes-key`: what the panic stop erases.
+fn panic_from_args(
+    args: &Args,
+    pid_file: Option<&PathBuf>,
+) -> Result<Option<crate::panic::PanicSettings>, ConfigError> {
+    if !args.panic {
+        return match args.panic_deletes_key {
+            true => Err(ConfigError::Panic("--panic-deletes-key: needs --panic")),
+            false => Ok(None),
+        };
+    }
+    let admin_key = match (&args.admin_private_key, args.panic_deletes_key) {
+        (Some(path), true) => Some(path.clone()),
+        (None, true) => {
+            return Err(ConfigError::Panic(
+                "--panic-deletes-key: needs --admin-private-key FILE (a key made at start is never written anywhere)",
+            ))
+        }
+        (_, false) => None,
+    };
+    Ok(Some(crate::panic::PanicSettings {
+        admin_key,
+        tls_dir: state_dir().map(|d| d.join("tls")),
+        pid_file: pid_file.cloned(),
+    }))
 }
 
 /// Checks one `--allowed-host`: a bare name or address, so that a URL pasted by mistake is

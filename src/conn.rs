@@ -179,24 +179,28 @@ where
     let (reader, writer) = writer::split(stream);
     let reader = futures_lite::io::Cursor::new(leftover).chain(reader);
     async move {
-        let _running = Running::new(&ctx.sessions);
+        let _running = Running::new(&ctx.sessions, &ctx.session_ended);
         session_halves(reader, writer, peer, ctx.clone(), progress).await
     }
 }
 
-/// Counts a running chat session for as long as it lives.
-struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a running chat session for as long as it lives, and says when it ends.
+struct Running<'a>(
+    &'a std::sync::atomic::AtomicUsize,
+    &'a event_listener::Event,
+);
 
 impl<'a> Running<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+    fn new(count: &'a std::sync::atomic::AtomicUsize, ended: &'a event_listener::Event) -> Self {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(count)
+        Self(count, ended)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.1.notify(usize::MAX);
     }
 }
 
@@ -473,6 +477,8 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             }
             continue;
         }
+        // Waits while the hub has too much to do: this reader stops reading, TCP pushes back.
+        let credit = ctx.hub_budget.take(text.len()).await;
         let msg = match parse(&text) {
             Ok(m) => m,
             Err((code, message)) => {
@@ -509,7 +515,8 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             },
             _ if !*joined => send_error(outbox, ErrorCode::NotJoined, "send join first"),
             msg => {
-                if ctx.hub.send(hub::Event::Msg { conn, msg }).await.is_err() {
+                let event = hub::Event::Msg { conn, msg, credit };
+                if ctx.hub.send(event).await.is_err() {
                     return;
                 }
             }

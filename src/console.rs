@@ -21,7 +21,7 @@ use crate::ws;
 /// The hub's id for the server's own endpoint.
 pub const CONSOLE_CONN: hub::ConnId = 0;
 /// Bytes of frames waiting for the prompt at most; past it the prompt is told what it missed.
-pub const CONSOLE_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+pub const CONSOLE_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Private-key operations (opening a direct message or a sender key) the admin's prompt spends
 /// on one sender per minute; past it, that sender's messages are not opened.
 pub const KEY_OPS_PER_MINUTE: u32 = 120;
@@ -87,8 +87,27 @@ impl Output {
         let _ = self.tx.try_send(Line::Show(text));
     }
 
-    /// No more output.
+    /// Overwrites and deletes the transcript (the panic stop); nothing is written to it after.
+    /// None without a transcript.
+    pub fn erase_transcript(&self) -> Option<Result<u64, String>> {
+        let t = self.transcript.as_ref()?;
+        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+        Some(t.erase())
+    }
+
+    /// No more output. The operator is shown the transcript's last hash, to note down: lines cut
+    /// from its end are told from a complete one only by that.
     pub fn close(&self) {
+        if let Some(t) = &self.transcript {
+            let t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if !t.erased() {
+                let (lines, last) = t.head();
+                let _ = self.tx.try_send(Line::Show(format!(
+                    "transcript {}: {lines} lines, last hash {last}",
+                    t.path().display()
+                )));
+            }
+        }
         self.tx.close();
     }
 }
@@ -156,6 +175,7 @@ async fn admin_identity(
     out: &Output,
     prompt: &async_channel::Receiver<String>,
     stop: &async_channel::Sender<()>,
+    panic: &crate::panic::Button,
 ) -> Option<Arc<Identity>> {
     let bits = match &config.admin_key {
         AdminKey::Loaded(id) => return Some(id.clone()),
@@ -205,6 +225,11 @@ async fn admin_identity(
                     return None;
                 }
                 Ok(Command::Help) => out.reply(admin::HELP.to_string()),
+                Ok(Command::Panic) => {
+                    if !panic.press("/panic") {
+                        out.reply(crate::panic::OFF.to_string());
+                    }
+                }
                 Ok(Command::Empty) => {}
                 _ => out
                     .reply("the admin key is still being generated; try again in a moment".into()),
@@ -221,7 +246,7 @@ pub async fn run(
     stop: async_channel::Sender<()>,
 ) {
     let out = ctx.out.clone();
-    let Some(identity) = admin_identity(&config, &out, &prompt, &stop).await else {
+    let Some(identity) = admin_identity(&config, &out, &prompt, &stop, &ctx.panic).await else {
         return;
     };
     out.notice(format!(
@@ -302,6 +327,7 @@ impl Endpoint {
             .send(hub::Event::Msg {
                 conn: CONSOLE_CONN,
                 msg,
+                credit: hub::Credit::none(),
             })
             .await;
     }
@@ -466,6 +492,11 @@ impl Endpoint {
             Ok(Command::Empty) => {}
             Ok(Command::Help) => self.out.reply(admin::HELP.to_string()),
             Ok(Command::Quit) => return false,
+            Ok(Command::Panic) => {
+                if !self.ctx.panic.press("/panic") {
+                    self.out.reply(crate::panic::OFF.to_string());
+                }
+            }
             Ok(Command::Users) => self.out.reply(admin::users(&self.session)),
             Ok(Command::Moderate(action)) => {
                 let listing = action == hub::Moderation::List;

@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod keycache;
 pub mod onboard;
+pub mod panic;
 pub mod protocol;
 pub mod replay;
 pub mod server;

@@ -28,6 +28,9 @@ fn main() {
     match args.command {
         Some(Command::Connect(c)) => std::process::exit(dyspatcher::terminal::connect(c)),
         Some(Command::Bench(b)) => std::process::exit(dyspatcher::bench::run(b)),
+        Some(Command::VerifyTranscript(v)) => {
+            std::process::exit(dyspatcher::transcript::verify::run(&v.file))
+        }
         None => {}
     }
     let config = Config::from_args(&args).unwrap_or_else(|e| fail(2, e));

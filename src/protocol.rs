@@ -675,6 +675,8 @@ pub mod close {
     pub const JOIN_REFUSED: u16 = 4005;
     /// A newer connection with the same key took over.
     pub const REPLACED: u16 = 4006;
+    /// The panic stop: the server closed the chat and erased its state.
+    pub const PANIC: u16 = 4007;
 }
 
 fn canonical(fields: &[&str]) -> Vec<u8> {

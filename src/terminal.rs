@@ -16,6 +16,9 @@ pub fn run_prompt(running: Running) {
     let output = running.output.clone();
     let prompt = running.prompt.clone();
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // The line editor puts the terminal in raw mode while it waits for a line, and it is still
+    // waiting when the server stops: the mode is put back as it was before leaving.
+    let saved = interactive.then(TermMode::save).flatten();
     let mut editor = None;
     let printer: Box<dyn FnMut(String) + Send> = if interactive {
         match rustyline::DefaultEditor::new() {
@@ -74,6 +77,34 @@ pub fn run_prompt(running: Running) {
     }
     running.wait();
     let _ = printer_thread.join();
+    if let Some(mode) = saved {
+        mode.restore();
+    }
+}
+
+/// The terminal's mode of standard input, as `stty -g` prints it (the crate forbids unsafe code,
+/// so no termios calls here).
+struct TermMode(String);
+
+impl TermMode {
+    fn save() -> Option<Self> {
+        let out = std::process::Command::new("stty")
+            .arg("-g")
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let mode = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !mode.is_empty()).then_some(Self(mode))
+    }
+
+    fn restore(&self) {
+        let _ = std::process::Command::new("stty")
+            .arg(&self.0)
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// What is printed at start: the URLs to open, the certificate's fingerprint, a QR code.
@@ -115,17 +146,24 @@ pub fn banner(addr: std::net::SocketAddr, tls: Option<&crate::config::Tls>) -> S
 }
 
 /// Turns SIGTERM and SIGINT into a graceful stop; SIGHUP stops a daemon (as in Dyspatcher) and
-/// makes an interactive server re-read its allow list.
+/// makes an interactive server re-read its allow list; SIGUSR1 is the panic stop with `--panic`,
+/// and is ignored (with a notice) without.
 pub fn handle_signals(running: &Running, daemon: bool) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+    else {
         return;
     };
     let stop = running.stopper();
     let prompt = running.prompt.clone();
+    let (panic, out) = (running.panic_button(), running.output());
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            if signal == SIGHUP && !daemon {
+            if signal == SIGUSR1 {
+                if !panic.press("SIGUSR1") {
+                    out.notice(format!("SIGUSR1 ignored: {}", crate::panic::OFF));
+                }
+            } else if signal == SIGHUP && !daemon {
                 let _ = prompt.send_blocking("/reload".into());
             } else {
                 let _ = stop.try_send(());

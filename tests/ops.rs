@@ -189,12 +189,20 @@ fn the_transcript_holds_what_the_admin_sees_and_never_a_private_key() {
             !text.contains("PRIVATE KEY"),
             "a private key reached the transcript"
         );
-        for line in text.lines().filter(|l| !l.starts_with("    ")) {
+        // Each line: its chained hash, its number, then a timestamp (or, continuing an entry,
+        // four spaces).
+        for (i, line) in text.lines().enumerate() {
+            let prefix = format!(" {} ", i + 1);
+            assert_eq!(&line[16..16 + prefix.len()], prefix, "{line}");
+            let body = &line[16 + prefix.len()..];
             assert!(
-                line.len() > 21 && line.as_bytes()[4] == b'-' && &line[19..21] == "Z ",
+                body.starts_with("    ")
+                    || (body.len() > 21 && body.as_bytes()[4] == b'-' && &body[19..21] == "Z "),
                 "untimestamped line: {line}"
             );
         }
+        let intact = dyspatcher::transcript::verify::verify(text.as_bytes()).unwrap();
+        assert!(intact.stopped);
         // Never overwritten.
         let err = dyspatcher::transcript::Transcript::create(&path)
             .err()

@@ -16,6 +16,7 @@ use crate::replay::{Seen, MAX_SEEN_IDS};
 use crate::ws::{self, Frame};
 
 mod bans;
+mod credit;
 mod directory;
 mod mailbox;
 mod membership;
@@ -24,6 +25,7 @@ mod outbox;
 mod route;
 
 pub use bans::DEFAULT_KICK_MINUTES;
+pub use credit::{Budget, Credit, HUB_QUEUE_BYTES};
 pub use directory::{ConnId, Kind};
 pub use outbox::{is_join_notice, Closed, Controls, Frames, Item, Outbox, Payload, PushError};
 
@@ -34,6 +36,9 @@ use mailbox::{Mailboxes, Receipt, SeatId};
 /// it counts as too slow: coming back to a full mailbox, it must have room for what arrives
 /// before it acknowledges the replay.
 pub const CONNECTED_HEADROOM_DIVISOR: usize = 2;
+
+/// The reason of the panic stop's close frame.
+pub const PANIC_REASON: &str = "the chat was ended and the server erased its state";
 
 /// Bytes an outgoing queue may hold beyond the mailbox bound (answers, errors, the welcome).
 pub const QUEUE_SLACK_BYTES: usize = 256 * 1024;
@@ -61,6 +66,8 @@ pub enum Event {
         conn: ConnId,
         /// The message.
         msg: ClientMsg,
+        /// Its share of the hub's queue, given back once it is dealt with.
+        credit: Credit,
     },
     /// A connection ended.
     Gone {
@@ -78,6 +85,9 @@ pub enum Event {
     AllowList(Option<Arc<AllowList>>),
     /// Close every connection: the server is stopping.
     Shutdown,
+    /// The panic stop: close every connection at once (dropping what is queued) and forget every
+    /// member, mailbox, kick and ban; the hub ends.
+    Panic,
 }
 
 /// The admin's commands about members.
@@ -223,7 +233,7 @@ pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
             None => hub.expire(Instant::now()),
             Some(Err(_)) => break,
             Some(Ok(event)) => {
-                stop = matches!(event, Event::Shutdown);
+                stop = matches!(event, Event::Shutdown | Event::Panic);
                 hub.handle(event);
             }
         }
@@ -266,7 +276,10 @@ impl Hub {
                     outbox.close(close::JOIN_REFUSED, code_reason(refusal.code));
                 }
             }
-            Event::Msg { conn, msg } => self.message(conn, msg),
+            Event::Msg { conn, msg, credit } => {
+                self.message(conn, msg);
+                drop(credit);
+            }
             Event::Gone { conn } => {
                 if let Some(seat) = self.dir.seat_of(conn) {
                     self.go_away(seat);
@@ -289,7 +302,25 @@ impl Hub {
                     }
                 }
             }
+            Event::Panic => self.forget_everything(),
         }
+    }
+
+    /// The panic stop: every connection gets its close frame before anything still queued for
+    /// it, then every member, mailbox, kick and ban is dropped.
+    fn forget_everything(&mut self) {
+        for s in self.dir.seats.values() {
+            if let Some((_, outbox)) = &s.conn {
+                outbox.abort(close::PANIC, PANIC_REASON);
+            }
+        }
+        self.dir = Directory::default();
+        self.boxes = Mailboxes::new(self.settings.mailbox_bytes, self.settings.mailbox_total);
+        self.seen = Seen::new(MAX_SEEN_IDS);
+        self.bans = bans::Bans::default();
+        self.slow.clear();
+        self.expiries.clear();
+        self.console_dropped = 0;
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.

@@ -179,6 +179,16 @@ impl Outbox {
         });
     }
 
+    /// Asks for a close at once: what is queued is dropped and the close frame goes next, in
+    /// place of any close asked for before.
+    pub fn abort(&self, code: u16, reason: &str) {
+        self.0.update(true, |s| {
+            s.frames = VecDeque::new();
+            s.bytes = 0;
+            s.close = Some((code, reason.to_string()));
+        });
+    }
+
     /// Asks the writer to answer a ping.
     pub fn pong(&self, payload: Vec<u8>) {
         self.0.update(true, |s| s.pong = Some(payload));
@@ -341,6 +351,15 @@ mod tests {
         outbox_still_open(&frames);
         drop(second);
         assert_eq!(smol::block_on(frames.ready()), Err(Closed));
+        let (outbox, frames, controls) = Outbox::new(100);
+        outbox.push(frame(b"queued")).unwrap();
+        outbox.close(4002, "too slow");
+        outbox.abort(4007, "now");
+        let mut batch = Vec::new();
+        frames.drain_into(&mut batch, usize::MAX);
+        assert!(batch.is_empty(), "an abort drops what was queued");
+        assert_eq!(controls.take_close(), Some((4007, "now".into())));
+        assert_eq!(outbox.push(frame(b"y")), Ok(()));
         let (outbox, frames, _) = Outbox::new(2);
         drop(frames);
         assert_eq!(outbox.push(frame(b"x")), Err(PushError::Closed));

@@ -41,8 +41,8 @@ pub enum StartError {
     #[error("--transcription: {0}")]
     Transcript(String),
     /// A thread cannot be started (the system is out of threads or memory).
-    #[error("cannot start the admin's thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
 }
 
 /// Shared by every connection task.
@@ -70,6 +70,12 @@ pub struct Ctx {
     stopping: AtomicBool,
     /// Chat sessions (upgraded WebSockets) still running: the ones a shutdown waits for.
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// Told each time a chat session ends.
+    pub session_ended: event_listener::Event,
+    /// Bytes of messages waiting for the hub.
+    pub hub_budget: Arc<hub::Budget>,
+    /// The panic stop (`/panic`, SIGUSR1), armed with `--panic`.
+    pub panic: crate::panic::Button,
     /// Join attempts, rate-limited per address and in total.
     pub join_gate: Mutex<conn::JoinGate>,
     /// Refused joins, as told to the operator.
@@ -119,12 +125,22 @@ impl Ctx {
 
     /// Waits until every chat session has ended (written its close frame), or `limit` passed.
     /// Idle HTTP connections (a page's keep-alive) have nothing to say and are not waited for.
-    async fn drained(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let mut tick = smol::Timer::interval(Duration::from_millis(10));
-        while self.sessions.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            futures_lite::StreamExt::next(&mut tick).await;
-        }
+    pub(crate) async fn drained(&self, limit: Duration) {
+        let all_ended = async {
+            loop {
+                let ended = self.session_ended.listen();
+                if self.sessions.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        let _ = conn::timeout(limit, all_ended).await;
+    }
+
+    /// No more connections are accepted.
+    pub(crate) fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 }
 
@@ -141,9 +157,21 @@ pub struct Running {
     stop: async_channel::Sender<()>,
     done: async_channel::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
+    panic: crate::panic::Button,
+    out: console::Output,
 }
 
 impl Running {
+    /// The panic stop's button (it does nothing without `--panic`).
+    pub fn panic_button(&self) -> crate::panic::Button {
+        self.panic.clone()
+    }
+
+    /// A handle that shows notices to the operator (and writes them to the transcript).
+    pub fn output(&self) -> console::Output {
+        self.out.clone()
+    }
+
     /// Asks the server to stop: clients get a close frame, the transcript its last line.
     pub fn shutdown(&self) {
         let _ = self.stop.try_send(());
@@ -258,6 +286,7 @@ impl Bound {
         };
         let (out, output) = console::Output::new(transcript);
         let (hub_tx, hub_rx) = async_channel::bounded(4096);
+        let (panic, pressed) = crate::panic::Button::new(config.panic.is_some());
         let ctx = Arc::new(Ctx {
             hub: hub_tx,
             limits: config.limits.clone(),
@@ -279,11 +308,18 @@ impl Bound {
                 .map(|t| futures_rustls::TlsAcceptor::from(t.server.clone())),
             stopping: AtomicBool::new(false),
             sessions: std::sync::atomic::AtomicUsize::new(0),
+            session_ended: event_listener::Event::new(),
+            panic: panic.clone(),
             refusing: std::sync::atomic::AtomicUsize::new(0),
+            hub_budget: hub::Budget::new(hub::HUB_QUEUE_BYTES),
             join_gate: Mutex::new(conn::JoinGate::new(config.limits.join_rate)),
             refused_joins: Arc::new(Mutex::new(Throttle::new("refused joins"))),
             conn_errors: Arc::new(Mutex::new(Throttle::new("connections ended by an error"))),
         });
+        if let (Some(pressed), Some(settings)) = (pressed, config.panic.clone()) {
+            crate::panic::watch(pressed, settings, Arc::downgrade(&ctx))
+                .map_err(|e| StartError::Thread("panic stop's", e))?;
+        }
         let settings = HubSettings {
             admin_name: config.admin_name.clone(),
             disable_all: config.disable_all,
@@ -329,7 +365,7 @@ impl Bound {
                 ));
                 drop(console_done);
             })
-            .map_err(StartError::Thread)?;
+            .map_err(|e| StartError::Thread("admin's", e))?;
         if let Some(settings) = config.tunnel.clone() {
             start_tunnel(
                 settings,
@@ -346,7 +382,7 @@ impl Bound {
             stop_rx,
             ctx,
             (hub_task, console_ended),
-            out,
+            out.clone(),
             done_tx,
         );
         Ok(Running {
@@ -357,6 +393,8 @@ impl Bound {
             stop,
             done,
             threads,
+            panic,
+            out,
         })
     }
 }
