@@ -247,7 +247,7 @@ function showClosed(text, kind, until) {
   const detail = $('closed-detail');
   const retry = $('closed-retry');
   $('take-back').hidden = kind !== 'replaced';
-  retry.hidden = kind === 'replaced';
+  retry.hidden = kind === 'replaced' || kind === 'ended';
   retry.textContent = t('closed.retry');
   detail.hidden = true;
   if (kind === 'replaced') {

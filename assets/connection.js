@@ -141,7 +141,7 @@ export class Connection {
     if (this.stopped) return;
     if (!meaning.retry) {
       this.stopped = true;
-      if (meaning.kind === 'kicked' || meaning.kind === 'banned') this.forgetMembership();
+      if (meaning.kind === 'kicked' || meaning.kind === 'banned' || meaning.kind === 'ended') this.forgetMembership();
       this.state('closed', meaning.text, { code, refusal, kind: meaning.kind, until: meaning.until });
       return;
     }

@@ -60,6 +60,8 @@ export function closeMeaning(code, refusal = null, ending = null) {
       };
     case 4006:
       return { text: t('close.4006'), retry: false, kind: 'replaced' };
+    case 4007:
+      return { text: t('close.4007'), retry: false, kind: 'ended' };
     default:
       return { text: t('close.lost'), retry: true };
   }

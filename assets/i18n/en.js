@@ -245,6 +245,7 @@ export default {
   'close.refused_because': 'The server refused to let you in: {reason}',
   'close.refused': 'The server refused to let you in.',
   'close.4006': 'This chat was opened somewhere else (another tab or device).',
+  'close.4007': 'The chat was ended: the server stopped and erased everything it held. There is nothing to reconnect to.',
   'close.lost': 'The connection was lost.',
   'refuse.version': 'the server speaks protocol version {theirs}, this page speaks {ours}.',
   'gap.dropped': { one: '{n} message kept for you was', other: '{n} messages kept for you were' },

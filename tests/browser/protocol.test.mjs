@@ -340,6 +340,7 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
   assert.deepEqual(closeMeaning(4000, null, { code: 'banned', until: null }), { text: 'You were banned by the admin.', retry: false, kind: 'banned', until: null });
   assert.deepEqual(closeMeaning(4006), { text: 'This chat was opened somewhere else (another tab or device).', retry: false, kind: 'replaced' });
   assert.equal(closeMeaning(4001).retry, false);
+  assert.deepEqual(closeMeaning(4007), { text: 'The chat was ended: the server stopped and erased everything it held. There is nothing to reconnect to.', retry: false, kind: 'ended' });
   for (const code of ['name_taken', 'bad_name', 'bad_proof', 'not_allowed', 'bad_key', 'banned']) {
     assert.equal(closeMeaning(4005, { code, message: 'm' }).retry, false, code);
   }
