@@ -179,3 +179,23 @@ test('on a non-secure origin the page explains why it cannot work and what to ru
     await server.stop();
   }
 });
+
+test('the panic stop (4007) says the chat was ended, and the page neither retries nor offers to', { timeout: 60000 }, async (t) => {
+  const server = await startServer(['--panic']);
+  try {
+    const alice = await openPage(browser, server.url, { t, name: 'alice' });
+    const sockets = countSockets(alice);
+    await joinWithKeys(alice, 'alice', keys.alice);
+    server.write('/panic');
+    await server.exited;
+    await alice.waitForSelector('#status[data-state="closed"]');
+    assert.match(await alice.textContent('#closed-text'), /The chat was ended: the server stopped and erased everything/);
+    assert.equal(await alice.isHidden('#closed-retry'), true);
+    assert.equal(await alice.isVisible('#closed-start'), true);
+    assert.equal(await alice.locator('#messages .notice', { hasText: /chat was ended/ }).count(), 0, 'said once, in the panel');
+    assert.equal(sockets.opened, 1, 'no attempt to reconnect');
+    assertClean(alice);
+  } finally {
+    await server.stop();
+  }
+});
