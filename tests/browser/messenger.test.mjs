@@ -216,11 +216,16 @@ test('notifications: asked from the menu, shown for a direct message while hidde
   await waitMessage(bob, 'psst bob');
   await sendTo(alice, '@all', 'hey @bobby look');
   await waitMessage(bob, 'hey @bobby look');
+  // A long message is cut at 140 characters in the notification.
+  const long = 'x'.repeat(139) + 'yz';
+  await sendTo(alice, 'bobby', long);
+  await waitMessage(bob, long);
   assert.deepEqual(await bob.evaluate(() => window.__shown), [
     { title: 'dyspatcher: alice', body: 'psst bob' },
     { title: 'dyspatcher: alice to everyone', body: 'hey @bobby look' },
+    { title: 'dyspatcher: alice', body: `${'x'.repeat(139)}y\u2026` },
   ]);
-  assert.equal(await bob.title(), '(3) dyspatcher \u2014 bobby');
+  assert.equal(await bob.title(), '(4) dyspatcher \u2014 bobby');
   assert.match(await bob.getAttribute('#favicon', 'href'), /^data:image\/png;base64,/);
   assert.equal(await bob.locator('.msg.mention mark.mention').count(), 1);
   assertClean(alice, bob);
@@ -262,6 +267,15 @@ test('history: a reload shows the conversations again (remember on); "Forget thi
   assert.deepEqual(shown.sort(), ['kept one', 'kept three', 'kept two']);
   assert.equal(await alice.locator('#messages .msg .text:text-is("kept two")').count(), 1, 'shown once');
   assert.match(await alice.textContent(`#member-list .member[data-key="${keys.bob.keyId}"] .last`), /kept two/);
+  // Bounded: the last 2000 messages of a conversation are kept, the oldest go first.
+  const bounded = await alice.evaluate(async () => {
+    const store = await import('/store.js');
+    const records = Array.from({ length: store.MAX_HISTORY + 1 }, (_, i) => ({ event: true, ts: i, text: `n${i}` }));
+    await store.saveHistory('bound-check', records);
+    const kept = (await store.loadHistories()).get('bound-check');
+    return [store.MAX_HISTORY, kept.length, kept[0].text, kept.at(-1).text];
+  });
+  assert.deepEqual(bounded, [2000, 2000, 'n1', 'n2000']);
   // Forget this device: the history goes with everything else.
   await alice.click('#menu-open');
   await alice.click('#forget');
