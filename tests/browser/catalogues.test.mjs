@@ -1,7 +1,9 @@
 // The translated catalogues against the English one, under Node: the same keys, plural entries
 // with `other` and only the categories the language's Intl.PluralRules selects, the same
-// `{placeholders}` as the English text, and the product terms kept as they are. A language whose
-// file is not there yet is skipped, named; a file for a language the switcher does not offer fails.
+// `{placeholders}` as the English text, the product terms kept as they are, and the language's
+// own punctuation (French no-break spaces, Arabic and Persian ، ؟, Chinese full-width marks). A
+// language whose file is not there yet is skipped, named; a file for a language the switcher does
+// not offer fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
@@ -17,8 +19,22 @@ const KEPT = [
   'private.pem', 'key.pem', 'plain.pem', '/kick', '/ban', '/unban', '/bans',
 ];
 
+/** Punctuation a language writes its own way: a pattern that must not occur, and why. */
+const PUNCTUATION = {
+  fr: [
+    [/(^|[^\u00a0\u202f])[:;!?](\s|$)/, 'a no-break space (U+00A0, U+202F) goes before : ; ! ?'],
+    [/«(?!\u00a0)|(?<!\u00a0)»/, 'a no-break space (U+00A0) goes inside « »'],
+  ],
+  ar: [[/[\u0600-\u06ff]\s?[,;?]/, 'Arabic punctuation ، ؛ ؟ after Arabic text']],
+  fa: [[/[\u0600-\u06ff]\s?[,;?]/, 'Persian punctuation ، ؛ ؟ after Persian text']],
+  zh: [[/[\u4e00-\u9fff][,:;?!]|[,:;?!]\s?[\u4e00-\u9fff]/, 'full-width punctuation ，：；？！ next to Chinese text']],
+};
+
 /** The names of the `{placeholders}` in `text`, sorted, each once. */
 const placeholders = (text) => [...new Set([...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]))].sort();
+
+/** `{a} {b}`, or "none". */
+const listed = (names) => (names.length ? names.map((n) => `{${n}}`).join(' ') : 'none');
 
 /** Braces left over once the placeholders are taken out: a mistyped `{name` or `name}`. */
 const strayBraces = (text) => text.replace(/\{\w+\}/g, '').match(/[{}]/g)?.length ?? 0;
@@ -59,9 +75,12 @@ function catalogueProblems(catalogue, lang) {
       // A form that only ever stands for one number may spell it out ("one message").
       if (optionalN && !got.includes('n')) got = [...got, 'n'].sort();
       if (got.join() !== wanted.join()) {
-        problems.push(`${where}: placeholders {${placeholders(text).join('} {')}}, English has {${wanted.join('} {')}}`);
+        problems.push(`${where}: placeholders ${listed(placeholders(text))}, English has ${listed(wanted)}`);
       }
       if (strayBraces(text)) problems.push(`${where}: a brace outside a {placeholder}`);
+      for (const [pattern, rule] of PUNCTUATION[lang.code] ?? []) {
+        if (pattern.test(text)) problems.push(`${where}: ${rule}`);
+      }
       const englishText = isPlural(english) ? english.other : english;
       for (const term of KEPT) {
         if (englishText.includes(term) && !text.includes(term)) problems.push(`${where}: "${term}" is not kept as it is`);
@@ -108,10 +127,10 @@ test('the English catalogue is the reference the checks assume', () => {
     'chat.menu: should be a text, like the English',
     'chat.you: missing',
     'conv.via: a brace outside a {placeholder}',
-    'conv.via: placeholders {}, English has {via}',
+    'conv.via: placeholders none, English has {via}',
     'list.members.few: en plural rules never select "few" (they use one, other)',
     'list.members: no "other" form',
-    'list.unread.other: placeholders {}, English has {n}',
+    'list.unread.other: placeholders none, English has {n}',
     'notice.joined: placeholders {nom}, English has {name}',
     'send.all_disabled: "@all" is not kept as it is',
   ]);
@@ -120,12 +139,28 @@ test('the English catalogue is the reference the checks assume', () => {
   const ruLike = { ...en, 'list.members': { one: 'один участник', few: '{n} участника', many: '{n} участников', other: '{n} участника' } };
   // (The English "1 more character needed" would be wrong in Russian for 21 as well.)
   assert.deepEqual(catalogueProblems(ruLike, ru).sort(), [
-    'list.members.one: placeholders {}, English has {n}',
-    'start.name_short.one: placeholders {}, English has {n}',
+    'list.members.one: placeholders none, English has {n}',
+    'start.name_short.one: placeholders none, English has {n}',
   ]);
   const ar = { code: 'ar', tag: 'ar' };
   const arLike = { ...en, 'list.members': { zero: 'لا أعضاء', one: 'عضو واحد', two: 'عضوان', other: '{n} عضو' } };
   assert.deepEqual(catalogueProblems(arLike, ar), []);
+  // Each language's own punctuation.
+  const fr = { code: 'fr', tag: 'fr' };
+  const frLike = { ...en, 'chat.menu': 'Menu : ici', 'chat.close': 'Fermer\u00a0?', 'chat.leave': 'https://x', 'chat.export': '« Exporter\u00a0»' };
+  const about = (keys) => (p) => keys.includes(p.split(':')[0]);
+  assert.deepEqual(catalogueProblems(frLike, fr).filter(about(['chat.menu', 'chat.close', 'chat.leave', 'chat.export'])), [
+    'chat.menu: a no-break space (U+00A0, U+202F) goes before : ; ! ?',
+    'chat.export: a no-break space (U+00A0) goes inside « »',
+  ]);
+  const arPunct = { ...arLike, 'chat.close': 'إغلاق?', 'chat.menu': 'القائمة، هنا' };
+  assert.deepEqual(catalogueProblems(arPunct, ar), ['chat.close: Arabic punctuation ، ؛ ؟ after Arabic text']);
+  const zh = { code: 'zh', tag: 'zh-CN' };
+  const zhLike = { ...en, 'chat.close': '关闭: 是', 'chat.menu': '菜单：{x}' };
+  assert.deepEqual(catalogueProblems(zhLike, zh).filter(about(['chat.close', 'chat.menu'])), [
+    'chat.menu: placeholders {x}, English has none',
+    'chat.close: full-width punctuation ，：；？！ next to Chinese text',
+  ]);
 });
 
 test('no catalogue file for a language the switcher does not offer', () => {
