@@ -138,7 +138,7 @@ export default {
   'conv.placeholder_all': 'Mensaje para todos',
   'conv.placeholder_to': 'Mensaje para {name}',
   'conv.placeholder_away': 'Mensaje para {name} (ausente: se le guardará)',
-  'conv.placeholder_gone': '{name} se fue: los mensajes ya no le llegan',
+  'conv.placeholder_gone': '{name} salió del chat: los mensajes ya no le llegan',
   'conv.placeholder_no_all': '@all está desactivado en este servidor',
   'conv.send': 'Enviar',
   'conv.hint': 'Enter envía · Shift+Enter para una línea nueva',
@@ -186,12 +186,12 @@ export default {
 
   // ------------------------------------------------------------ trust
   'trust.key_changed': 'La clave de {name} cambió: vuelve a verificar',
-  'trust.key_changed_detail': 'Ya habías visto a {name} con otra clave ({old}). Puede ser un dispositivo nuevo, o alguien que usa ese nombre. Compara el código de seguridad en persona antes de confiar.',
+  'trust.key_changed_detail': 'Ya habías visto a {name} con otra clave ({old}). Puede ser un dispositivo nuevo, u otra persona que usa ese nombre. Compara el código de seguridad en persona antes de confiar.',
   'trust.verified_mark': 'verificado',
   'verify.title': 'Verificar a {name}',
   'verify.intro': 'Compara esto con {name} en persona o en una llamada de confianza. Si coincide, nadie está en medio.',
   'verify.safety': 'Código de seguridad',
-  'verify.safety_hint': 'Es el mismo en los dos teléfonos: léanselo en voz alta.',
+  'verify.safety_hint': 'Es el mismo en los dos teléfonos: léelo en voz alta para compararlo juntos.',
   'verify.your_key': 'Tu ID de clave',
   'verify.their_key': 'ID de clave de {name}',
   'verify.qr': 'Tu ID de clave como código QR',
