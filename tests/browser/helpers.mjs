@@ -203,6 +203,19 @@ export async function leaveIfConnected(page) {
   }
 }
 
+/**
+ * Waits until `fn` (run in the page, may be async) returns something truthy. Playwright's
+ * waitForFunction takes a returned promise as truthy at once, so async checks are asked again
+ * here until they hold (or the test's timeout ends it).
+ */
+export async function waitUntil(page, fn, arg) {
+  for (;;) {
+    const value = await page.evaluate(fn, arg);
+    if (value) return value;
+    await page.waitForTimeout(50);
+  }
+}
+
 export const waitConnected = (page, ms = 20000) => page.waitForSelector('#status[data-state="connected"]', { timeout: ms });
 
 /** The conversation list's entry for '@all' (Everyone) or a member's name. */

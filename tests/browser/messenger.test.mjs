@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import jsQR from 'jsqr';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, leave,
-  sendTo, waitMessage, waitMembers, waitConnected, openConversation, listEntry, rmSync,
+  sendTo, waitMessage, waitMembers, waitConnected, openConversation, listEntry, rmSync, waitUntil,
 } from './helpers.mjs';
 
 let server, browser, dir, keys;
@@ -242,13 +242,12 @@ test('history: a reload shows the conversations again (remember on); "Forget thi
   await waitMessage(bob, 'kept three');
   // The history is on the device, encrypted (read back through the page's own storage module).
   // (Written within a moment of each message; asked again until it is.)
-  const written = () => alice.evaluate(async () => {
+  await waitUntil(alice, async () => {
     const store = await import('/store.js');
     const kept = await store.loadHistories();
     const texts = (k) => (kept.get(k) ?? []).filter((r) => !r.event).map((r) => r.text).join('|');
     return texts('all') === 'kept three' && [...kept.keys()].some((k) => texts(k) === 'kept one|kept two');
   });
-  while (!(await written())) await alice.waitForTimeout(100);
   const raw = await alice.evaluate(() => new Promise((res) => {
     const req = indexedDB.open('dyspatcher');
     req.onsuccess = () => {

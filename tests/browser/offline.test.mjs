@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   startServer, startTerminalClient, launchBrowser, openPage, assertClean, tempDir, opensslKey,
   joinWithKeys, waitConnected, sendTo, waitMessage, waitMembers, sleep, rmSync,
+  waitUntil,
 } from './helpers.mjs';
 
 const OFFLINE_MS = 30_000;
@@ -112,7 +113,7 @@ test('what no longer fits in the mailbox of an away page is dropped, and the pag
   await joinWithKeys(alice, 'alice', keys.alice);
   const bob = await openPage(browser, small.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).length === 1);
+  await waitUntil(alice, async () => (await indexedDB.databases()).length === 1);
   await alice.goto('about:blank');
   await bob.waitForSelector(`#member-list .member.away[data-key="${keys.alice.keyId}"]`);
   // 16 direct messages of 30 KiB (about 41 KiB each on the wire) into a 512 KiB mailbox.

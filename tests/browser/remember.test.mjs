@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPage, openTab, assertClean, tempDir, opensslKey, joinWithKeys,
   waitConnected, sendTo, waitMessage, waitMembers, rmSync,
+  waitUntil,
 } from './helpers.mjs';
 
 let server, browser, dir, keys;
@@ -72,8 +73,9 @@ test('with "remember" on, a reload rejoins with the same key ID and shows what w
   await waitMessage(bob, 'alice before the reload');
 
   // The keys are kept only as non-extractable CryptoKeys; the session state only encrypted.
-  await alice.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
-  await alice.waitForFunction(
+  await waitUntil(alice, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(
+    alice,
     () =>
       new Promise((res) => {
         const req = indexedDB.open('dyspatcher');
@@ -133,7 +135,7 @@ test('"Forget this device" leaves, deletes everything kept here, and the next vi
   const bob = await openPage(browser, server.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
   await waitMembers(bob, 2);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(alice, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
 
   // Asked first; "Cancel" changes nothing.
   await alice.click('#menu-open');
@@ -185,7 +187,7 @@ test('--no-remember: nothing is kept on the device, and what was kept before is 
   await joinWithKeys(alice, 'alice', keys.alice);
   await alice.waitForSelector('#no-remember-note:not([hidden])');
   assert.match(await alice.textContent('#messages'), /stores nothing on your device/);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).length === 0);
+  await waitUntil(alice, async () => (await indexedDB.databases()).length === 0);
   assert.equal(await alice.evaluate(() => localStorage.length + sessionStorage.length), 0);
   // Still nothing once messages flow (acks, sender keys).
   const bob = await openPage(browser, bare.url, { t, name: 'bob' });
@@ -206,7 +208,7 @@ test('the same remembered identity in a second tab takes over; the first stays c
   await joinWithKeys(first, 'alice', keys.alice);
   const bob = await openPage(browser, server.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await first.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(first, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
 
   const second = await openTab(first.context(), server.url, { name: 'second' });
   await waitConnected(second);

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import {
   startServer, launchBrowser, openPage, openTab, assertClean, tempDir, opensslKey, joinWithKeys, sendTo,
   waitMessage, waitMembers, waitConnected, screenshotPath, openConversation, leave, rmSync,
+  waitUntil,
 } from './helpers.mjs';
 
 const VIEWPORTS = { phone: { width: 360, height: 740 }, desktop: { width: 1280, height: 800 } };
@@ -154,7 +155,7 @@ test('conversation list, conversation, verify screen and menu', { timeout: 24000
 test('replaced, kicked and forget screens', { timeout: 180000 }, async (t) => {
   const first = await openPage(browser, server.url, { t, name: 'first' });
   await joinWithKeys(first, 'alice', keys.alice);
-  await first.waitForFunction(async () => (await indexedDB.databases()).length === 1);
+  await waitUntil(first, async () => (await indexedDB.databases()).length === 1);
   const second = await openTab(first.context(), server.url, { name: 'second' });
   await waitConnected(second);
   await first.waitForSelector('#take-back:not([hidden])');
