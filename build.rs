@@ -15,21 +15,34 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// Every file under `dir`, subfolders (such as `i18n/`) included.
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for path in rd.filter_map(Result::ok).map(|e| e.path()) {
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+}
+
 fn main() {
     let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("assets");
-    println!("cargo:rerun-if-changed={}", dir.display());
-    let mut entries: Vec<_> = fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut entries = Vec::new();
+    collect(&dir, &mut entries);
     entries.sort();
     let mut out = String::from("static ASSETS: &[Asset] = &[\n");
     for path in entries {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // The path under assets/ with `/` separators: "app.js", "i18n/en.js".
+        let name = path
+            .strip_prefix(&dir)
+            .unwrap()
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
         println!("cargo:rerun-if-changed={}", path.display());
         out += &format!(
             "    Asset {{ name: {name:?}, content_type: {:?}, body: include_bytes!({:?}) }},\n",

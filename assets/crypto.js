@@ -1,6 +1,7 @@
 // dyspatcher web client: cryptography (identities, PEM files, signatures, sealing, sender-key chains).
 // Pure functions over WebCrypto; no DOM, so it also runs under Node for the unit tests.
 // The wire formats and canonical strings are those of docs/PROTOCOL.md.
+import { t } from './i18n/i18n.js';
 
 const subtle = () => globalThis.crypto.subtle;
 const enc = new TextEncoder();
@@ -9,8 +10,15 @@ const dec = new TextDecoder('utf-8', { fatal: true });
 const PSS = { name: 'RSA-PSS', hash: 'SHA-256' };
 const OAEP = { name: 'RSA-OAEP', hash: 'SHA-256' };
 const SIGN_PARAMS = { name: 'RSA-PSS', saltLength: 32 };
-export const MIN_BITS = 2048;
-export const MAX_BITS = 8192;
+/**
+ * The RSA key sizes accepted: the server's `welcome.limits.min_key_bits`/`max_key_bits` once a
+ * welcome said them (`setKeyBits`), 2048 to 4096 before.
+ */
+export const KEY_BITS = { min: 2048, max: 4096 };
+
+export function setKeyBits(min, max) {
+  if (Number.isSafeInteger(min) && Number.isSafeInteger(max) && min >= 1024 && min <= max) Object.assign(KEY_BITS, { min, max });
+}
 
 // ---------------------------------------------------------------- encodings
 
@@ -130,7 +138,7 @@ export function pemBlocks(text) {
     try {
       bytes = b64decode(b64);
     } catch {
-      throw new Error(`The ${m[1].toLowerCase()} block is damaged (its base64 does not decode).`);
+      throw new Error(t('key.err.damaged', { block: m[1].toLowerCase() }));
     }
     blocks.push({ label: m[1], der: bytes });
   }
@@ -153,13 +161,13 @@ async function identityFromPkcs8(pkcs8) {
   try {
     pss = await subtle().importKey('pkcs8', pkcs8, PSS, true, ['sign']);
   } catch {
-    throw new Error('This is not an RSA private key that the browser can read.');
+    throw new Error(t('key.err.not_rsa'));
   }
   const jwk = await subtle().exportKey('jwk', pss);
   const bits = b64urlLength(jwk.n) * 8;
-  if (jwk.e !== 'AQAB') throw new Error('The key\u2019s public exponent must be 65537.');
-  if (bits < MIN_BITS || bits > MAX_BITS) {
-    throw new Error(`The key has ${bits} bits; between ${MIN_BITS} and ${MAX_BITS} are accepted.`);
+  if (jwk.e !== 'AQAB') throw new Error(t('key.err.exponent'));
+  if (bits < KEY_BITS.min || bits > KEY_BITS.max) {
+    throw new Error(t('key.err.bits', { bits, min: KEY_BITS.min, max: KEY_BITS.max }));
   }
   const pubJwk = { kty: 'RSA', n: jwk.n, e: jwk.e, ext: true };
   const verifyKey = await subtle().importKey('jwk', { ...pubJwk, alg: 'PS256' }, PSS, true, ['verify']);
@@ -207,17 +215,14 @@ export async function generateIdentity(bits = 4096, step = () => {}) {
 export async function importIdentity(privatePem, publicPem = '') {
   const blocks = pemBlocks(privatePem);
   if (blocks.some((b) => b.label.includes('ENCRYPTED'))) {
-    throw new Error(
-      'This private key is protected by a passphrase. Save an unprotected copy with ' +
-        '"openssl pkey -in key.pem -out plain.pem" and load that one.',
-    );
+    throw new Error(t('key.err.encrypted'));
   }
   const priv = blocks.find((b) => b.label === 'PRIVATE KEY' || b.label === 'RSA PRIVATE KEY');
   if (!priv) {
     if (blocks.some((b) => b.label.includes('PUBLIC KEY'))) {
-      throw new Error('This is a public key. Choose the private key file here.');
+      throw new Error(t('key.err.public_given'));
     }
-    throw new Error('No private key found: the file must hold "-----BEGIN PRIVATE KEY-----" or "-----BEGIN RSA PRIVATE KEY-----".');
+    throw new Error(t('key.err.no_private'));
   }
   const pkcs8 = priv.label === 'RSA PRIVATE KEY' ? pkcs1ToPkcs8(priv.der) : priv.der;
   const identity = await identityFromPkcs8(pkcs8);
@@ -225,15 +230,15 @@ export async function importIdentity(privatePem, publicPem = '') {
   const isPublic = (b) => b.label === 'PUBLIC KEY' || b.label === 'RSA PUBLIC KEY';
   const publicBlocks = pemBlocks(publicPem);
   if (publicPem.trim() && !publicBlocks.some(isPublic)) {
-    throw new Error('No public key found in the public key file ("-----BEGIN PUBLIC KEY-----").');
+    throw new Error(t('key.err.no_public'));
   }
   const pub = publicBlocks.concat(blocks).find(isPublic);
   if (pub) {
     const spki = pub.label === 'RSA PUBLIC KEY' ? pkcs1PublicToSpki(pub.der) : pub.der;
     const peer = await importPeer(b64encode(spki)).catch(() => null);
-    if (!peer) throw new Error('The public key cannot be read as an RSA public key.');
+    if (!peer) throw new Error(t('key.err.public_unreadable'));
     if (peer.keyId !== identity.keyId) {
-      throw new Error('The public key does not belong to this private key.');
+      throw new Error(t('key.err.mismatch'));
     }
   }
   return identity;
@@ -269,7 +274,7 @@ export async function identityFromStored(record) {
 }
 
 export function identityPems(identity) {
-  if (!identity.pkcs8) throw new Error('These keys were kept on this device without a way to export them.');
+  if (!identity.pkcs8) throw new Error(t('key.err.not_exportable'));
   return {
     privatePem: pemEncode('PRIVATE KEY', identity.pkcs8),
     publicPem: pemEncode('PUBLIC KEY', identity.spki),

@@ -1,21 +1,20 @@
 // dyspatcher web client: what the server's close codes, departures and gaps mean to a person,
 // and whether to reconnect (docs/PROTOCOL.md, "Close codes"); the admin's typed commands.
-// Pure functions, no DOM.
+// Pure functions, no DOM; texts from the catalogue (i18n/).
+import { t } from './i18n/i18n.js';
 
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
 
-/** Join refusals worth retrying: the server may have room or time later. */
-const RETRYABLE_REFUSALS = new Set(['server_full', 'join_timeout']);
+/** Join refusals worth retrying after a few seconds. (A full server answers the upgrade with
+ * HTTP 503: the connection fails and is retried like any other.) */
+const RETRYABLE_REFUSALS = new Set(['join_timeout', 'too_many_joins']);
 
 /** What a member leaving means, by `left.reason`. */
-export const LEFT_REASONS = {
-  left: 'left',
-  expired: 'left (away for too long)',
-  kicked: 'was kicked by the admin',
-  banned: 'was banned by the admin',
-  removed: 'was removed from the allow list',
-};
+export const LEFT_REASONS = ['left', 'expired', 'kicked', 'banned', 'removed'];
+
+/** "alice left", "alice was kicked by the admin"... by `left.reason`. */
+export const leftText = (name, reason) => t(`left.${LEFT_REASONS.includes(reason) ? reason : 'left'}`, { name });
 
 /**
  * What a close code means: {text, retry, kind?, until?}. `refusal` is the `error` that came
@@ -26,43 +25,45 @@ export const LEFT_REASONS = {
 export function closeMeaning(code, refusal = null, ending = null) {
   switch (code) {
     case 1000:
-      return { text: 'The server closed the connection.', retry: true };
+      return { text: t('close.1000'), retry: true };
     case 1001:
-      return { text: 'The server is shutting down.', retry: true };
+      return { text: t('close.1001'), retry: true };
     case 1009:
-      return { text: 'A message was too large for the server.', retry: true };
+      return { text: t('close.1009'), retry: true };
     case 4000: {
       const banned = ending?.code === 'banned';
       return {
-        text: banned ? 'You were banned by the admin.' : 'You were kicked by the admin.',
+        text: t(banned ? 'close.banned' : 'close.kicked'),
         retry: false,
         kind: banned ? 'banned' : 'kicked',
         until: Number.isSafeInteger(ending?.until) ? ending.until : null,
       };
     }
     case 4001:
-      return { text: 'You were removed from the allow list.', retry: false };
+      return { text: t('close.4001'), retry: false };
     case 4002:
-      return { text: 'The connection was too slow and the server dropped it.', retry: true };
+      return { text: t('close.4002'), retry: true };
     case 4003:
-      return { text: 'The connection was idle for too long.', retry: true };
+      return { text: t('close.4003'), retry: true };
     case 4005:
       if (refusal?.code === 'banned') {
         return {
-          text: 'The admin does not let you in at the moment.',
+          text: t('close.refused_banned'),
           retry: false,
           kind: 'banned',
           until: Number.isSafeInteger(refusal.until) ? refusal.until : null,
         };
       }
       return {
-        text: refusal ? `The server refused to let you in: ${refusal.message}` : 'The server refused to let you in.',
+        text: refusal ? t('close.refused_because', { reason: refusal.message }) : t('close.refused'),
         retry: !!refusal && RETRYABLE_REFUSALS.has(refusal.code),
       };
     case 4006:
-      return { text: 'This chat was opened somewhere else (another tab or device).', retry: false, kind: 'replaced' };
+      return { text: t('close.4006'), retry: false, kind: 'replaced' };
+    case 4007:
+      return { text: t('close.4007'), retry: false, kind: 'ended' };
     default:
-      return { text: 'The connection was lost.', retry: true };
+      return { text: t('close.lost'), retry: true };
   }
 }
 
@@ -75,20 +76,17 @@ export function chatUrl(loc = globalThis.location) {
   return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
 }
 
-const KIND_NAMES = { all: ['@all', '@all'], direct: ['direct', 'direct'], sender_key: ['sender key', 'sender keys'] };
-
 /** "3 messages kept for you were dropped while you were away (2 @all, 1 direct)". */
 export function gapText({ dropped, kinds }) {
   const n = Number(dropped) || 0;
   const parts = Object.entries(kinds && typeof kinds === 'object' ? kinds : {})
     .filter(([, count]) => Number(count) > 0)
     .sort((a, b) => b[1] - a[1])
-    .map(([kind, count]) => {
-      const [one, many] = KIND_NAMES[kind] ?? [String(kind), String(kind)];
-      return `${count} ${count === 1 ? one : many}`;
-    });
-  const what = n === 1 ? '1 message kept for you was' : `${n} messages kept for you were`;
-  return `${what} dropped while you were away${parts.length ? ` (${parts.join(', ')})` : ''}.`;
+    .map(([kind, count]) =>
+      ['all', 'direct', 'sender_key'].includes(kind) ? t(`gap.kind.${kind}`, { n: count }) : `${count} ${kind}`,
+    );
+  const what = t('gap.dropped', { n });
+  return parts.length ? t('gap.with_kinds', { what, kinds: parts.join(', ') }) : t('gap.plain', { what });
 }
 
 /** "at 14:32 (in 9 min 58 s)" for a moment ahead; "now" once it has passed. */
@@ -96,14 +94,14 @@ export function untilText(until, now = Date.now()) {
   const d = new Date(until);
   const pad = (x) => String(x).padStart(2, '0');
   const left = Math.max(0, Math.ceil((until - now) / 1000));
-  if (!left) return 'now';
+  if (!left) return t('until.now');
   const h = Math.floor(left / 3600);
   const m = Math.floor((left % 3600) / 60);
   const s = left % 60;
-  const span = h ? `${h} h ${m} min` : m ? `${m} min ${s} s` : `${s} s`;
+  const span = h ? t('span.hm', { h, m }) : m ? t('span.ms', { m, s }) : t('span.s', { s });
   const sameDay = d.toDateString() === new Date(now).toDateString();
   const day = sameDay ? '' : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `;
-  return `at ${day}${pad(d.getHours())}:${pad(d.getMinutes())} (in ${span})`;
+  return t('until.at', { time: `${day}${pad(d.getHours())}:${pad(d.getMinutes())}`, span });
 }
 
 /** The admin's commands about members, from the web seat: `/kick NAME [MINUTES]`, `/ban NAME`,
@@ -112,10 +110,10 @@ export function moderation(text) {
   const words = text.trim().split(/\s+/);
   const [cmd, name, minutes, extra] = words;
   const usage = {
-    '/kick': 'usage: /kick NAME [MINUTES]',
-    '/ban': 'usage: /ban NAME',
-    '/unban': 'usage: /unban NAME',
-    '/bans': 'usage: /bans',
+    '/kick': t('usage.kick'),
+    '/ban': t('usage.ban'),
+    '/unban': t('usage.unban'),
+    '/bans': t('usage.bans'),
   }[cmd];
   if (!usage) return null;
   if (cmd === '/bans') return words.length === 1 ? { type: 'moderate', action: 'bans' } : usage;

@@ -1,7 +1,7 @@
 // dyspatcher web client: what this device remembers (IndexedDB), and the panic wipe.
-// One database holds the identity as non-extractable CryptoKeys, the name, and the session state
-// (last seq, sender keys, seen ids) encrypted with AES-GCM under a non-extractable key kept beside
-// it. Nothing is created until there is something to keep; `wipe()` deletes everything at once.
+// One database holds the identity as non-extractable CryptoKeys, the name, and, encrypted with
+// AES-GCM under a non-extractable key kept beside it: the session state (last seq, sender keys,
+// seen ids), each conversation's history and the contacts (keys seen, verified). Nothing is created until there is something to keep; `wipe()` deletes everything at once.
 import * as c from './crypto.js';
 
 export const DB_NAME = 'dyspatcher';
@@ -101,17 +101,7 @@ export async function load() {
   const record = await get('identity').catch(() => undefined);
   if (!record) return null;
   const identity = await c.identityFromStored(record);
-  let state = null;
-  const sealed = await get('state').catch(() => undefined);
-  const key = sealed && (await get('state_key').catch(() => undefined));
-  if (sealed && key) {
-    try {
-      const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: sealed.iv }, key, sealed.ciphertext);
-      state = JSON.parse(c.fromUtf8(new Uint8Array(plain)));
-    } catch {
-      state = null;
-    }
-  }
+  const state = await unseal('state');
   return { identity, name: record.name, left: !!record.left, source: record.source, state };
 }
 
@@ -123,16 +113,55 @@ export function saveIdentity(identity, name, source) {
   });
 }
 
-/** Keeps the session state (a JSON-able object), encrypted. Resolves when it is written. */
-export function saveState(state) {
+/** Keeps `value` (JSON-able) encrypted under `name`, if this device still holds an identity. */
+function seal(name, value) {
   return serial(async () => {
     if (!(await get('identity'))) return; // forgotten meanwhile: keep nothing
     const key = await stateKey();
     const iv = c.randomBytes(12);
-    const ciphertext = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, c.utf8(JSON.stringify(state)));
-    await tx('readwrite', (s) => s.put({ iv, ciphertext: new Uint8Array(ciphertext) }, 'state'));
+    const ciphertext = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, c.utf8(JSON.stringify(value)));
+    await tx('readwrite', (s) => s.put({ iv, ciphertext: new Uint8Array(ciphertext) }, name));
   });
 }
+
+/** The value kept under `name`, decrypted; null when missing or unreadable. */
+async function unseal(name) {
+  const sealed = await get(name).catch(() => undefined);
+  const key = sealed && (await get('state_key').catch(() => undefined));
+  if (!sealed || !key) return null;
+  try {
+    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: sealed.iv }, key, sealed.ciphertext);
+    return JSON.parse(c.fromUtf8(new Uint8Array(plain)));
+  } catch {
+    return null;
+  }
+}
+
+/** Keeps the session state (a JSON-able object), encrypted. Resolves when it is written. */
+export const saveState = (state) => seal('state', state);
+
+/** Messages kept per conversation on this device: the oldest go first. */
+export const MAX_HISTORY = 2000;
+const HISTORY = 'history:';
+
+/** Keeps one conversation's messages (the last MAX_HISTORY), encrypted. */
+export const saveHistory = (conversation, records) => seal(`${HISTORY}${conversation}`, records.slice(-MAX_HISTORY));
+
+/** Every conversation kept here: Map conversation -> records. */
+export async function loadHistories() {
+  const keys = (await tx('readonly', (s) => s.getAllKeys()).catch(() => [])) || [];
+  const out = new Map();
+  for (const k of keys) {
+    if (typeof k !== 'string' || !k.startsWith(HISTORY)) continue;
+    const records = await unseal(k);
+    if (Array.isArray(records)) out.set(k.slice(HISTORY.length), records);
+  }
+  return out;
+}
+
+/** The contacts: {seen: {name: keyId}, verified: [keyId]}, encrypted. */
+export const saveContacts = (contacts) => seal('contacts', contacts);
+export const loadContacts = () => unseal('contacts');
 
 /** After an explicit leave: keep the keys and the name, drop the session, do not rejoin by itself. */
 export function markLeft() {

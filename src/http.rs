@@ -317,4 +317,13 @@ mod tests {
         assert!(asset("/").is_some());
         assert!(asset("/nope.js").is_none());
     }
+
+    #[test]
+    fn catalogues_are_served_from_their_folder_as_javascript() {
+        let en = asset("/i18n/en.js").expect("the English catalogue is embedded");
+        assert_eq!(en.content_type, "text/javascript; charset=utf-8");
+        assert!(asset("/i18n/i18n.js").is_some());
+        assert!(asset("/en.js").is_none());
+        assert!(asset("/i18n/../app.js").is_none());
+    }
 }

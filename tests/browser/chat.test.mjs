@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
-  sendTo, waitMessage, memberNames, waitMembers, rmSync,
+  sendTo, waitMessage, memberNames, waitMembers, rmSync, leave, openConversation,
 } from './helpers.mjs';
 
 let server, browser, dir, keys;
@@ -36,6 +36,7 @@ test('two pages chat directly and via @all, with verified signatures', { timeout
   assert.deepEqual(await memberNames(alice), ['ADMIN', 'alice', 'bobby']);
   assert.equal(await alice.textContent('#member-list .member.admin .badge.admin'), 'admin');
   const bobKid = await alice.textContent(`#member-list .member[data-key="${keys.bob.keyId}"] .kid`);
+  assert.equal(await alice.locator('#member-list .member.all .name').textContent(), 'Everyone');
   assert.equal(bobKid, keys.bob.keyId.slice(0, 12));
 
   await sendTo(alice, 'bobby', 'hello bob, only for you');
@@ -44,13 +45,15 @@ test('two pages chat directly and via @all, with verified signatures', { timeout
   assert.match(got.classes, /\bin\b/);
   assert.equal(got.from, 'alice');
   assert.equal(got.to, 'bobby');
-  assert.match(got.state, /verified/);
+  assert.equal(got.conversation, keys.alice.keyId, "in bob's conversation with alice");
+  assert.equal(got.state, null, 'shown only once its signature verified; no delivery state on a received message');
 
   await sendTo(bob, '@all', 'hello everyone from bob');
   got = await waitMessage(alice, 'hello everyone from bob');
   assert.match(got.classes, /\ball\b/);
   assert.equal(got.to, '@all');
-  assert.match(got.state, /verified/);
+  assert.equal(got.conversation, 'all');
+  assert.equal(got.state, null, 'shown only once its signature verified; no delivery state on a received message');
 
   await sendTo(bob, 'alice', 'line one\nline two');
   got = await waitMessage(alice, 'line one\nline two');
@@ -77,6 +80,11 @@ test('a message holding HTML and script is shown as plain text', { timeout: 6000
   await b.waitForFunction((t) => [...document.querySelectorAll('.msg.all .text')].some((e) => e.textContent === t), evil);
   assert.equal(await b.evaluate(() => window.__pwned ?? null), null);
   assert.equal(await b.locator('#messages img, #messages script, #messages b').count(), 0);
+  // Links: http and https only, built as elements, opened without opener or referrer.
+  await sendTo(a, 'bobby', 'see https://example.org/a?b=1, or javascript:alert(1) or ftp://x.test');
+  await waitMessage(b, 'see https://example.org/a?b=1, or javascript:alert(1) or ftp://x.test');
+  const links = await b.$$eval('#messages .msg .text a', (els) => els.map((e) => [e.getAttribute('href'), e.getAttribute('rel'), e.getAttribute('target'), e.textContent]));
+  assert.deepEqual(links, [['https://example.org/a?b=1', 'noopener noreferrer', '_blank', 'https://example.org/a?b=1']]);
   assertClean(a, b);
 });
 
@@ -99,7 +107,7 @@ test('after a member leaves, @all goes on under fresh sender keys that the leave
   const keysBefore = sent.filter((m) => m.type === 'sender_key' && m.skid === allBefore[0].skid);
   assert.deepEqual(keysBefore.flatMap((m) => Object.keys(m.keys)).sort(), [adminKey, keys.bob.keyId, keys.carol.keyId].sort());
 
-  await c.click('#leave');
+  await leave(c);
   await a.waitForSelector('.notice:text("carol left")');
   await b.waitForSelector('.notice:text("carol left")');
   await sendTo(a, '@all', 'after carol left');
@@ -116,11 +124,11 @@ test('after a member leaves, @all goes on under fresh sender keys that the leave
   assertClean(a, b, c);
 });
 
-test('the tab title counts unread messages while the page is hidden; export writes one line per message', { timeout: 60000 }, async (t) => {
+test('the tab title counts unread messages while the page is hidden; export of a conversation and of all, with a header', { timeout: 60000 }, async (t) => {
   const a = await openPage(browser, server.url, { t, name: 'a' });
   const b = await openPage(browser, server.url, { t, name: 'b' });
-  await joinWithKeys(a, 'alice', keys.alice);
   await joinWithKeys(b, 'bobby', keys.bob);
+  await joinWithKeys(a, 'alice', keys.alice);
   // Make page b look hidden to itself, as a background tab is.
   await b.evaluate(() => {
     Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
@@ -139,17 +147,29 @@ test('the tab title counts unread messages while the page is hidden; export writ
   assert.equal(await b.title(), 'dyspatcher \u2014 bobby');
 
   await sendTo(b, 'alice', 'a reply\nwith two lines');
+  // Export of one conversation: a header, then its messages (the @all one is in Everyone).
   const [download] = await Promise.all([b.waitForEvent('download'), b.click('#export')]);
-  assert.match(download.suggestedFilename(), /^dyspatcher-\d{8}-\d{4}\.txt$/);
-  const lines = readFileSync(await download.path(), 'utf8').trimEnd().split('\n');
-  assert.equal(lines.length, 3);
+  assert.match(download.suggestedFilename(), /^dyspatcher-alice-\d{8}-\d{4}\.txt$/);
+  const text = readFileSync(await download.path(), 'utf8');
+  const [head, body] = text.split('\n\n');
+  assert.match(head, /^dyspatcher conversation export\nServer: http:\/\/127\.0\.0\.1:\d+\nExported: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n/);
+  assert.ok(head.includes(`Your Key ID: ${keys.bob.keyId}`));
+  assert.ok(head.includes('Conversation: alice'));
+  const lines = body.trimEnd().split('\n');
+  assert.equal(lines.length, 2);
   assert.match(lines[0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice \u2192 bobby: unread one$/);
-  assert.match(lines[1], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice \u2192 @all: unread two$/);
-  assert.match(lines[2], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d bobby \u2192 alice: a reply\\nwith two lines$/);
+  assert.match(lines[1], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d bobby \u2192 alice: a reply\\nwith two lines$/);
+  // Export of everything: every conversation, joins and leaves included.
+  await b.click('#menu-open');
+  const [all] = await Promise.all([b.waitForEvent('download'), b.click('#export-all')]);
+  const everything = readFileSync(await all.path(), 'utf8');
+  assert.match(everything, /alice \u2192 @all: unread two\n/);
+  assert.match(everything, /alice \u2192 bobby: unread one\n/);
+  assert.match(everything, /\* alice joined\n/);
   assertClean(a, b);
 });
 
-test('keyboard only: join with Enter, pick a member with Tab and Enter, Shift+Enter for a new line', { timeout: 60000 }, async (t) => {
+test('keyboard only: join with Enter, open a conversation with Tab and Enter, Shift+Enter for a new line, a sheet opened and closed', { timeout: 60000 }, async (t) => {
   const a = await openPage(browser, server.url, { t, name: 'a' });
   const b = await openPage(browser, server.url, { t, name: 'b' });
   await joinWithKeys(b, 'bobby', keys.bob);
@@ -160,18 +180,16 @@ test('keyboard only: join with Enter, pick a member with Tab and Enter, Shift+En
   await a.keyboard.type('alice');
   await a.keyboard.press('Enter');
   await a.waitForSelector('#status[data-state="connected"]');
-  assert.equal(await a.evaluate(() => document.activeElement.id), 'text');
   await waitMembers(a, 2);
-  // "To" leads into the member list; Tab walks it.
+  // Tab walks the conversation list; Enter opens one and puts the cursor in its composer.
   const target = `#member-list .member[data-key="${keys.bob.keyId}"]`;
-  await a.focus('#to');
-  await a.keyboard.press('Enter'); // on a wide screen "To" moves focus into the member list
+  await a.focus('#member-list .member[data-key="all"]');
   for (let i = 0; i < 6 && !(await a.evaluate((s) => document.activeElement === document.querySelector(s), target)); i++) {
     await a.keyboard.press('Tab');
   }
   assert.equal(await a.evaluate((s) => document.activeElement === document.querySelector(s), target), true);
   await a.keyboard.press('Enter');
-  assert.equal(await a.textContent('#to-name'), 'bobby');
+  assert.equal(await a.textContent('#conv-title'), 'bobby');
   assert.equal(await a.evaluate(() => document.activeElement.id), 'text');
   await a.keyboard.type('first line');
   await a.keyboard.press('Shift+Enter');
@@ -180,5 +198,20 @@ test('keyboard only: join with Enter, pick a member with Tab and Enter, Shift+En
   const got = await waitMessage(b, 'first line\nsecond line');
   assert.equal(got.from, 'alice');
   assert.equal(await a.inputValue('#text'), '');
+  // The history scrolls by keyboard: the conversation is a focusable region.
+  await a.keyboard.press('Shift+Tab');
+  assert.equal(await a.evaluate(() => !!document.activeElement.closest('#conversation')), true);
+  await a.focus('#conversation');
+  // The menu is a modal dialog: focus stays inside, Escape closes it and focus comes back.
+  await a.focus('#menu-open');
+  await a.keyboard.press('Enter');
+  assert.equal(await a.evaluate(() => document.querySelector('#menu').open), true);
+  for (let i = 0; i < 12; i++) {
+    await a.keyboard.press('Tab');
+    assert.equal(await a.evaluate(() => !!document.activeElement.closest('#menu')), true, 'focus stays in the menu');
+  }
+  await a.keyboard.press('Escape');
+  assert.equal(await a.evaluate(() => document.querySelector('#menu').open), false);
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'menu-open');
   assertClean(a, b);
 });

@@ -38,6 +38,8 @@ async function restartAndChat(t, signal, expectText) {
     await server.stop(signal);
     await alice.waitForSelector('#status[data-state="reconnecting"]', { timeout: 15000 });
     assert.match(await alice.textContent('#messages'), expectText);
+    // One line for the event, not one for the notice and another for the close.
+    assert.equal(await alice.locator('#messages .notice', { hasText: expectText }).count(), 1);
     assert.match(await alice.textContent('#status-text'), /Reconnecting in \d+ s/);
     // The first attempts fail while the server is down; then it comes back on the same port.
     await sleep(1500);
@@ -54,7 +56,7 @@ async function restartAndChat(t, signal, expectText) {
     await sendTo(alice, '@all', 'glad to be back');
     await waitMessage(bob, 'glad to be back');
     // While the server was down, Chromium itself logged the refused attempts: expected here.
-    alice.problems = alice.problems.filter((p) => !/WebSocket connection to .* failed: .*ERR_CONNECTION_REFUSED/.test(p));
+    alice.problems = alice.problems.filter((p) => !/WebSocket connection to .* failed: .*ERR_CONNECTION_(REFUSED|RESET)/.test(p));
     assertClean(alice, bob);
   } finally {
     await server.stop();
@@ -128,14 +130,14 @@ test('a page kicked for some minutes says until when, does not reconnect, and is
     assert.match(await alice.textContent('#closed-text'), /kicked by the admin/);
     // "You may come back at 14:32 (in 4 min 59 s)." and no button to try before then.
     assert.match(await alice.textContent('#closed-detail'), /^You may come back at \d\d:\d\d \(in [45] min \d+ s\)\.$/);
-    assert.equal(await alice.isDisabled('#closed-retry'), true);
+    assert.equal(await alice.isHidden('#closed-retry'), true, 'no "connect again" before the time');
     await bob.waitForSelector('.notice:text("alice was kicked by the admin")');
     // A reload during the kick is refused by the server, with the same time.
     await alice.reload();
     await alice.waitForSelector('#status[data-state="closed"]');
     assert.match(await alice.textContent('#closed-text'), /does not let you in/);
     assert.match(await alice.textContent('#closed-detail'), /You may come back at \d\d:\d\d \(in [45] min/);
-    assert.equal(await alice.isDisabled('#closed-retry'), true);
+    assert.equal(await alice.isHidden('#closed-retry'), true, 'no "connect again" before the time');
     assert.equal(sockets.opened, 2, 'one connection before the reload, one after, no retries');
 
     // /ban has no end: only the admin lifts it; trying again is allowed and refused.
@@ -174,6 +176,26 @@ test('on a non-secure origin the page explains why it cannot work and what to ru
     assertClean(page);
   } finally {
     await insecureBrowser.close();
+    await server.stop();
+  }
+});
+
+test('the panic stop (4007) says the chat was ended, and the page neither retries nor offers to', { timeout: 60000 }, async (t) => {
+  const server = await startServer(['--panic']);
+  try {
+    const alice = await openPage(browser, server.url, { t, name: 'alice' });
+    const sockets = countSockets(alice);
+    await joinWithKeys(alice, 'alice', keys.alice);
+    server.write('/panic');
+    await server.exited;
+    await alice.waitForSelector('#status[data-state="closed"]');
+    assert.match(await alice.textContent('#closed-text'), /The chat was ended: the server stopped and erased everything/);
+    assert.equal(await alice.isHidden('#closed-retry'), true);
+    assert.equal(await alice.isVisible('#closed-start'), true);
+    assert.equal(await alice.locator('#messages .notice', { hasText: /chat was ended/ }).count(), 0, 'said once, in the panel');
+    assert.equal(sockets.opened, 1, 'no attempt to reconnect');
+    assertClean(alice);
+  } finally {
     await server.stop();
   }
 });

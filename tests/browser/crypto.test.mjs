@@ -88,6 +88,14 @@ test('unusable private key files get a clear error', async () => {
   await assert.rejects(c.importIdentity('just text'), /No private key found/);
   ssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', file('small.pem'));
   await assert.rejects(c.importIdentity(read('small.pem')), /1024 bits/);
+  // Past 4096 bits the server refuses the key: so does the page, before a welcome says otherwise.
+  ssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:4104', '-out', file('big.pem'));
+  await assert.rejects(c.importIdentity(read('big.pem')), /4104 bits; between 2048 and 4096/);
+  c.setKeyBits(2048, 8192); // a welcome with max_key_bits 8192
+  assert.equal((await c.importIdentity(read('big.pem'))).bits, 4104);
+  c.setKeyBits(4096, 1024); // nonsense changes nothing
+  assert.deepEqual(c.KEY_BITS, { min: 2048, max: 8192 });
+  c.setKeyBits(2048, 4096);
   ssl('pkey', '-in', file('pkcs8.pem'), '-aes256', '-passout', 'pass:secret', '-out', file('enc.pem'));
   await assert.rejects(c.importIdentity(read('enc.pem')), /passphrase/);
   ssl('genrsa', '-traditional', '-aes256', '-passout', 'pass:secret', '-out', file('enc1.pem'), '2048');

@@ -186,25 +186,54 @@ export async function joinWithKeys(page, name, key) {
   await waitConnected(page);
 }
 
+/** Leaves the chat through the menu. */
+export async function leave(page, opts = {}) {
+  await page.click('#menu-open', opts);
+  await page.click('#leave', opts);
+}
+
 /** Clicks "Leave" on a connected page and waits until the page says it left. */
 export async function leaveIfConnected(page) {
   try {
     if (!(await page.isVisible('#status[data-state="connected"]', { timeout: 1000 }))) return;
-    await page.click('#leave', { timeout: 2000 });
+    await leave(page, { timeout: 2000 });
     await page.waitForSelector('#status[data-state="closed"]', { timeout: 5000 });
   } catch {
     // a page already gone or broken has nothing to leave
   }
 }
 
+/**
+ * Waits until `fn` (run in the page, may be async) returns something truthy. Playwright's
+ * waitForFunction takes a returned promise as truthy at once, so async checks are asked again
+ * here until they hold (or the test's timeout ends it).
+ */
+export async function waitUntil(page, fn, arg) {
+  for (;;) {
+    const value = await page.evaluate(fn, arg);
+    if (value) return value;
+    await page.waitForTimeout(50);
+  }
+}
+
 export const waitConnected = (page, ms = 20000) => page.waitForSelector('#status[data-state="connected"]', { timeout: ms });
 
-/** Picks a destination in the member list ('@all' or a name) and sends `text` with Enter. */
+/** The conversation list's entry for '@all' (Everyone) or a member's name. */
+export function listEntry(page, dest) {
+  if (dest === '@all') return page.locator('#member-list .member[data-key="all"]');
+  return page.locator('#member-list .member:not(.gone)', { has: page.locator('.name', { hasText: new RegExp(`^${dest}$`) }) });
+}
+
+/** Opens a conversation ('@all' for Everyone, or a name), from the list (after "back" on a phone). */
+export async function openConversation(page, dest) {
+  if (await page.isVisible('#back')) await page.click('#back');
+  await listEntry(page, dest).click();
+  await page.waitForSelector('#conv-title', { state: 'visible' });
+}
+
+/** Opens the conversation with `dest` ('@all' or a name) and sends `text` with Enter. */
 export async function sendTo(page, dest, text) {
-  const wide = await page.evaluate(() => matchMedia('(min-width: 800px)').matches);
-  if (!wide) await page.click('#to');
-  const button = page.locator('#member-list .member', { has: page.locator('.name', { hasText: new RegExp(`^${dest}$`) }) });
-  await button.click();
+  await openConversation(page, dest);
   await page.fill('#text', text);
   await page.press('#text', 'Enter');
   await page.waitForFunction(
@@ -217,10 +246,11 @@ export async function sendTo(page, dest, text) {
 export async function waitMessage(page, text, ms = 20000) {
   const handle = await page.waitForFunction(
     (t) => {
-      const li = [...document.querySelectorAll('#messages .msg')].find((m) => m.querySelector('.text').textContent === t);
+      const li = [...document.querySelectorAll('#messages .msg:not(.history)')].find((m) => m.querySelector('.text').textContent === t);
       if (!li) return null;
       const q = (s) => li.querySelector(s)?.textContent ?? null;
       return {
+        conversation: li.closest('.messages').dataset.conv,
         classes: li.className,
         from: q('.from'),
         to: q('.dest'),
@@ -240,13 +270,13 @@ export async function waitMessage(page, text, ms = 20000) {
 export async function waitMembers(page, count) {
   await page.waitForFunction(
     (n) => document.querySelectorAll('#member-list .member.admin').length === 1 &&
-      document.querySelectorAll('#member-list .member:not(.all):not(.admin)').length === n,
+      document.querySelectorAll('#member-list .member:not(.all):not(.admin):not(.gone)').length === n,
     count,
   );
 }
 
 export async function memberNames(page) {
-  return page.$$eval('#member-list .member:not(.all) .name', (els) => els.map((e) => e.textContent));
+  return page.$$eval('#member-list .member:not(.all):not(.gone) .name', (els) => els.map((e) => e.textContent));
 }
 
 export function screenshotPath(name) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   startServer, startTerminalClient, launchBrowser, openPage, assertClean, tempDir, opensslKey,
   joinWithKeys, waitConnected, sendTo, waitMessage, waitMembers, sleep, rmSync,
+  waitUntil,
 } from './helpers.mjs';
 
 const OFFLINE_MS = 30_000;
@@ -74,7 +75,7 @@ test('offline for 30 s while two others write: after coming back, every message 
   term.write('@all termy to all while away');
   // bob's direct message is held for alice, with a clock and words, not only a colour.
   const held = bob.locator('.msg.own', { hasText: 'bob direct while away' }).locator('.state.held');
-  await held.waitFor();
+  await held.waitFor({ state: 'attached' }); // in bob's conversation with alice, not the one open
   assert.match(await held.textContent(), /waiting: recipient away/);
   assert.match(await held.getAttribute('aria-label'), /away/);
 
@@ -93,7 +94,7 @@ test('offline for 30 s while two others write: after coming back, every message 
   assert.equal(await alice.locator('.notice.warning').count(), 0);
   // bob's direct message reached alice's page: delivered, with two ticks.
   const delivered = bob.locator('.msg.own', { hasText: 'bob direct while away' }).locator('.state.delivered');
-  await delivered.waitFor();
+  await delivered.waitFor({ state: 'attached' });
   assert.match(await delivered.textContent(), /\u2713\u2713 delivered/);
   // Nobody rotated for an absence: alice's return cost no new sender keys, and she writes on.
   await sendTo(alice, '@all', 'alice is back');
@@ -112,7 +113,7 @@ test('what no longer fits in the mailbox of an away page is dropped, and the pag
   await joinWithKeys(alice, 'alice', keys.alice);
   const bob = await openPage(browser, small.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).length === 1);
+  await waitUntil(alice, async () => (await indexedDB.databases()).length === 1);
   await alice.goto('about:blank');
   await bob.waitForSelector(`#member-list .member.away[data-key="${keys.alice.keyId}"]`);
   // 16 direct messages of 30 KiB (about 41 KiB each on the wire) into a 512 KiB mailbox.

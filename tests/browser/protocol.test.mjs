@@ -3,7 +3,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as c from '../../assets/crypto.js';
-import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/protocol.js';
+import { Chat, backoffDelay, closeMeaning, gapText, untilText } from '../../assets/session.js';
 import { moderation } from '../../assets/meaning.js';
 
 let ids;
@@ -340,6 +340,7 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
   assert.deepEqual(closeMeaning(4000, null, { code: 'banned', until: null }), { text: 'You were banned by the admin.', retry: false, kind: 'banned', until: null });
   assert.deepEqual(closeMeaning(4006), { text: 'This chat was opened somewhere else (another tab or device).', retry: false, kind: 'replaced' });
   assert.equal(closeMeaning(4001).retry, false);
+  assert.deepEqual(closeMeaning(4007), { text: 'The chat was ended: the server stopped and erased everything it held. There is nothing to reconnect to.', retry: false, kind: 'ended' });
   for (const code of ['name_taken', 'bad_name', 'bad_proof', 'not_allowed', 'bad_key', 'banned']) {
     assert.equal(closeMeaning(4005, { code, message: 'm' }).retry, false, code);
   }
@@ -347,7 +348,9 @@ test('close codes: reconnect after losses, never after kicks, takeovers and join
     text: 'The admin does not let you in at the moment.', retry: false, kind: 'banned', until,
   });
   assert.match(closeMeaning(4005, { code: 'bad_name', message: 'the name admin is reserved' }).text, /the name admin is reserved/);
-  assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'join_timeout', message: 'too slow' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'too_many_joins', message: 'slow down' }).retry, true);
+  assert.equal(closeMeaning(4005, { code: 'server_full', message: 'full' }).retry, false, 'server_full is gone from the protocol');
   assert.match(closeMeaning(4005, { code: 'name_taken', message: 'the name alice is taken' }).text, /the name alice is taken/);
   // Exponential backoff with jitter, capped at 30 s.
   for (let attempt = 0; attempt < 12; attempt++) {
@@ -598,4 +601,43 @@ test('the admin\'s typed commands become moderate messages, with usage for mista
   assert.equal(moderation('/bans x'), 'usage: /bans');
   assert.equal(moderation('hello /kick'), null);
   assert.equal(moderation('/dance'), null);
+});
+
+test('the bounds of receiving chains come from the welcome\u2019s limits', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  // Before a welcome says otherwise: the defaults (the server's own values).
+  const fresh = new Chat({ identity: ids.alice, name: 'alice', url: 'ws://unused', hooks: {} });
+  clearInterval(fresh.sweeper);
+  assert.deepEqual([fresh.limit('max_jump'), fresh.limit('max_skipped'), fresh.limit('max_chains_per_sender')], [2000, 1000, 4]);
+  // A welcome with smaller bounds: a jump of 11 is refused, 10 is not.
+  await relay.welcome(bobby, true, { limits: { max_text: 32768, max_jump: 10, max_skipped: 5, max_chains_per_sender: 2 } });
+  await alice.sendAll('zero');
+  await relay.deliver();
+  const lost = async (n) => {
+    for (let i = 0; i < n; i++) {
+      await alice.sendAll('lost');
+      relay.queue.length = 0; // never delivered
+    }
+  };
+  await lost(10); // bobby holds n = 1: a jump of 10
+  await alice.sendAll('ten ahead');
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['zero', 'ten ahead']);
+  assert.equal([...bobby.chains.values()][0].skipped.size, 5, 'skipped keys bounded by max_skipped');
+  await lost(11);
+  await alice.sendAll('eleven ahead');
+  await relay.deliver();
+  assert.match(bobby.events.rejected.at(-1).reason, /jumps too far ahead/);
+  // Rotations: only the newest 2 chains of a sender are kept.
+  for (const word of ['a', 'b', 'c']) {
+    alice.own = { ...alice.own, skid: c.randomId(), n: 0, given: new Set(), recent: [], signed: null, ck: c.randomBytes(32) };
+    await alice.sendAll(word);
+    await relay.deliver();
+  }
+  assert.equal([...bobby.chains.keys()].filter((k) => k.startsWith(alice.identity.keyId)).length, 2);
+  // Nonsense limits fall back to the defaults.
+  await relay.welcome(bobby, true, { limits: { max_jump: -1, max_skipped: 'x' } });
+  assert.deepEqual([bobby.limit('max_jump'), bobby.limit('max_skipped')], [2000, 1000]);
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPage, openTab, assertClean, tempDir, opensslKey, joinWithKeys,
   waitConnected, sendTo, waitMessage, waitMembers, rmSync,
+  waitUntil,
 } from './helpers.mjs';
 
 let server, browser, dir, keys;
@@ -72,8 +73,9 @@ test('with "remember" on, a reload rejoins with the same key ID and shows what w
   await waitMessage(bob, 'alice before the reload');
 
   // The keys are kept only as non-extractable CryptoKeys; the session state only encrypted.
-  await alice.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
-  await alice.waitForFunction(
+  await waitUntil(alice, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(
+    alice,
     () =>
       new Promise((res) => {
         const req = indexedDB.open('dyspatcher');
@@ -87,14 +89,14 @@ test('with "remember" on, a reload rejoins with the same key ID and shows what w
       }),
   );
   const stored = await kept(alice);
-  assert.deepEqual(stored.entries, ['identity', 'state', 'state_key']);
+  // Besides: the contacts and each conversation's history, encrypted under the same key.
+  assert.deepEqual(stored.entries.filter((k) => !k.startsWith('history:')), ['contacts', 'identity', 'state', 'state_key']);
   assert.deepEqual(stored.identityFields, ['bits', 'keyId', 'left', 'name', 'signKey', 'source', 'spki', 'unwrapKey']);
   assert.equal(stored.name, 'alice');
   assert.deepEqual(stored.sign, ['private', 'RSA-PSS', false]);
   assert.deepEqual(stored.unwrap, ['private', 'RSA-OAEP', false]);
   assert.deepEqual(stored.stateFields, ['ciphertext', 'iv']);
   assert.deepEqual(stored.stateKey, ['AES-GCM', false]);
-  assert.equal(await alice.isDisabled('#forget'), false);
 
   // The page goes away (the others see alice away), and bob writes meanwhile.
   await alice.goto('about:blank');
@@ -111,7 +113,9 @@ test('with "remember" on, a reload rejoins with the same key ID and shows what w
   await waitMessage(alice, 'to all while the page was gone');
   await once(alice, 'direct while the page was gone');
   await once(alice, 'to all while the page was gone');
-  assert.equal(await alice.locator('#messages .msg .text', { hasText: 'before the reload' }).count(), 0, 'nothing from before comes again');
+  // What came before is shown from the device's history, once, not sent again by the server.
+  assert.equal(await alice.locator('#messages .msg:not(.history) .text', { hasText: 'before the reload' }).count(), 0, 'nothing from before comes again');
+  assert.equal(await alice.locator('#messages .msg.history .text', { hasText: 'bob before the reload' }).count(), 1);
   assert.match(await alice.textContent('#messages'), /this device remembered you/);
   // Her sender key went on where it was: bob opens what she writes next.
   await sendTo(alice, '@all', 'alice after the reload');
@@ -131,15 +135,17 @@ test('"Forget this device" leaves, deletes everything kept here, and the next vi
   const bob = await openPage(browser, server.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
   await waitMembers(bob, 2);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(alice, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
 
   // Asked first; "Cancel" changes nothing.
+  await alice.click('#menu-open');
   await alice.click('#forget');
   await alice.waitForSelector('#forget-dialog[open]');
   await alice.click('#forget-cancel');
   assert.equal(await alice.isVisible('#forget-dialog'), false);
   assert.deepEqual(await databases(alice), ['dyspatcher']);
 
+  await alice.click('#menu-open');
   await alice.click('#forget');
   await alice.click('#forget-confirm');
   await alice.waitForSelector('#start:not([hidden])');
@@ -181,7 +187,7 @@ test('--no-remember: nothing is kept on the device, and what was kept before is 
   await joinWithKeys(alice, 'alice', keys.alice);
   await alice.waitForSelector('#no-remember-note:not([hidden])');
   assert.match(await alice.textContent('#messages'), /stores nothing on your device/);
-  await alice.waitForFunction(async () => (await indexedDB.databases()).length === 0);
+  await waitUntil(alice, async () => (await indexedDB.databases()).length === 0);
   assert.equal(await alice.evaluate(() => localStorage.length + sessionStorage.length), 0);
   // Still nothing once messages flow (acks, sender keys).
   const bob = await openPage(browser, bare.url, { t, name: 'bob' });
@@ -202,7 +208,7 @@ test('the same remembered identity in a second tab takes over; the first stays c
   await joinWithKeys(first, 'alice', keys.alice);
   const bob = await openPage(browser, server.url, { t, name: 'bob' });
   await joinWithKeys(bob, 'bobby', keys.bob);
-  await first.waitForFunction(async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
+  await waitUntil(first, async () => (await indexedDB.databases()).some((d) => d.name === 'dyspatcher'));
 
   const second = await openTab(first.context(), server.url, { name: 'second' });
   await waitConnected(second);
@@ -232,6 +238,7 @@ test('the same remembered identity in a second tab takes over; the first stays c
   assert.equal(await bob.locator('.notice.warning').count(), 0);
 
   // "Forget this device" in one tab empties the other one too.
+  await first.click('#menu-open');
   await first.click('#forget');
   await first.click('#forget-confirm');
   await second.waitForSelector('#start-note:has-text("in another tab")');
