@@ -12,16 +12,19 @@ use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::crypto::{self, PublicIdentity};
-use crate::http::{self, HeadError};
 use crate::hub::{self, Outbox};
 use crate::protocol::{self, close, ClientMsg, ErrorCode, ServerMsg};
 use crate::server::{Ctx, Progress};
 use crate::ws::{self, Frame, FrameReader, Incoming};
 
+mod checks;
 mod gate;
+mod page;
 mod writer;
 
+pub use checks::{check_join, parse, Bucket};
 pub use gate::{Crossed, JoinGate};
+use page::http_phase;
 
 /// Runs `f`, giving up after `d`.
 pub(crate) async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
@@ -60,107 +63,6 @@ where
         .await;
         if let Some(leftover) = upgraded {
             Box::pin(session(stream, leftover, peer, ctx, progress)).await;
-        }
-    }
-}
-
-/// Answers HTTP requests until one upgrades to a WebSocket (then returns the bytes read past
-/// the upgrade request) or the connection ends.
-async fn http_phase<S>(
-    stream: &mut S,
-    ctx: &Ctx,
-    ws_only: bool,
-    progress: &Progress,
-    first_head: Instant,
-) -> Option<Vec<u8>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = Vec::new();
-    // Until a first complete head, the short deadline counted from the connection's accept.
-    let mut wait = first_head.saturating_duration_since(Instant::now());
-    loop {
-        let head = timeout(wait, http::read_head(stream, &mut buf)).await;
-        wait = ctx.limits.head_timeout;
-        if let Some(Ok(_)) = &head {
-            progress.heard();
-        }
-        let req = match head {
-            None | Some(Err(HeadError::Closed)) | Some(Err(HeadError::Io(_))) => return None,
-            Some(Err(HeadError::TooLarge)) => {
-                let _ = http::respond_error(
-                    stream,
-                    "431 Request Header Fields Too Large",
-                    "request head too large",
-                )
-                .await;
-                return None;
-            }
-            Some(Err(e @ HeadError::Malformed(_))) => {
-                let _ = http::respond_error(stream, "400 Bad Request", &e.to_string()).await;
-                return None;
-            }
-            Some(Ok(req)) => req,
-        };
-        if let Err(refused) = ctx.hosts.check(&req) {
-            let _ = http::respond_error(stream, refused.status, &refused.reason).await;
-            return None;
-        }
-        let head_only = req.method == "HEAD";
-        if req.method != "GET" && !head_only {
-            let _ = http::respond_error(
-                stream,
-                "405 Method Not Allowed",
-                "only GET and HEAD are served",
-            )
-            .await;
-            return None;
-        }
-        if req.path == "/ws" {
-            match http::check_upgrade(&req) {
-                Ok(accept) if !head_only => {
-                    if http::accept_upgrade(stream, &accept).await.is_ok() {
-                        return Some(buf);
-                    }
-                }
-                Ok(_) => {
-                    let _ = http::respond_error(
-                        stream,
-                        "400 Bad Request",
-                        "WebSocket upgrade expected at /ws",
-                    )
-                    .await;
-                }
-                Err((status, text)) => {
-                    let _ = http::respond_error(stream, status, text).await;
-                }
-            }
-            return None;
-        }
-        let found = if ws_only {
-            None
-        } else {
-            http::asset(&req.path)
-        };
-        let Some(asset) = found else {
-            let _ = http::respond_error(stream, "404 Not Found", "not found").await;
-            return None;
-        };
-        let keep = req.keep_alive();
-        let extra = if keep { "" } else { "Connection: close\r\n" };
-        if http::respond(
-            stream,
-            "200 OK",
-            asset.content_type,
-            asset.body,
-            head_only,
-            extra,
-        )
-        .await
-        .is_err()
-            || !keep
-        {
-            return None;
         }
     }
 }
@@ -266,101 +168,6 @@ fn send_error(outbox: &Outbox, code: ErrorCode, message: impl Into<String>) {
     if code.closes() {
         outbox.close(close::JOIN_REFUSED, "join refused");
     }
-}
-
-/// A token bucket: `rate` per second, holding at most `burst`.
-pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            at: Instant::now(),
-        }
-    }
-
-    /// Whether the bucket has refilled to its burst by `now`.
-    pub fn is_full(&self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens + elapsed * self.rate >= self.burst
-    }
-
-    /// Takes a token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Parses a client message, telling unknown types apart from malformed ones.
-pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
-    serde_json::from_str(text).map_err(|e| {
-        #[derive(serde::Deserialize)]
-        struct Tagged {
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        match serde_json::from_str::<Tagged>(text) {
-            Ok(t)
-                if ![
-                    "join",
-                    "ack",
-                    "leave",
-                    "moderate",
-                    "direct",
-                    "all",
-                    "sender_key",
-                    "key_request",
-                ]
-                .contains(&t.kind.as_str()) =>
-            {
-                (
-                    ErrorCode::UnknownType,
-                    format!("unknown message type `{}`", t.kind),
-                )
-            }
-            _ => (ErrorCode::BadJson, format!("malformed message: {e}")),
-        }
-    })
-}
-
-fn check_join(
-    nonce: &str,
-    name: &str,
-    public_key: &str,
-    signature: &str,
-) -> Result<PublicIdentity, (ErrorCode, String)> {
-    let der = B64
-        .decode(public_key)
-        .map_err(|_| (ErrorCode::BadKey, "public_key is not base64".to_string()))?;
-    let key =
-        PublicIdentity::from_spki_der(&der).map_err(|e| (ErrorCode::BadKey, e.to_string()))?;
-    let sig = B64
-        .decode(signature)
-        .map_err(|_| (ErrorCode::BadProof, "signature is not base64".to_string()))?;
-    key.verify(&protocol::join_bytes(nonce, name, key.key_id()), &sig)
-        .map_err(|_| {
-            (
-                ErrorCode::BadProof,
-                "the signature does not prove possession of this key".to_string(),
-            )
-        })?;
-    Ok(key)
 }
 
 /// What the reader of one chat session knows.
@@ -527,33 +334,4 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     outbox.close(code, &reason);
     // The writer sends the close frame and ends the connection.
     future::pending::<()>().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_rate() {
-        let start = Instant::now();
-        let mut b = Bucket::new(10, 3);
-        assert!((0..3).all(|_| b.take(start)));
-        assert!(!b.take(start));
-        assert!(b.take(start + Duration::from_millis(100)));
-        assert!(!b.take(start + Duration::from_millis(100)));
-    }
-
-    #[test]
-    fn parse_tells_unknown_from_malformed() {
-        assert_eq!(
-            parse(r#"{"type":"dance"}"#).unwrap_err().0,
-            ErrorCode::UnknownType
-        );
-        assert_eq!(
-            parse(r#"{"type":"direct"}"#).unwrap_err().0,
-            ErrorCode::BadJson
-        );
-        assert_eq!(parse("not json").unwrap_err().0, ErrorCode::BadJson);
-        assert_eq!(parse("[1,2]").unwrap_err().0, ErrorCode::BadJson);
-    }
 }
