@@ -1,0 +1,252 @@
+//! Golden JSON of the wire types and the canonical bytes.
+
+use super::*;
+
+#[test]
+fn error_codes_as_str_are_their_wire_names() {
+    for code in [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadField,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::BadName,
+        ErrorCode::NameTaken,
+        ErrorCode::BadKey,
+        ErrorCode::BadProof,
+        ErrorCode::Banned,
+        ErrorCode::NotAllowed,
+        ErrorCode::JoinTimeout,
+        ErrorCode::TooManyJoins,
+        ErrorCode::UnknownRecipient,
+        ErrorCode::Forbidden,
+        ErrorCode::BadKeys,
+        ErrorCode::DuplicateId,
+        ErrorCode::Stale,
+        ErrorCode::RateLimited,
+    ] {
+        assert_eq!(
+            serde_json::to_value(code).unwrap(),
+            serde_json::Value::from(code.as_str())
+        );
+    }
+}
+
+#[test]
+fn golden_client_direct() {
+    let json = r#"{"type":"direct","id":"00112233445566778899aabbccddeeff","ts":1,"to":"k","iv":"aXY=","ciphertext":"Y3Q=","keys":{"k":"d3I="},"signature":"c2ln"}"#;
+    let msg: ClientMsg = serde_json::from_str(json).unwrap();
+    assert!(matches!(&msg, ClientMsg::Direct(d) if d.keys["k"] == "d3I="));
+    assert_eq!(serde_json::to_string(&msg).unwrap(), json);
+}
+
+#[test]
+fn golden_server_messages() {
+    let left = ServerMsg::Left {
+        key_id: "k".into(),
+        name: "alice".into(),
+        reason: LeftReason::Kicked,
+    };
+    assert_eq!(
+        serde_json::to_string(&left).unwrap(),
+        r#"{"type":"left","key_id":"k","name":"alice","reason":"kicked"}"#
+    );
+    let err = ServerMsg::Error {
+        code: ErrorCode::RateLimited,
+        message: "slow down".into(),
+        id: None,
+        until: None,
+    };
+    assert_eq!(
+        serde_json::to_string(&err).unwrap(),
+        r#"{"type":"error","code":"rate_limited","message":"slow down"}"#
+    );
+    let all = ServerMsg::All(AllIn {
+        id: "i".into(),
+        ts: 2,
+        from: Sender {
+            name: "ADMIN".into(),
+            key_id: "k".into(),
+        },
+        skid: "s".into(),
+        n: 0,
+        iv: "v".into(),
+        ciphertext: "c".into(),
+        signature: "g".into(),
+        via: Some(Via::Prompt),
+    });
+    assert_eq!(
+        serde_json::to_string(&all).unwrap(),
+        r#"{"type":"all","id":"i","ts":2,"from":{"name":"ADMIN","key_id":"k"},"skid":"s","n":0,"iv":"v","ciphertext":"c","signature":"g","via":"prompt"}"#
+    );
+}
+
+#[test]
+fn golden_v2_messages() {
+    let join: ClientMsg = serde_json::from_str(
+        r#"{"type":"join","name":"alice","public_key":"a","signature":"s","resume":{"since":41}}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        join,
+        ClientMsg::Join {
+            resume: Some(Resume { since: 41 }),
+            ..
+        }
+    ));
+    let ack: ClientMsg = serde_json::from_str(r#"{"type":"ack","seq":42}"#).unwrap();
+    assert_eq!(ack, ClientMsg::Ack { seq: 42 });
+    let leave: ClientMsg = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
+    assert_eq!(leave, ClientMsg::Leave {});
+    let presence = ServerMsg::Presence {
+        key_id: "k".into(),
+        name: "alice".into(),
+        state: Presence::Away,
+    };
+    assert_eq!(
+        serde_json::to_string(&presence).unwrap(),
+        r#"{"type":"presence","key_id":"k","name":"alice","state":"away"}"#
+    );
+    let delivery = ServerMsg::Delivery {
+        id: "i".into(),
+        to: "k".into(),
+        state: DeliveryState::Held,
+    };
+    assert_eq!(
+        serde_json::to_string(&delivery).unwrap(),
+        r#"{"type":"delivery","id":"i","to":"k","state":"held"}"#
+    );
+    let gap = ServerMsg::Gap {
+        dropped: 3,
+        kinds: [("all".to_string(), 2), ("direct".to_string(), 1)].into(),
+        first_seq: 4,
+        last_seq: 6,
+    };
+    assert_eq!(
+        serde_json::to_string(&gap).unwrap(),
+        r#"{"type":"gap","dropped":3,"kinds":{"all":2,"direct":1},"first_seq":4,"last_seq":6}"#
+    );
+    let banned = ServerMsg::Error {
+        code: ErrorCode::Banned,
+        message: "m".into(),
+        id: None,
+        until: Some(5),
+    };
+    assert_eq!(
+        serde_json::to_string(&banned).unwrap(),
+        r#"{"type":"error","code":"banned","message":"m","until":5}"#
+    );
+}
+
+#[test]
+fn notice_codes_and_left_reasons_are_snake_case_and_unknown_codes_parse() {
+    let kicked = ServerMsg::Notice {
+        code: NoticeCode::Kicked,
+        text: "t".into(),
+        until: Some(9),
+    };
+    assert_eq!(
+        serde_json::to_string(&kicked).unwrap(),
+        r#"{"type":"notice","code":"kicked","text":"t","until":9}"#
+    );
+    for code in [
+        NoticeCode::ShuttingDown,
+        NoticeCode::PromptBehind,
+        NoticeCode::Moderated,
+    ] {
+        let json = serde_json::to_string(&code).unwrap();
+        assert_eq!(json, format!("\"{}\"", code.as_str()));
+    }
+    let newer: ServerMsg =
+        serde_json::from_str(r#"{"type":"notice","code":"tea_time","text":"t"}"#).unwrap();
+    assert!(matches!(
+        newer,
+        ServerMsg::Notice {
+            code: NoticeCode::Other,
+            ..
+        }
+    ));
+    for reason in [LeftReason::Left, LeftReason::Expired, LeftReason::Removed] {
+        let json = serde_json::to_string(&reason).unwrap();
+        assert_eq!(json, format!("\"{}\"", reason.as_str()));
+    }
+}
+
+#[test]
+fn welcome_and_joined_as_written_are_what_clients_parse() {
+    let alice = Member {
+        name: "alice".into(),
+        key_id: "k1".into(),
+        public_key: "cGs=".into(),
+        admin: false,
+    };
+    let admin = Member {
+        name: "ADMIN".into(),
+        key_id: "k0".into(),
+        public_key: "cGs=".into(),
+        admin: true,
+    };
+    let options = Options {
+        admin_name: "ADMIN".into(),
+        disable_all: false,
+        only_admin: false,
+        remember: true,
+    };
+    let limits = Limits::new(20, 40, 1 << 20, 600);
+    let (a, b) = (encoded_member(&alice), encoded_member(&admin));
+    let written = serde_json::to_string(&WelcomeOut {
+        you: &a,
+        members: vec![&b, &a],
+        away: vec!["k1"],
+        resumed: true,
+        seq: 7,
+        options: &options,
+        limits: &limits,
+        time: 5,
+    })
+    .unwrap();
+    let typed = ServerMsg::Welcome {
+        you: alice.clone(),
+        members: vec![admin, alice.clone()],
+        away: vec!["k1".into()],
+        resumed: true,
+        seq: 7,
+        options,
+        limits,
+        time: 5,
+    };
+    assert_eq!(written, serde_json::to_string(&typed).unwrap());
+    assert_eq!(serde_json::from_str::<ServerMsg>(&written).unwrap(), typed);
+    assert!(written.starts_with(r#"{"type":"welcome","you":{"name":"alice""#));
+    let joined = serde_json::to_string(&JoinedOut { member: &a }).unwrap();
+    assert_eq!(
+        joined,
+        serde_json::to_string(&ServerMsg::Joined { member: alice }).unwrap()
+    );
+}
+
+#[test]
+fn names() {
+    assert!(valid_user_name("alice"));
+    assert!(valid_user_name("a1b2"));
+    assert!(!valid_user_name("abc"));
+    assert!(!valid_user_name("Alice"));
+    assert!(!valid_user_name("alice_bob"));
+    assert!(!valid_user_name("abcdefghijklmnop"));
+    assert!(valid_admin_name("ADMIN"));
+    assert!(!valid_admin_name("admin"));
+    assert!(!valid_admin_name("ADM"));
+}
+
+#[test]
+fn encodings() {
+    assert!(is_base64("aGVsbG8="));
+    assert!(is_base64(""));
+    assert!(!is_base64("aGVsbG8"));
+    assert!(!is_base64("aGVs*G8="));
+    assert!(!is_base64("a==="));
+    assert!(is_hex("00ff", 4));
+    assert!(!is_hex("00FF", 4));
+    assert!(!is_hex("00f", 4));
+}
