@@ -39,10 +39,18 @@ pub fn run_prompt(running: Running) {
     };
     let printer_thread = std::thread::spawn(move || {
         let mut printer = printer;
-        while let Ok(line) = output.recv_blocking() {
-            match line {
-                Line::Show(s) | Line::Secret(s) => printer(s),
+        // Lines that queued up meanwhile go out together: one write (and one redraw of the
+        // prompt) for a burst, not one per line.
+        while let Ok(first) = output.recv_blocking() {
+            let mut text = line_text(first);
+            while let Ok(next) = output.try_recv() {
+                if text.len() >= PRINT_BATCH_BYTES {
+                    break;
+                }
+                text.push('\n');
+                text.push_str(&line_text(next));
             }
+            printer(text);
         }
     });
     match editor {
@@ -178,6 +186,15 @@ pub fn run_headless(running: Running) {
     let drain = std::thread::spawn(move || while output.recv_blocking().is_ok() {});
     running.wait();
     let _ = drain.join();
+}
+
+/// Most bytes of queued lines printed in one write.
+const PRINT_BATCH_BYTES: usize = 64 * 1024;
+
+fn line_text(line: Line) -> String {
+    match line {
+        Line::Show(s) | Line::Secret(s) => s,
+    }
 }
 
 fn plain_print(s: String) {
