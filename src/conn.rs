@@ -285,7 +285,9 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
     })
 }
 
-fn check_join(
+/// Checks a `join`'s proof: `public_key` is an acceptable RSA key in base64 SPKI DER, and
+/// `signature` signs the join bytes of `nonce`, `name` and its key ID.
+pub fn check_join(
     nonce: &str,
     name: &str,
     public_key: &str,

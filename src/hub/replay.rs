@@ -18,7 +18,8 @@ pub struct Seen {
 impl Seen {
     /// Accepts `id` stamped `ts` at `now`, or says why not.
     pub fn check(&mut self, id: &str, ts: i64, now: i64) -> Result<(), (ErrorCode, &'static str)> {
-        if (ts - now).abs() > protocol::MAX_CLOCK_SKEW_MS {
+        // `abs_diff`: a timestamp near `i64::MIN` or `i64::MAX` must not overflow the subtraction.
+        if ts.abs_diff(now) > protocol::MAX_CLOCK_SKEW_MS.unsigned_abs() {
             return Err((
                 ErrorCode::Stale,
                 "timestamp is more than 5 minutes from the server's clock",
@@ -60,5 +61,20 @@ mod tests {
         assert!(seen.check("c", now + skew, now).is_ok());
         let later = now + protocol::SEEN_ID_WINDOW_MS + 1;
         assert!(seen.check("a", later, later).is_ok());
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale() {
+        // Found by fuzzing (client_msg): `(ts - now).abs()` overflowed. Checked with overflow
+        // checks it panicked the hub; without them `i64::MIN + now` wrapped to an accepted skew.
+        let mut seen = Seen::default();
+        let now = 1_700_000_000_000;
+        for ts in [i64::MIN, i64::MIN + now, i64::MAX, i64::MAX - 1, 0] {
+            assert_eq!(
+                seen.check("a", ts, now).unwrap_err().0,
+                ErrorCode::Stale,
+                "ts {ts}"
+            );
+        }
     }
 }
