@@ -22,8 +22,14 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t (${secs} s)"
   mkdir -p "$scratch/$t"
   # -timeout: one input taking over 10 s is a finding; -rss_limit_mb: so is over 2 GiB.
+  extra=()
+  case $t in
+    client_msg | session_open) extra=(-dict=fuzz/dict/json.dict) ;;
+    # Longer than MAX_HEAD (8 KiB), so that a head too large is reached.
+    http_head) extra=(-max_len=12288) ;;
+  esac
   if ! cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
     >"$scratch/$t.log" 2>&1; then
     tail -n 60 "$scratch/$t.log"
     echo "fuzz target $t failed: see fuzz/artifacts/$t/"

@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn timestamps_at_the_ends_of_i64_are_stale() {
-        // Found by fuzzing (client_msg): `(ts - now).abs()` overflowed. Checked with overflow
+        // Found while writing the fuzz targets: `(ts - now).abs()` overflowed. With overflow
         // checks it panicked the hub; without them `i64::MIN + now` wrapped to an accepted skew.
         let mut seen = Seen::default();
         let now = 1_700_000_000_000;
