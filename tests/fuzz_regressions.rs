@@ -1,7 +1,7 @@
-//! Inputs found while fuzzing the session's opening of `welcome`, `direct`, `all` and
-//! `sender_key` (fuzz/fuzz_targets/session_open.rs), each refused cleanly rather than overflowing
-//! an integer. A malicious member signs whatever it likes, so each message here is signed by the
-//! sender's real key. Uses the fixture keys only: no key generation.
+//! Inputs found while writing the session's fuzz target (fuzz/fuzz_targets/session_open.rs) and
+//! replayed through it: a `welcome`, `direct`, `all` or `sender_key` with an integer at the end
+//! of its range is refused cleanly rather than overflowing. A malicious member signs whatever it
+//! likes, so each message here is signed by the sender's real key. Uses the fixture keys only.
 use std::sync::Arc;
 
 use base64::Engine;
