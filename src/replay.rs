@@ -31,7 +31,8 @@ impl Seen {
 
     /// Accepts `id` stamped `ts` at `now`, or says why not.
     pub fn check(&mut self, id: &str, ts: i64, now: i64) -> Result<(), (ErrorCode, &'static str)> {
-        if (ts - now).abs() > protocol::MAX_CLOCK_SKEW_MS {
+        // `abs_diff`: a timestamp near `i64::MIN` or `i64::MAX` must not overflow the subtraction.
+        if ts.abs_diff(now) > protocol::MAX_CLOCK_SKEW_MS.unsigned_abs() {
             return Err((
                 ErrorCode::Stale,
                 "timestamp is more than 5 minutes from the server's clock",
@@ -102,5 +103,21 @@ mod tests {
             seen.check(&newest, now, now).unwrap_err().0,
             ErrorCode::DuplicateId
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale() {
+        // Found while writing the fuzz targets: `(ts - now).abs()` overflowed. With overflow
+        // checks it panicked the hub; without them `i64::MIN + now` wrapped to an accepted skew.
+        let mut seen = Seen::new(MAX_SEEN_IDS);
+        let now = 1_700_000_000_000;
+        let id = format!("{:032x}", 1);
+        for ts in [i64::MIN, i64::MIN + now, i64::MAX, i64::MAX - 1, 0] {
+            assert_eq!(
+                seen.check(&id, ts, now).unwrap_err().0,
+                ErrorCode::Stale,
+                "ts {ts}"
+            );
+        }
     }
 }

@@ -301,12 +301,12 @@ impl Session {
 
     /// The current time on the server's clock.
     pub fn now(&self) -> i64 {
-        protocol::now_ms() + self.offset_ms
+        protocol::now_ms().saturating_add(self.offset_ms)
     }
 
     /// Answers a challenge: the `join` message with its proof of possession.
     pub fn answer_challenge(&mut self, nonce: &str, server_time: i64, name: &str) -> ClientMsg {
-        self.offset_ms = server_time - protocol::now_ms();
+        self.offset_ms = server_time.saturating_sub(protocol::now_ms());
         let signature = self
             .me
             .sign(&protocol::join_bytes(nonce, name, self.key_id()));
@@ -336,7 +336,7 @@ impl Session {
                 time,
                 ..
             } => {
-                self.offset_ms = time - protocol::now_ms();
+                self.offset_ms = time.saturating_sub(protocol::now_ms());
                 self.welcome(you.name, you.admin, members, away, resumed, options)
             }
             ServerMsg::Joined { member } => self.joined(member),
@@ -761,6 +761,10 @@ impl Session {
             .chains
             .get_mut(&chain_id)
             .ok_or_else(|| "no sender key".to_string())?;
+        // The last index has no next chain state: refused rather than overflow the chain.
+        if a.n == u32::MAX {
+            return Err("chain index at its end".into());
+        }
         let key = if a.n < recv.n {
             recv.skipped
                 .remove(&a.n)

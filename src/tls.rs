@@ -184,12 +184,7 @@ pub fn load_server_config(
     if let Some(bundle) = cabundle {
         chain.extend(read_certificates("--ssl-cabundle", bundle)?);
     }
-    let key_der = read_private_key(key)?;
-    let provider = ring::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|_| TlsError::BadKey(key.to_path_buf()))?;
+    let signing_key = signing_key_from_pem(key, &read_file("--ssl-key", key)?)?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
@@ -417,8 +412,17 @@ fn read_certificates(
     option: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read_file(option, path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    certificates_from_pem(option, path, &read_file(option, path)?)
+}
+
+/// Parses the PEM text of `--ssl-certificate` or `--ssl-cabundle` (named by `option`, read from
+/// `path`): every certificate in it, at least one.
+pub fn certificates_from_pem(
+    option: &'static str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(option, path, e))?;
     if certs.is_empty() {
@@ -430,9 +434,20 @@ fn read_certificates(
     Ok(certs)
 }
 
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read_file("--ssl-key", path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+/// Parses the PEM text of `--ssl-key` (read from `path`) into a key rustls can sign with.
+pub fn signing_key_from_pem(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Arc<dyn rustls::sign::SigningKey>, TlsError> {
+    let key_der = private_key_from_pem(path, bytes)?;
+    ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|_| TlsError::BadKey(path.to_path_buf()))
+}
+
+fn private_key_from_pem(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|e| match e {
         pem::Error::NoItemsFound => TlsError::NoKey {
             path: path.to_path_buf(),
             encrypted: bytes.windows(b"ENCRYPTED".len()).any(|w| w == b"ENCRYPTED"),
