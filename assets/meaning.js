@@ -1,7 +1,7 @@
 // dyspatcher web client: what the server's close codes, departures and gaps mean to a person,
 // and whether to reconnect (docs/PROTOCOL.md, "Close codes"); the admin's typed commands.
 // Pure functions, no DOM; texts from the catalogue (i18n/).
-import { t } from './i18n/i18n.js';
+import { language, t } from './i18n/i18n.js';
 
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
@@ -86,7 +86,9 @@ export function gapText({ dropped, kinds }) {
       ['all', 'direct', 'sender_key'].includes(kind) ? t(`gap.kind.${kind}`, { n: count }) : `${count} ${kind}`,
     );
   const what = t('gap.dropped', { n });
-  return parts.length ? t('gap.with_kinds', { what, kinds: parts.join(', ') }) : t('gap.plain', { what });
+  // The list in the language's own way ("a, b and c", "a、b和c", "a، b و c").
+  const list = new Intl.ListFormat(language().tag, { style: 'long', type: 'conjunction' });
+  return parts.length ? t('gap.with_kinds', { what, kinds: list.format(parts) }) : t('gap.plain', { what });
 }
 
 /** "at 14:32 (in 9 min 58 s)" for a moment ahead; "now" once it has passed. */

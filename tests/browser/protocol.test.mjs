@@ -580,7 +580,7 @@ test('delivery states, gaps and kick notices reach the hooks', async (t) => {
 });
 
 test('gaps and waiting times read as sentences', () => {
-  assert.equal(gapText({ dropped: 3, kinds: { all: 2, direct: 1 } }), '3 messages kept for you were dropped while you were away (2 @all, 1 direct).');
+  assert.equal(gapText({ dropped: 3, kinds: { all: 2, direct: 1 } }), '3 messages kept for you were dropped while you were away (2 @all and 1 direct).');
   assert.equal(gapText({ dropped: 1, kinds: { sender_key: 1 } }), '1 message kept for you was dropped while you were away (1 sender key).');
   const now = new Date(2030, 0, 1, 14, 0, 0).getTime();
   assert.equal(untilText(now + 10 * 60_000, now), 'at 14:10 (in 10 min 0 s)');
