@@ -1,0 +1,175 @@
+//! The server's own admin endpoint: it joins the hub like any member (with the admin's key), opens
+//! and verifies what is addressed to the admin and every `@all`, and runs the prompt's commands.
+//! All operator output goes through one [`Output`], which also feeds the transcript.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+
+use crate::admin::{self, Command};
+use crate::config::{AdminKey, Config};
+use crate::crypto::Identity;
+use crate::hub::{self, Outbox};
+use crate::protocol::{Presence, ServerMsg, Via};
+use crate::server::Ctx;
+use crate::session::{Destination, Event, Opened, Output as SessionOutput, Session};
+use crate::transcript::Transcript;
+use crate::ws;
+
+/// The hub's id for the server's own endpoint.
+pub const CONSOLE_CONN: hub::ConnId = 0;
+/// Bytes of frames waiting for the prompt at most; past it the prompt is told what it missed.
+pub const CONSOLE_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Private-key operations (opening a direct message or a sender key) the admin's prompt spends
+/// on one sender per minute; past it, that sender's messages are not opened.
+pub const KEY_OPS_PER_MINUTE: u32 = 120;
+/// Senders whose budget is tracked at most (the oldest windows are forgotten first).
+const MAX_BUDGETS: usize = 4096;
+
+/// A line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Shown and written to the transcript.
+    Show(String),
+    /// Shown only, never written anywhere (private key export).
+    Secret(String),
+}
+
+/// Where operator output goes: the prompt's printer and the transcript.
+#[derive(Clone)]
+pub struct Output {
+    tx: async_channel::Sender<Line>,
+    transcript: Option<Arc<Mutex<Transcript>>>,
+}
+
+impl Output {
+    /// An output writing to `transcript` too; the receiver feeds the terminal.
+    pub fn new(transcript: Option<Transcript>) -> (Self, async_channel::Receiver<Line>) {
+        let (tx, rx) = async_channel::bounded(8192);
+        let transcript = transcript.map(|t| Arc::new(Mutex::new(t)));
+        (Self { tx, transcript }, rx)
+    }
+
+    /// Shows a line, stamped with the time, and writes it to the transcript.
+    pub fn show(&self, text: String) {
+        let now = crate::protocol::now_ms();
+        if let Some(t) = &self.transcript {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = t.line(&iso_time(now), &text) {
+                let _ = self
+                    .tx
+                    .try_send(Line::Show(format!("! transcript write failed: {e}")));
+            }
+        }
+        let _ = self
+            .tx
+            .try_send(Line::Show(format!("[{}] {text}", clock(now))));
+    }
+
+    /// Shows a notice.
+    pub fn notice(&self, text: String) {
+        self.show(format!("* {text}"));
+    }
+
+    /// Shows text that must never reach the transcript or a log.
+    pub fn secret(&self, text: String) {
+        let _ = self.tx.try_send(Line::Secret(text));
+    }
+
+    /// Shows a reply to a command (not a chat event): not timestamped, but transcribed.
+    pub fn reply(&self, text: String) {
+        if let Some(t) = &self.transcript {
+            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = t.line(&iso_time(crate::protocol::now_ms()), &text);
+        }
+        let _ = self.tx.try_send(Line::Show(text));
+    }
+
+    /// Overwrites and deletes the transcript (the panic stop); nothing is written to it after.
+    /// None without a transcript.
+    pub fn erase_transcript(&self) -> Option<Result<u64, String>> {
+        let t = self.transcript.as_ref()?;
+        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+        Some(t.erase())
+    }
+
+    /// No more output. The operator is shown the transcript's last hash, to note down: lines cut
+    /// from its end are told from a complete one only by that.
+    pub fn close(&self) {
+        if let Some(t) = &self.transcript {
+            let t = t.lock().unwrap_or_else(|e| e.into_inner());
+            if !t.erased() {
+                let (lines, last) = t.head();
+                let _ = self.tx.try_send(Line::Show(format!(
+                    "transcript {}: {lines} lines, last hash {last}",
+                    t.path().display()
+                )));
+            }
+        }
+        self.tx.close();
+    }
+}
+
+fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `HH:MM:SS` (UTC) of a millisecond timestamp.
+///
+/// ```
+/// assert_eq!(dyspatcher::console::clock(1_763_766_000_000), "23:00:00");
+/// ```
+pub fn clock(ms: i64) -> String {
+    let (_, _, _, h, mi, s) = civil(ms);
+    format!("{h:02}:{mi:02}:{s:02}")
+}
+
+/// ISO 8601 UTC time of a millisecond timestamp.
+///
+/// ```
+/// assert_eq!(dyspatcher::console::iso_time(1_763_766_000_000), "2025-11-21T23:00:00Z");
+/// ```
+pub fn iso_time(ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// How a message is shown: `alice (1f0c2a3b4c5d) → ADMIN: text`.
+pub fn describe(session: &Session, m: &Opened) -> String {
+    let via = match m.via {
+        Some(Via::Prompt) => " (via prompt)",
+        Some(Via::Web) => " (via web)",
+        None => "",
+    };
+    let to = match &m.to {
+        Destination::All => "@all".to_string(),
+        Destination::Direct(k) => session
+            .name_of(k)
+            .unwrap_or(&k[..12.min(k.len())])
+            .to_string(),
+    };
+    format!(
+        "{} ({}){via} → {to}: {}",
+        m.from_name,
+        &m.from_key_id[..12],
+        m.text
+    )
+}
+
+mod endpoint;
+
+pub use endpoint::run;
