@@ -37,8 +37,10 @@ termux_step_get_source() {
 	mkdir -p "$TERMUX_PKG_SRCDIR"
 	if [ -d "$src/.git" ] && command -v git >/dev/null; then
 		# The work tree as git sees it: tracked and new files, not ignored ones.
+		# One tar reads the whole list (xargs would start several, each writing its own
+		# archive, and the reading tar stops at the end of the first).
 		git -C "$src" ls-files -z --cached --others --exclude-standard |
-			(cd "$src" && xargs -0 -r tar -cf - --no-recursion --ignore-failed-read) |
+			(cd "$src" && tar -cf - --no-recursion --ignore-failed-read --null -T -) |
 			tar -xf - -C "$TERMUX_PKG_SRCDIR"
 	else
 		(cd "$src" && tar -cf - --exclude='./target' --exclude='./target-*' --exclude='./.git' .) |
