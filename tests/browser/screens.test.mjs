@@ -194,9 +194,12 @@ test('Arabic: the page is laid out right to left, in Arabic', { timeout: 120000,
   await page.screenshot({ path: screenshotPath('start-arabic-phone-light') });
   await page.click('#connect');
   await waitConnected(page);
+  // The list is drawn once the welcome is in: wait for its first entry.
+  const allIcon = page.locator('#member-list .member[data-key="all"] .all-icon');
+  await allIcon.waitFor();
   await page.screenshot({ path: screenshotPath('list-arabic-phone-light') });
   // In the list, the identicon is on the right of the name.
-  const icon = await page.locator('#member-list .member[data-key="all"] .all-icon').boundingBox();
+  const icon = await allIcon.boundingBox();
   const name = await page.locator('#member-list .member[data-key="all"] .name').boundingBox();
   assert.ok(icon.x > name.x, 'the icon is at the start, on the right');
   await axe(page, 'arabic list');
