@@ -198,10 +198,13 @@ test('Arabic: the page is laid out right to left, in Arabic', { timeout: 120000,
   const allIcon = page.locator('#member-list .member[data-key="all"] .all-icon');
   await allIcon.waitFor();
   await page.screenshot({ path: screenshotPath('list-arabic-phone-light') });
-  // In the list, the identicon is on the right of the name.
-  const icon = await allIcon.boundingBox();
-  const name = await page.locator('#member-list .member[data-key="all"] .name').boundingBox();
-  assert.ok(icon.x > name.x, 'the icon is at the start, on the right');
+  // In the list, the identicon is on the right of the name. Measured in one go: the list is
+  // drawn again on every event, so two separate lookups may straddle a redraw.
+  const [iconX, nameX] = await page.evaluate(() => {
+    const entry = document.querySelector('#member-list .member[data-key="all"]');
+    return ['.all-icon', '.name'].map((s) => entry.querySelector(s).getBoundingClientRect().x);
+  });
+  assert.ok(iconX > nameX, 'the icon is at the start, on the right');
   await axe(page, 'arabic list');
   // The switcher turns the page back to English, left to right.
   await page.click('#menu-open');
