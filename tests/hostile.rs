@@ -9,22 +9,18 @@
 
 mod child;
 mod common;
+mod flooding;
 
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
 use base64::Engine;
 use common::*;
+use flooding::{join, rss_kib};
 use futures_lite::StreamExt;
 use serde_json::json;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn rss_kib(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 fn hex(n: usize) -> String {
     let mut s = String::new();
@@ -57,17 +53,6 @@ fn reader(mut ws: Raw) -> smol::Task<()> {
     })
 }
 
-async fn join(addr: &str, name: &str, key: &dyspatcher::crypto::Identity) -> Raw {
-    let tcp = smol::net::TcpStream::connect(addr).await.unwrap();
-    let mut ws = async_tungstenite::client_async(format!("ws://{addr}/ws"), tcp)
-        .await
-        .unwrap()
-        .0;
-    let welcome = raw_join(&mut ws, name, key, key).await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    ws
-}
-
 #[test]
 fn a_member_that_never_reads_and_sends_the_worst_it_can_pins_a_bounded_amount() {
     const EACH: usize = dyspatcher::config::MIN_MAILBOX_BYTES;
@@ -84,27 +69,7 @@ fn a_member_that_never_reads_and_sends_the_worst_it_can_pins_a_bounded_amount() 
         + 8 * 1024 * 1024;
     // What it sends: 2000 rounds of five frames, about 270 MiB.
     const ROUNDS: usize = 2000;
-    let home = child::temp_dir("hostile");
-    let (each, total) = (EACH.to_string(), TOTAL.to_string());
-    let admin = fixture("admin.pem");
-    let mut server = child::Child::start(
-        &[
-            "-p",
-            "0",
-            "--admin-private-key",
-            admin.to_str().unwrap(),
-            "--rate-limit",
-            "100000",
-            "--mailbox-bytes",
-            &each,
-            "--mailbox-total",
-            &total,
-        ],
-        &home,
-    );
-    let addr = server.addr();
-    server.wait_for("admin connected");
-    let pid = server.pid();
+    let (_server, addr, pid) = flooding::start("hostile", EACH, TOTAL);
     smol::block_on(async {
         let k = keys(5);
         let hostile = &k[4];

@@ -4,56 +4,21 @@
 
 mod child;
 mod common;
+mod flooding;
 
 use base64::Engine;
 use common::*;
+use flooding::{join, rss_kib};
 use serde_json::json;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn rss_kib(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-async fn join(addr: &str, name: &str, key: &dyspatcher::crypto::Identity) -> Raw {
-    let tcp = smol::net::TcpStream::connect(addr).await.unwrap();
-    let mut ws = async_tungstenite::client_async(format!("ws://{addr}/ws"), tcp)
-        .await
-        .unwrap()
-        .0;
-    let welcome = raw_join(&mut ws, name, key, key).await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    ws
-}
 
 #[test]
 fn a_flooder_writing_to_200_away_members_pins_at_most_the_total() {
     const AWAY: usize = 200;
     const EACH: usize = dyspatcher::config::MIN_MAILBOX_BYTES;
     const TOTAL: usize = 16 * 1024 * 1024;
-    let home = child::temp_dir("memory");
-    let (each, total) = (EACH.to_string(), TOTAL.to_string());
-    let admin = fixture("admin.pem");
-    let mut server = child::Child::start(
-        &[
-            "-p",
-            "0",
-            "--admin-private-key",
-            admin.to_str().unwrap(),
-            "--rate-limit",
-            "100000",
-            "--mailbox-bytes",
-            &each,
-            "--mailbox-total",
-            &total,
-        ],
-        &home,
-    );
-    let addr = server.addr();
-    server.wait_for("admin connected");
-    let pid = server.pid();
+    let (_server, addr, pid) = flooding::start("memory", EACH, TOTAL);
     smol::block_on(async {
         let k = keys(AWAY + 1);
         let flooder = &k[AWAY];
