@@ -233,7 +233,7 @@ test('reconnecting: the countdown fits a phone', { timeout: 120000 }, async (t) 
     },
   });
   // The refused attempts while the server is gone are Chromium's own log lines: expected here.
-  page.problems = page.problems.filter((p) => !/WebSocket connection to .* failed: .*ERR_CONNECTION_(REFUSED|RESET)/.test(p));
+  page.problems = page.problems.filter((p) => !/WebSocket connection to .* failed: .*ERR_(CONNECTION_(REFUSED|RESET|CLOSED)|SOCKET_NOT_CONNECTED|EMPTY_RESPONSE)/.test(p));
   assertClean(page);
 });
 
