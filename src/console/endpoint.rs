@@ -285,6 +285,9 @@ impl Endpoint {
             Event::Rejected { from_name, reason } => self.out.show(format!(
                 "! a message from {from_name} was refused: {reason}"
             )),
+            // The prompt has already said "the server is stopping" itself, before the hub's
+            // notice to every connection: one line for one event.
+            Event::Notice { code, .. } if code == "shutting_down" => {}
             Event::Notice { text, .. } => self.out.notice(text),
             Event::Error { message, .. } => {
                 self.out.show(format!("! the server refused: {message}"))
