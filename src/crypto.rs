@@ -341,7 +341,13 @@ pub fn aes_seal_aad(key: &[u8; KEY_LEN], plaintext: &[u8], aad: &[u8]) -> ([u8; 
     let iv = random_bytes::<IV_LEN>();
     let cipher = Aes256Gcm::new(key.into());
     let ct = cipher
-        .encrypt(&Nonce::from(iv), Payload { msg: plaintext, aad })
+        .encrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption of a bounded message cannot fail");
     (iv, ct)
 }
@@ -356,7 +362,13 @@ pub fn aes_open_aad(
 ) -> Result<Vec<u8>, CryptoError> {
     let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::Open)?;
     Aes256Gcm::new(key.into())
-        .decrypt(&Nonce::from(iv), Payload { msg: ciphertext, aad })
+        .decrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Open)
 }
 

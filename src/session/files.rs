@@ -407,7 +407,12 @@ impl Session {
         }
     }
 
-    pub(super) fn file_cancelled(&mut self, file: String, by: String, reason: CancelReason) -> Output {
+    pub(super) fn file_cancelled(
+        &mut self,
+        file: String,
+        by: String,
+        reason: CancelReason,
+    ) -> Output {
         self.incoming.remove(&file);
         let by = self
             .name_of(&by)

@@ -394,7 +394,13 @@ impl Session {
                     .map(|k| self.name_of(k).unwrap_or(k).to_string())
                     .collect();
                 Output {
-                    events: vec![Event::Ack(id.clone()), Event::FileSkipped { id, names }],
+                    events: vec![
+                        Event::FileSkipped {
+                            id: id.clone(),
+                            names,
+                        },
+                        Event::Ack(id),
+                    ],
                     send: Vec::new(),
                 }
             }
@@ -402,7 +408,9 @@ impl Session {
             ServerMsg::File(f) => self.receive_file(f),
             ServerMsg::Chunk(c) => self.receive_chunk(c),
             ServerMsg::FileCancel { file, by, reason } => self.file_cancelled(file, by, reason),
-            ServerMsg::ChunkAck { file, i } => single(Event::File(FileEvent::ChunkAck { id: file, i })),
+            ServerMsg::ChunkAck { file, i } => {
+                single(Event::File(FileEvent::ChunkAck { id: file, i }))
+            }
             ServerMsg::Notice { code, text, until } => single(Event::Notice {
                 code: code.as_str().to_string(),
                 text,
