@@ -54,6 +54,10 @@ pub struct Args {
     /// file for a transcript of what the admin sees (must not exist)
     #[argh(option)]
     pub transcription: Option<PathBuf>,
+    /// folder where files sent to the admin are saved (default: dyspatcher-files next to the
+    /// transcript, or in the current directory); names are sanitised, nothing is overwritten
+    #[argh(option)]
+    pub files_dir: Option<PathBuf>,
     /// run in the background (needs --transcription and --admin-private-key)
     #[argh(switch, short = 'd')]
     pub daemon: bool,
@@ -102,6 +106,10 @@ pub struct Args {
     /// bytes of messages kept for all members together (default 33554432)
     #[argh(option)]
     pub mailbox_total: Option<usize>,
+    /// largest file members may send, in MiB (default 16; files are relayed in chunks, never
+    /// stored on disk)
+    #[argh(option)]
+    pub max_file_mb: Option<u64>,
     /// tell browsers to store nothing on the device (no key, no name, no history)
     #[argh(switch)]
     pub no_remember: bool,
@@ -165,4 +173,8 @@ pub struct ConnectArgs {
     /// for wss://: a CA certificate file (PEM) to verify the server with
     #[argh(option)]
     pub ca_file: Option<PathBuf>,
+    /// folder where received files are saved (default: dyspatcher-files in the current
+    /// directory); names are sanitised and nothing is overwritten
+    #[argh(option)]
+    pub files_dir: Option<PathBuf>,
 }

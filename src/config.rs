@@ -85,6 +85,9 @@ pub const DEFAULT_AWAY_GRACE: Duration = Duration::from_secs(600);
 /// Longest grace period accepted.
 pub const MAX_AWAY_GRACE_SECS: u64 = 7 * 24 * 3600;
 
+/// Largest `--max-file-mb` accepted.
+pub const MAX_FILE_MB: u64 = 1024;
+
 /// Join attempts per second from all addresses together, by default (bursts of four times that).
 pub const DEFAULT_JOIN_RATE: u32 = 100;
 
@@ -118,6 +121,10 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// Largest file, in bytes of plaintext (`--max-file-mb`).
+    pub max_file: u64,
+    /// A file transfer with no chunk for this long is cancelled.
+    pub file_idle: Duration,
 }
 
 impl Default for Limits {
@@ -136,6 +143,8 @@ impl Default for Limits {
             join_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            max_file: protocol::DEFAULT_MAX_FILE,
+            file_idle: Duration::from_secs(protocol::FILE_IDLE_SECS),
         }
     }
 }
@@ -166,6 +175,15 @@ fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError>
             ),
         ));
     }
+    if let Some(mb) = args.max_file_mb {
+        if !(1..=MAX_FILE_MB).contains(&mb) {
+            return Err(ConfigError::Bound(
+                "max-file-mb",
+                format!("must be between 1 and {MAX_FILE_MB} (MiB)"),
+            ));
+        }
+        limits.max_file = mb << 20;
+    }
     if let Some(secs) = args.away_grace {
         if secs > MAX_AWAY_GRACE_SECS {
             return Err(ConfigError::Bound(
@@ -176,6 +194,19 @@ fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError>
         limits.away_grace = Duration::from_secs(secs);
     }
     Ok(())
+}
+
+/// `--files-dir`, or a `dyspatcher-files` folder next to the transcript, or in the current one.
+fn files_dir(args: &Args) -> PathBuf {
+    let default = crate::client::files::DEFAULT_DIR;
+    match (&args.files_dir, &args.transcription) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(t)) => t
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| default.into(), |p| p.join(default)),
+        (None, None) => default.into(),
+    }
 }
 
 /// Where the admin's key comes from.
@@ -210,6 +241,8 @@ pub struct Config {
     pub allow_list: Option<(PathBuf, Arc<AllowList>, Vec<String>)>,
     /// Transcript file (does not exist yet).
     pub transcript: Option<PathBuf>,
+    /// Where the admin's prompt saves the files it receives.
+    pub files_dir: PathBuf,
     /// Protective limits.
     pub limits: Limits,
     /// TLS, if the port serves https and wss.
@@ -259,6 +292,7 @@ impl Config {
             remember: true,
             allow_list: None,
             transcript: None,
+            files_dir: crate::client::files::DEFAULT_DIR.into(),
             limits: Limits::default(),
             tls: None,
             tunnel: None,
@@ -383,6 +417,7 @@ impl Config {
             remember: !args.no_remember,
             allow_list,
             transcript: args.transcription.clone(),
+            files_dir: files_dir(args),
             limits,
             tls,
             tunnel,

@@ -22,7 +22,7 @@ mod gate;
 mod page;
 mod writer;
 
-pub use checks::{check_join, parse, Bucket};
+pub use checks::{check_join, parse, Bucket, ByteRate};
 pub use gate::{Crossed, JoinGate};
 use page::http_phase;
 
@@ -224,6 +224,8 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     } = r;
     let mut frames = FrameReader::new(reader, protocol::MAX_MESSAGE);
     let mut bucket = Bucket::new(ctx.limits.rate_per_sec, ctx.limits.burst);
+    let mut file_rate = ByteRate::new(protocol::FILE_BYTES_PER_SEC, protocol::FILE_BURST_BYTES);
+    let mut chunk_acks = ByteRate::new(protocol::CHUNK_ACKS_PER_SEC, protocol::CHUNK_ACKS_PER_SEC);
     let mut last_rate_error: Option<Instant> = None;
     let join_deadline = Instant::now() + ctx.limits.join_timeout;
     let (code, reason) = loop {
@@ -275,7 +277,26 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             Incoming::Text(t) => t,
         };
         let now = Instant::now();
-        if *joined && !bucket.take(now) {
+        let parsed = parse(&text);
+        // Chunks are governed by their byte rate, not by the message rate.
+        // So are acknowledgements of chunks alone, which must never be dropped (the sender's
+        // window waits on them): past their own rate, the reader waits instead.
+        let paced = match &parsed {
+            Ok(ClientMsg::Chunk(c)) if *joined => {
+                Some((&mut file_rate, c.ciphertext.len() as u64 / 4 * 3))
+            }
+            Ok(ClientMsg::Ack {
+                seq: None,
+                cseq: Some(_),
+            }) if *joined => Some((&mut chunk_acks, 1)),
+            _ => None,
+        };
+        if let Some((rate, cost)) = paced {
+            if let Some(wait) = rate.spend(cost, now) {
+                // Over the budget: this reader stops reading for a while.
+                smol::Timer::after(wait).await;
+            }
+        } else if *joined && !bucket.take(now) {
             if last_rate_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                 last_rate_error = Some(now);
                 send_error(
@@ -288,7 +309,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
         }
         // Waits while the hub has too much to do: this reader stops reading, TCP pushes back.
         let credit = ctx.hub_budget.take(text.len()).await;
-        let msg = match parse(&text) {
+        let msg = match parsed {
             Ok(m) => m,
             Err((code, message)) => {
                 send_error(outbox, code, message);
@@ -314,7 +335,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
                         key,
                         outbox: outbox.clone(),
                         console: false,
-                        resume: resume.map(|r| r.since),
+                        resume,
                     };
                     if ctx.hub.send(event).await.is_err() {
                         return;
