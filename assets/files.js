@@ -135,7 +135,11 @@ export class Files {
     const name = cleanName(meta.name);
     const max = this.fileLimit('max_file');
     if (size < 1) throw new Error(t('file.err.empty', { name }));
-    if (size > max) throw new Error(t('file.err.too_large', { name, size: sizeText(size), max: sizeText(max) }));
+    if (size > max) {
+      // Sizes that round alike are written in bytes.
+      const [a, b] = sizeText(size) === sizeText(max) ? [`${size} B`, `${max} B`] : [sizeText(size), sizeText(max)];
+      throw new Error(t('file.err.too_large', { name, size: a, max: b }));
+    }
     const busy = [...this.transfers.values()].filter((x) => x.own && !x.ended).length;
     if (busy >= this.fileLimit('files_in_flight')) throw new Error(t('file.err.too_many', { n: this.fileLimit('files_in_flight') }));
     const sha256 = await hashBlob(blob, this.fileLimit('chunk_size'));
@@ -257,6 +261,8 @@ export class Files {
   fileError(err) {
     const tr = this.transfers?.get(err.id);
     if (!tr) return false;
+    // A refused chunk leaves the transfer open on the server: end it there too.
+    if (tr.own && !tr.ended && (err.code === 'bad_chunk' || err.code === 'file_window')) this.send({ type: 'file_cancel', file: tr.id });
     const text = SERVER_CODES.has(err.code) ? t(`file.err.server.${err.code}`, { name: tr.meta.name, message: err.message }) : t('file.err.server', { name: tr.meta.name, message: err.message });
     this.end(tr, 'failed', text);
     return true;
@@ -392,15 +398,15 @@ export class Files {
   }
 }
 
-/** "1.5 MB": a size for people (decimal units, as file managers show them). */
+/** "1.5 MB": a size for people (units of 1024 bytes: the server's limits are round in them). */
 export function sizeText(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
-  const units = ['kB', 'MB', 'GB'];
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KB', 'MB', 'GB'];
   let v = bytes;
   let u = -1;
   do {
-    v /= 1000;
+    v /= 1024;
     u += 1;
-  } while (v >= 1000 && u < units.length - 1);
+  } while (v >= 1024 && u < units.length - 1);
   return `${v >= 10 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
 }

@@ -364,7 +364,7 @@ export default {
   'file.cancel.timeout': 'توقف {name}: لم يصل شيء لمدة طويلة.',
   'file.cancel.sender_gone': 'توقف {name}: انتهى اتصال المرسِل.',
   'file.cancel.mailbox_full': 'توقف {name}: لا يتسع له صندوق بريد {by} الغائب.',
-  'file.cancel.deleted': 'حُذف {name}.',
+  'file.cancel.deleted': 'توقف {name}: لم يعد {by} عضوًا.',
   'file.err.empty': '{name} فارغ: لا شيء لإرساله.',
   'file.err.too_large': '{name} كبير جدًا: {size}، والحد الأقصى {max} على هذا الخادم. لم يُرسل شيء.',
   'file.err.too_many': 'يمكن أن تكون {n} ملفات على الأكثر في الطريق معًا: انتظر حتى ينتهي أحدها.',

@@ -314,7 +314,7 @@ export default {
   'file.cancel.timeout': '{name} stopped: nothing came for too long.',
   'file.cancel.sender_gone': '{name} stopped: the sender’s connection ended.',
   'file.cancel.mailbox_full': '{name} stopped: it does not fit the mailbox of {by}, who is away.',
-  'file.cancel.deleted': '{name} was deleted.',
+  'file.cancel.deleted': '{name} stopped: {by} is no longer a member.',
   'file.err.empty': '{name} is empty: there is nothing to send.',
   'file.err.too_large': '{name} is too large: {size}, at most {max} on this server. Nothing was sent.',
   'file.err.too_many': 'At most {n} files can be on their way at once: wait for one to finish.',

@@ -310,7 +310,7 @@ export default {
   'file.cancel.timeout': '{name} se detuvo: no llegó nada durante demasiado tiempo.',
   'file.cancel.sender_gone': '{name} se detuvo: la conexión del remitente terminó.',
   'file.cancel.mailbox_full': '{name} se detuvo: no cabe en el buzón de {by}, que está ausente.',
-  'file.cancel.deleted': '{name} se borró.',
+  'file.cancel.deleted': '{name} se detuvo: {by} ya no es miembro.',
   'file.err.empty': '{name} está vacío: no hay nada que enviar.',
   'file.err.too_large': '{name} es demasiado grande: {size}, como máximo {max} en este servidor. No se envió nada.',
   'file.err.too_many': 'Como máximo {n} archivos pueden estar en camino a la vez: espera a que termine uno.',

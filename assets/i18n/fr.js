@@ -311,7 +311,7 @@ export default {
   'file.cancel.timeout': '{name} arrêté : rien n’est arrivé depuis trop longtemps.',
   'file.cancel.sender_gone': '{name} arrêté : la connexion de l’expéditeur a pris fin.',
   'file.cancel.mailbox_full': '{name} arrêté : il ne tient pas dans la boîte de {by}, qui est absent.',
-  'file.cancel.deleted': '{name} a été supprimé.',
+  'file.cancel.deleted': '{name} arrêté : {by} n’est plus membre.',
   'file.err.empty': '{name} est vide : rien à envoyer.',
   'file.err.too_large': '{name} est trop gros : {size}, au plus {max} sur ce serveur. Rien n’a été envoyé.',
   'file.err.too_many': 'Au plus {n} fichiers peuvent être en route à la fois : attendez qu’un se termine.',

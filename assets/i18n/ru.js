@@ -331,7 +331,7 @@ export default {
   'file.cancel.timeout': '{name} остановлен: слишком долго ничего не приходило.',
   'file.cancel.sender_gone': '{name} остановлен: соединение отправителя прервалось.',
   'file.cancel.mailbox_full': '{name} остановлен: не помещается в почтовый ящик {by}, которого нет в сети.',
-  'file.cancel.deleted': '{name} удалён.',
+  'file.cancel.deleted': '{name} остановлен: {by} больше не участник.',
   'file.err.empty': '{name} пуст: отправлять нечего.',
   'file.err.too_large': '{name} слишком большой: {size}, на этом сервере не больше {max}. Ничего не отправлено.',
   'file.err.too_many': 'В пути одновременно может быть не больше {n} файлов: дождитесь окончания одного.',

@@ -331,7 +331,7 @@ export default {
   'file.cancel.timeout': '{name} зупинено: надто довго нічого не надходило.',
   'file.cancel.sender_gone': '{name} зупинено: з’єднання відправника обірвалося.',
   'file.cancel.mailbox_full': '{name} зупинено: не вміщається в поштову скриньку {by}, якого немає в мережі.',
-  'file.cancel.deleted': '{name} видалено.',
+  'file.cancel.deleted': '{name} зупинено: {by} більше не учасник.',
   'file.err.empty': '{name} порожній: нічого надсилати.',
   'file.err.too_large': '{name} завеликий: {size}, на цьому сервері не більше {max}. Нічого не надіслано.',
   'file.err.too_many': 'Одночасно в дорозі може бути не більше {n} файлів: дочекайтеся завершення одного.',
