@@ -102,6 +102,10 @@ pub struct Args {
     /// bytes of messages kept for all members together (default 33554432)
     #[argh(option)]
     pub mailbox_total: Option<usize>,
+    /// largest file members may send, in MiB (default 16; files are relayed in chunks, never
+    /// stored on disk)
+    #[argh(option)]
+    pub max_file_mb: Option<u64>,
     /// tell browsers to store nothing on the device (no key, no name, no history)
     #[argh(switch)]
     pub no_remember: bool,

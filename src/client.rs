@@ -17,7 +17,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{future, StreamExt};
 use smol::net::TcpStream;
 
-pub use seq::{seq_of, Acks, Received, ACK_EVERY, ACK_WITHIN, UNANSWERED_BYTES};
+pub use seq::{cseq_of, seq_of, Acks, Received, ACK_EVERY, ACK_WITHIN, UNANSWERED_BYTES};
 use seq::{Kind, Unanswered};
 
 use crate::crypto::Identity;
@@ -218,7 +218,7 @@ impl Client {
         self.tcp = tcp;
         self.closed = None;
         // The server takes `since` as an acknowledgement.
-        self.acks = Acks::after(self.acks.last());
+        self.acks = Acks::after(self.acks.last()).with_cseq(self.acks.last_cseq());
         let name = self.session.name().unwrap_or(&self.name).to_string();
         let since = self.acks.last();
         self.join(&name, Some(since)).await?;
@@ -260,7 +260,10 @@ impl Client {
         };
         let mut join = self.session.answer_challenge(&nonce, time, name);
         if let (ClientMsg::Join { resume: r, .. }, Some(since)) = (&mut join, resume) {
-            *r = Some(Resume { since });
+            *r = Some(Resume {
+                since,
+                since_chunks: self.acks.last_cseq(),
+            });
         }
         self.send_msg(&join).await?;
         match self.recv_msg().await? {
@@ -330,7 +333,11 @@ impl Client {
     pub async fn ack(&mut self) -> Result<(), ClientError> {
         let seq = self.acks.last();
         if self.acks.deadline().is_some() {
-            self.send_msg(&ClientMsg::Ack { seq }).await?;
+            self.send_msg(&ClientMsg::Ack {
+                seq: Some(seq),
+                cseq: None,
+            })
+            .await?;
             self.acks.acked(seq);
         }
         Ok(())
@@ -382,9 +389,16 @@ impl Client {
     /// and [`ACK_WITHIN`] after an unacknowledged frame even when nothing else comes).
     pub async fn recv_text(&mut self) -> Result<String, ClientError> {
         loop {
-            if let Some(seq) = self.acks.due(Instant::now()) {
-                self.send_msg(&ClientMsg::Ack { seq }).await?;
-                self.acks.acked(seq);
+            let seq = self.acks.due(Instant::now());
+            let cseq = self.acks.due_cseq();
+            if seq.is_some() || cseq.is_some() {
+                self.send_msg(&ClientMsg::Ack { seq, cseq }).await?;
+                if let Some(s) = seq {
+                    self.acks.acked(s);
+                }
+                if let Some(c) = cseq {
+                    self.acks.acked_cseq(c);
+                }
             }
             let item = match self.acks.deadline() {
                 None => self.ws.next().await,
@@ -409,7 +423,9 @@ impl Client {
                     return Err(e.into());
                 }
                 Some(Ok(Message::Text(t))) => {
-                    if let Received::Repeat(_) = self.acks.receive(t.as_bytes(), Instant::now()) {
+                    if let Received::Repeat(_) | Received::RepeatChunk(_) =
+                        self.acks.receive(t.as_bytes(), Instant::now())
+                    {
                         continue;
                     }
                     return Ok(t.to_string());
@@ -445,10 +461,10 @@ impl Client {
         let msg = serde_json::from_str(&text)
             .map_err(|e| ClientError::Protocol(format!("{e}: {text}")))?;
         Ok(match msg {
-            ServerMsg::Ack { id } => {
+            ServerMsg::Ack { id, skipped } => {
                 self.unanswered.answered(&id);
                 self.resent.remove(&id);
-                ServerMsg::Ack { id }
+                ServerMsg::Ack { id, skipped }
             }
             ServerMsg::Error {
                 code: ErrorCode::DuplicateId,
@@ -456,7 +472,7 @@ impl Client {
                 ..
             } if self.resent.remove(&id) => {
                 self.unanswered.answered(&id);
-                ServerMsg::Ack { id }
+                ServerMsg::Ack { id, skipped: None }
             }
             ServerMsg::Error {
                 code,

@@ -85,6 +85,9 @@ pub const DEFAULT_AWAY_GRACE: Duration = Duration::from_secs(600);
 /// Longest grace period accepted.
 pub const MAX_AWAY_GRACE_SECS: u64 = 7 * 24 * 3600;
 
+/// Largest `--max-file-mb` accepted.
+pub const MAX_FILE_MB: u64 = 1024;
+
 /// Join attempts per second from all addresses together, by default (bursts of four times that).
 pub const DEFAULT_JOIN_RATE: u32 = 100;
 
@@ -118,6 +121,10 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// Largest file, in bytes of plaintext (`--max-file-mb`).
+    pub max_file: u64,
+    /// A file transfer with no chunk for this long is cancelled.
+    pub file_idle: Duration,
 }
 
 impl Default for Limits {
@@ -136,6 +143,8 @@ impl Default for Limits {
             join_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            max_file: protocol::DEFAULT_MAX_FILE,
+            file_idle: Duration::from_secs(protocol::FILE_IDLE_SECS),
         }
     }
 }
@@ -165,6 +174,15 @@ fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError>
                 limits.mailbox_bytes
             ),
         ));
+    }
+    if let Some(mb) = args.max_file_mb {
+        if !(1..=MAX_FILE_MB).contains(&mb) {
+            return Err(ConfigError::Bound(
+                "max-file-mb",
+                format!("must be between 1 and {MAX_FILE_MB} (MiB)"),
+            ));
+        }
+        limits.max_file = mb << 20;
     }
     if let Some(secs) = args.away_grace {
         if secs > MAX_AWAY_GRACE_SECS {

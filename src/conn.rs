@@ -22,7 +22,7 @@ mod gate;
 mod page;
 mod writer;
 
-pub use checks::{check_join, parse, Bucket};
+pub use checks::{check_join, parse, Bucket, ByteRate};
 pub use gate::{Crossed, JoinGate};
 use page::http_phase;
 
@@ -224,6 +224,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     } = r;
     let mut frames = FrameReader::new(reader, protocol::MAX_MESSAGE);
     let mut bucket = Bucket::new(ctx.limits.rate_per_sec, ctx.limits.burst);
+    let mut file_rate = ByteRate::new(protocol::FILE_BYTES_PER_SEC, protocol::FILE_BURST_BYTES);
     let mut last_rate_error: Option<Instant> = None;
     let join_deadline = Instant::now() + ctx.limits.join_timeout;
     let (code, reason) = loop {
@@ -275,7 +276,18 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
             Incoming::Text(t) => t,
         };
         let now = Instant::now();
-        if *joined && !bucket.take(now) {
+        let parsed = parse(&text);
+        // Chunks are governed by their byte rate, not by the message rate.
+        let chunk_bytes = match &parsed {
+            Ok(ClientMsg::Chunk(c)) if *joined => Some(c.ciphertext.len() as u64 / 4 * 3),
+            _ => None,
+        };
+        if let Some(bytes) = chunk_bytes {
+            if let Some(wait) = file_rate.spend(bytes, now) {
+                // Over the budget: this reader stops reading for a while.
+                smol::Timer::after(wait).await;
+            }
+        } else if *joined && !bucket.take(now) {
             if last_rate_error.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                 last_rate_error = Some(now);
                 send_error(
@@ -288,7 +300,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
         }
         // Waits while the hub has too much to do: this reader stops reading, TCP pushes back.
         let credit = ctx.hub_budget.take(text.len()).await;
-        let msg = match parse(&text) {
+        let msg = match parsed {
             Ok(m) => m,
             Err((code, message)) => {
                 send_error(outbox, code, message);
@@ -314,7 +326,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
                         key,
                         outbox: outbox.clone(),
                         console: false,
-                        resume: resume.map(|r| r.since),
+                        resume,
                     };
                     if ctx.hub.send(event).await.is_err() {
                         return;

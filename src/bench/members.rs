@@ -211,7 +211,10 @@ pub async fn join_light(
         name: name.to_string(),
         public_key: B64.encode(public.spki_der()),
         signature: B64.encode(key.sign(&protocol::join_bytes(&nonce, name, public.key_id()))),
-        resume: since.map(|since| protocol::Resume { since }),
+        resume: since.map(|since| protocol::Resume {
+            since,
+            since_chunks: 0,
+        }),
     };
     let text = serde_json::to_vec(&join).expect("join encodes");
     let sent = Instant::now();

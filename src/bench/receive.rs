@@ -293,7 +293,10 @@ pub async fn receive_ws(
             }
         }
         if let Some(seq) = acks.due(Instant::now()) {
-            let ack = serde_json::to_string(&crate::protocol::ClientMsg::Ack { seq })
+            let ack = serde_json::to_string(&crate::protocol::ClientMsg::Ack {
+                seq: Some(seq),
+                cseq: None,
+            })
                 .expect("acks encode");
             let _ = sink.lock().await.send(Message::text(ack)).await;
             acks.acked(seq);

@@ -26,7 +26,22 @@ pub const UNANSWERED_BYTES: usize = 1 << 20;
 /// assert_eq!(seq_of(br#"{"seq":,"type":"all"}"#), None);
 /// ```
 pub fn seq_of(frame: &[u8]) -> Option<u64> {
-    let rest = frame.strip_prefix(br#"{"seq":"#)?;
+    number_after(frame, br#"{"seq":"#)
+}
+
+/// The `cseq` of a file chunk (`{"cseq":7,"type":"chunk",…}`), read the same way.
+///
+/// ```
+/// use dyspatcher::client::cseq_of;
+/// assert_eq!(cseq_of(br#"{"cseq":3,"type":"chunk"}"#), Some(3));
+/// assert_eq!(cseq_of(br#"{"seq":3,"type":"all"}"#), None);
+/// ```
+pub fn cseq_of(frame: &[u8]) -> Option<u64> {
+    number_after(frame, br#"{"cseq":"#)
+}
+
+fn number_after(frame: &[u8], prefix: &[u8]) -> Option<u64> {
+    let rest = frame.strip_prefix(prefix)?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || digits > 19 || rest.get(digits) != Some(&b',') {
         return None;
@@ -43,6 +58,10 @@ pub enum Received {
     New(u64),
     /// A sequenced frame already received (replayed after a resume): drop it.
     Repeat(u64),
+    /// A file chunk seen for the first time (its `cseq`): acknowledge it once processed.
+    NewChunk(u64),
+    /// A file chunk already received: drop it.
+    RepeatChunk(u64),
 }
 
 /// The last `seq` received in order, and what has been acknowledged of it.
@@ -55,6 +74,9 @@ pub struct Acks {
     /// The end of a replay: acknowledged as soon as it is read, because the server kept up to
     /// its mailbox bound and the next frame must find room.
     replay_end: Option<u64>,
+    /// The last `cseq` received, and the last acknowledged.
+    last_cseq: u64,
+    acked_cseq: u64,
 }
 
 impl Acks {
@@ -66,7 +88,32 @@ impl Acks {
             unacked_bytes: 0,
             oldest_unacked: None,
             replay_end: None,
+            last_cseq: 0,
+            acked_cseq: 0,
         }
+    }
+
+    /// The same, going on after the chunk `last_cseq` (a resume of the same membership).
+    pub fn with_cseq(mut self, last_cseq: u64) -> Self {
+        self.last_cseq = last_cseq;
+        self.acked_cseq = last_cseq;
+        self
+    }
+
+    /// The last `cseq` received.
+    pub fn last_cseq(&self) -> u64 {
+        self.last_cseq
+    }
+
+    /// The `cseq` to acknowledge now: chunks are acknowledged as soon as they are processed,
+    /// because the sender's window waits on it.
+    pub fn due_cseq(&self) -> Option<u64> {
+        (self.last_cseq > self.acked_cseq).then_some(self.last_cseq)
+    }
+
+    /// Records that `ack {cseq}` was sent.
+    pub fn acked_cseq(&mut self, cseq: u64) {
+        self.acked_cseq = self.acked_cseq.max(cseq);
     }
 
     /// A resume replays the frames up to `seq` (the welcome's): acknowledge them all at once
@@ -77,6 +124,13 @@ impl Acks {
 
     /// Takes a frame that arrived `now`.
     pub fn receive(&mut self, frame: &[u8], now: Instant) -> Received {
+        if let Some(cseq) = cseq_of(frame) {
+            if cseq <= self.last_cseq {
+                return Received::RepeatChunk(cseq);
+            }
+            self.last_cseq = cseq;
+            return Received::NewChunk(cseq);
+        }
         let Some(seq) = seq_of(frame) else {
             return Received::Unsequenced;
         };
@@ -228,6 +282,20 @@ mod tests {
         a.acked(73);
         assert_eq!(a.receive(frame(74).as_bytes(), t0), Received::New(74));
         assert_eq!(a.due(t0), None);
+    }
+
+    #[test]
+    fn chunks_have_their_own_numbers_and_are_acknowledged_at_once() {
+        let t0 = Instant::now();
+        let mut a = Acks::after(5);
+        let chunk = |c: u64| format!(r#"{{"cseq":{c},"type":"chunk"}}"#);
+        assert_eq!(a.receive(chunk(1).as_bytes(), t0), Received::NewChunk(1));
+        assert_eq!((a.last(), a.due_cseq()), (5, Some(1)));
+        a.acked_cseq(1);
+        assert_eq!(a.due_cseq(), None);
+        assert_eq!(a.receive(chunk(1).as_bytes(), t0), Received::RepeatChunk(1));
+        let resumed = Acks::after(a.last()).with_cseq(a.last_cseq());
+        assert_eq!((resumed.last_cseq(), resumed.due_cseq()), (1, None));
     }
 
     #[test]

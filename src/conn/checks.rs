@@ -49,6 +49,35 @@ impl Bucket {
     }
 }
 
+/// A byte budget: `rate` bytes per second, at most `burst` saved up. A connection over it is
+/// not refused: its reader waits until it is back under (TCP pushes back on the sender).
+pub struct ByteRate {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl ByteRate {
+    /// A full budget.
+    pub fn new(rate: u64, burst: u64) -> Self {
+        Self {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            at: Instant::now(),
+        }
+    }
+
+    /// Spends `bytes` at `now`; returns how long to wait before reading again, if over.
+    pub fn spend(&mut self, bytes: u64, now: Instant) -> Option<std::time::Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - bytes as f64;
+        (self.tokens < 0.0).then(|| std::time::Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
 /// Parses a client message, telling unknown types apart from malformed ones.
 pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
     serde_json::from_str(text).map_err(|e| {
@@ -68,6 +97,9 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
                     "all",
                     "sender_key",
                     "key_request",
+                    "file",
+                    "chunk",
+                    "file_cancel",
                 ]
                 .contains(&t.kind.as_str()) =>
             {
@@ -120,6 +152,16 @@ mod tests {
         assert!(!b.take(start));
         assert!(b.take(start + Duration::from_millis(100)));
         assert!(!b.take(start + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn byte_rate_lets_a_burst_through_then_asks_to_wait() {
+        let start = Instant::now();
+        let mut r = ByteRate::new(1000, 500);
+        assert_eq!(r.spend(500, start), None);
+        let wait = r.spend(250, start).unwrap();
+        assert_eq!(wait, Duration::from_millis(250));
+        assert_eq!(r.spend(0, start + wait), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::outbox::Payload;
 
+mod chunks;
+pub use chunks::ChunkRef;
+
 /// Identifies one endpoint's place in a member (a user's only one, the admin's prompt or web seat).
 pub type SeatId = u64;
 
@@ -113,15 +116,28 @@ impl Gap {
 struct Mailbox {
     last_seq: u64,
     kept: VecDeque<Kept>,
+    /// Bytes of both lanes.
     bytes: usize,
     away: bool,
     gap: Gap,
+    /// The file chunks' lane: numbered apart, never dropped for room (see `chunks`).
+    last_cseq: u64,
+    chunks: VecDeque<chunks::KeptChunk>,
+    chunk_bytes: usize,
+}
+
+impl Mailbox {
+    /// Bytes that may be dropped for room: the sequenced frames, not the chunks.
+    fn droppable(&self) -> usize {
+        self.bytes - self.chunk_bytes
+    }
 }
 
 /// Every endpoint's mailbox, and the bytes they hold.
 pub struct Mailboxes {
     boxes: HashMap<SeatId, Mailbox>,
-    /// Away mailboxes by size, to drop from the largest when all together are over the bound.
+    /// Away mailboxes by the size of their sequenced frames, to drop from the largest when all
+    /// together are over the bound.
     away_by_size: BTreeSet<(usize, SeatId)>,
     total: usize,
     /// Bound per endpoint, in bytes.
@@ -151,7 +167,7 @@ impl Mailboxes {
     pub fn close(&mut self, seat: SeatId) {
         if let Some(b) = self.boxes.remove(&seat) {
             self.total -= b.bytes;
-            self.away_by_size.remove(&(b.bytes, seat));
+            self.away_by_size.remove(&(b.droppable(), seat));
         }
     }
 
@@ -185,9 +201,9 @@ impl Mailboxes {
         if b.away != away {
             b.away = away;
             if away {
-                self.away_by_size.insert((b.bytes, seat));
+                self.away_by_size.insert((b.droppable(), seat));
             } else {
-                self.away_by_size.remove(&(b.bytes, seat));
+                self.away_by_size.remove(&(b.droppable(), seat));
             }
         }
     }
@@ -196,11 +212,12 @@ impl Mailboxes {
         let Some(b) = self.boxes.get_mut(&seat) else {
             return;
         };
-        let before = b.bytes;
+        let (before, dropped_before) = (b.bytes, b.droppable());
         f(b);
-        let after = b.bytes;
+        let (after, dropped_after) = (b.bytes, b.droppable());
         self.total = self.total + after - before;
-        if b.away && before != after {
+        if b.away && dropped_before != dropped_after {
+            let (before, after) = (dropped_before, dropped_after);
             self.away_by_size.remove(&(before, seat));
             self.away_by_size.insert((after, seat));
         }

@@ -124,7 +124,7 @@ impl Hub {
         key: PublicIdentity,
         outbox: Outbox,
         console: bool,
-        resume: Option<u64>,
+        resume: Option<protocol::Resume>,
     ) -> Result<(), Refusal> {
         let key_id = key.key_id().to_string();
         if console {
@@ -174,7 +174,12 @@ impl Hub {
             old.close(close::REPLACED, "replaced by a newer connection");
         }
         self.boxes.set_away(seat, false);
-        let since = resume.unwrap_or(0).min(self.boxes.last_seq(seat));
+        let since = resume.map_or(0, |r| r.since).min(self.boxes.last_seq(seat));
+        let since_chunks = resume
+            .map_or(0, |r| r.since_chunks)
+            .min(self.boxes.last_cseq(seat));
+        // Chunks up to `since_chunks` were received: acknowledged as by `ack {cseq}`.
+        let _ = self.ack_chunks(seat, since_chunks);
         for r in self.boxes.ack(seat, since) {
             self.delivery(r, DeliveryState::Delivered);
         }
@@ -193,6 +198,13 @@ impl Hub {
                 last_seq: gap.last,
             });
             self.deliver(seat, &payload, "gap", None);
+        }
+        // Chunks after the sequenced frames (the outbox's second lane).
+        for (cseq, payload) in self.boxes.chunks_after(seat, since_chunks) {
+            if outbox.push(Item::Chunk(cseq, payload)).is_err() {
+                self.slow.push(seat);
+                break;
+            }
         }
         if !resumed || resume.is_none() {
             // A new member, or an endpoint that kept nothing: others give it their sender keys.
@@ -260,18 +272,21 @@ impl Hub {
             only_admin: self.settings.only_admin,
             remember: self.settings.remember,
         };
-        let limits = Limits::new(
+        let mut limits = Limits::new(
             self.settings.rate_per_sec,
             self.settings.burst,
             self.settings.mailbox_bytes,
             self.settings.away_grace.as_secs(),
-        );
+        )
+        .with_max_file(self.settings.max_file);
+        limits.files.file_idle_secs = self.settings.file_idle.as_secs();
         let welcome = WelcomeOut {
             you: &me.json,
             members,
             away,
             resumed,
             seq: self.boxes.last_seq(seat),
+            cseq: self.boxes.last_cseq(seat),
             options: &options,
             limits: &limits,
             time: protocol::now_ms(),
@@ -285,6 +300,7 @@ impl Hub {
             return;
         }
         self.boxes.set_away(seat, true);
+        self.files_seat_away(seat);
         let Some(s) = self.dir.seats.get(&seat) else {
             return;
         };
@@ -371,6 +387,7 @@ impl Hub {
             return;
         };
         for (id, seat) in seats {
+            self.files_seat_removed(id, key_id);
             self.boxes.close(id);
             if let (Some((_, outbox)), Some((code, why))) = (seat.conn, close) {
                 outbox.close(code, why);
@@ -389,6 +406,7 @@ impl Hub {
         let Some(s) = self.dir.remove_seat(seat) else {
             return;
         };
+        self.files_seat_removed(seat, &s.key_id);
         self.boxes.close(seat);
         if let (Some((_, outbox)), Some((code, why))) = (s.conn, close) {
             outbox.close(code, why);

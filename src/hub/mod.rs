@@ -18,6 +18,7 @@ use crate::ws::{self, Frame};
 mod bans;
 mod credit;
 mod directory;
+mod files;
 mod mailbox;
 mod membership;
 mod moderate;
@@ -57,8 +58,8 @@ pub enum Event {
         outbox: Outbox,
         /// Whether this is the server's own endpoint (only from inside the server).
         console: bool,
-        /// The last `seq` it received, when it resumes.
-        resume: Option<u64>,
+        /// Where it resumes: the last `seq` and `cseq` it received.
+        resume: Option<crate::protocol::Resume>,
     },
     /// A message from a joined connection.
     Msg {
@@ -131,6 +132,10 @@ pub struct HubSettings {
     pub away_grace: Duration,
     /// Most endpoints kept away at once; past it the one away longest leaves early.
     pub max_away: usize,
+    /// Largest file, in bytes of plaintext.
+    pub max_file: u64,
+    /// A transfer with no chunk for this long is cancelled.
+    pub file_idle: Duration,
 }
 
 /// The hub's state. Run it with [`run`].
@@ -146,6 +151,7 @@ pub struct Hub {
     /// When away seats expire, in order (the grace period is the same for all).
     expiries: VecDeque<(Instant, SeatId, u64)>,
     console_dropped: u64,
+    files: files::Transfers,
 }
 
 /// The payload of a server message, encoded once.
@@ -217,10 +223,16 @@ impl Refusal {
 /// Runs the hub until `Shutdown` (or every sender is gone).
 pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
     loop {
-        let next = match hub.expiries.front() {
-            // Nobody is away: sleep until something happens.
+        let away = hub.expiries.front().map(|&(at, ..)| at);
+        let idle = hub.files.next_deadline(hub.settings.file_idle);
+        let wake = match (away, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let next = match wake {
+            // Nobody is away and no file is in flight: sleep until something happens.
             None => Some(events.recv().await),
-            Some(&(at, ..)) => {
+            Some(at) => {
                 future::or(async { Some(events.recv().await) }, async {
                     smol::Timer::at(at).await;
                     None
@@ -230,7 +242,10 @@ pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
         };
         let mut stop = false;
         match next {
-            None => hub.expire(Instant::now()),
+            None => {
+                hub.expire(Instant::now());
+                hub.expire_files(Instant::now());
+            }
             Some(Err(_)) => break,
             Some(Ok(event)) => {
                 stop = matches!(event, Event::Shutdown | Event::Panic);
@@ -258,6 +273,7 @@ impl Hub {
             slow: Vec::new(),
             expiries: VecDeque::new(),
             console_dropped: 0,
+            files: files::Transfers::default(),
         }
     }
 
@@ -281,6 +297,7 @@ impl Hub {
                 drop(credit);
             }
             Event::Gone { conn } => {
+                self.files_conn_gone(conn);
                 if let Some(seat) = self.dir.seat_of(conn) {
                     self.go_away(seat);
                 }
@@ -321,6 +338,7 @@ impl Hub {
         self.slow.clear();
         self.expiries.clear();
         self.console_dropped = 0;
+        self.files = files::Transfers::default();
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.
@@ -440,7 +458,10 @@ impl Hub {
         };
         let result = match msg {
             ClientMsg::Join { .. } => Err(Refusal::new(ErrorCode::AlreadyJoined, "already joined")),
-            ClientMsg::Ack { seq } => self.ack(seat, seq),
+            ClientMsg::Ack { seq, cseq } => self.ack(seat, seq, cseq),
+            ClientMsg::File(f) => self.file(seat, conn, f),
+            ClientMsg::Chunk(c) => self.chunk(conn, c),
+            ClientMsg::FileCancel { file } => self.file_cancel(seat, conn, file),
             ClientMsg::Leave {} => {
                 self.leave(seat);
                 Ok(())
@@ -456,7 +477,19 @@ impl Hub {
         }
     }
 
-    fn ack(&mut self, seat: SeatId, seq: u64) -> Result<(), Refusal> {
+    fn ack(&mut self, seat: SeatId, seq: Option<u64>, cseq: Option<u64>) -> Result<(), Refusal> {
+        if seq.is_none() && cseq.is_none() {
+            return Err(Refusal::new(
+                ErrorCode::BadJson,
+                "ack needs seq, cseq or both",
+            ));
+        }
+        if let Some(cseq) = cseq {
+            self.ack_chunks(seat, cseq)?;
+        }
+        let Some(seq) = seq else {
+            return Ok(());
+        };
         let last = self.boxes.last_seq(seat);
         if seq > last {
             return Err(Refusal::new(

@@ -3,6 +3,8 @@
 //! an idle connection holds about 150 bytes, where a channel would hold a kilobyte and more of
 //! queue padded against false sharing (and a bounded one every slot). Sequenced frames are queued
 //! as their shared JSON and numbered only when written, so one encoding serves every recipient.
+//! File chunks wait in a second lane that the writer takes only when the first is empty: chat
+//! never waits behind a file.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -19,6 +21,8 @@ pub enum Item {
     Frame(Frame),
     /// A frame addressed to the member, with its sequence number.
     Seq(u64, Payload),
+    /// A file chunk addressed to the member, with its chunk sequence number (`cseq`).
+    Chunk(u64, Payload),
 }
 
 /// A JSON object as shared between the recipients (and mailboxes) of one frame.
@@ -29,7 +33,7 @@ impl Item {
     pub fn len(&self) -> usize {
         match self {
             Item::Frame(f) => f.len(),
-            Item::Seq(_, p) => p.len(),
+            Item::Seq(_, p) | Item::Chunk(_, p) => p.len(),
         }
     }
 
@@ -47,6 +51,11 @@ impl Item {
                 let rest = p.get(1..).unwrap_or_default();
                 ws::text_frame_of(&[head.as_bytes(), rest])
             }
+            Item::Chunk(cseq, p) => {
+                let head = format!("{{\"cseq\":{cseq},");
+                let rest = p.get(1..).unwrap_or_default();
+                ws::text_frame_of(&[head.as_bytes(), rest])
+            }
         }
     }
 
@@ -54,6 +63,7 @@ impl Item {
         match self {
             Item::Frame(f) => is_join_notice(f),
             Item::Seq(_, p) => p.starts_with(br#"{"type":"joined""#),
+            Item::Chunk(..) => false,
         }
     }
 }
@@ -66,10 +76,15 @@ impl From<Frame> for Item {
 
 /// Queue capacity kept after a burst; more is given back once the queue is empty.
 const KEEP: usize = 32;
+/// Most chunks taken into one batch: a chat frame queued while a batch is written waits behind
+/// at most this many chunks (about 350 KiB).
+pub const CHUNKS_PER_BATCH: usize = 4;
 
 #[derive(Default)]
 struct State {
     frames: VecDeque<Item>,
+    /// File chunks, written only when `frames` is empty.
+    chunks: VecDeque<Item>,
     bytes: usize,
     waker: Option<Waker>,
     /// The writer holds join notices back and wants waking only for anything else.
@@ -82,7 +97,10 @@ struct State {
 
 impl State {
     fn has_work(&self) -> bool {
-        !self.frames.is_empty() || self.close.is_some() || self.pong.is_some()
+        !self.frames.is_empty()
+            || !self.chunks.is_empty()
+            || self.close.is_some()
+            || self.pong.is_some()
     }
 }
 
@@ -165,7 +183,10 @@ impl Outbox {
                 Err(PushError::Full)
             } else {
                 s.bytes += item.len();
-                s.frames.push_back(item);
+                match item {
+                    Item::Chunk(..) => s.chunks.push_back(item),
+                    _ => s.frames.push_back(item),
+                }
                 Ok(())
             }
         })
@@ -184,6 +205,7 @@ impl Outbox {
     pub fn abort(&self, code: u16, reason: &str) {
         self.0.update(true, |s| {
             s.frames = VecDeque::new();
+            s.chunks = VecDeque::new();
             s.bytes = 0;
             s.close = Some((code, reason.to_string()));
         });
@@ -225,6 +247,7 @@ impl Frames {
             let mut s = self.0.lock();
             let urgent = s.close.is_some()
                 || s.pong.is_some()
+                || !s.chunks.is_empty()
                 || s.frames.iter().any(|f| !f.is_join_notice());
             if urgent || (!urgent_only && s.has_work()) {
                 s.urgent_only = false;
@@ -243,7 +266,8 @@ impl Frames {
         .await
     }
 
-    /// Moves queued frames into `batch` until it holds `max`.
+    /// Moves queued frames into `batch` until it holds `max`: every frame of the first lane,
+    /// then chunks (at most [`CHUNKS_PER_BATCH`]) only if the first lane is empty.
     pub fn drain_into(&self, batch: &mut Vec<Frame>, max: usize) {
         let mut s = self.0.lock();
         let n = max.saturating_sub(batch.len()).min(s.frames.len());
@@ -252,6 +276,18 @@ impl Frames {
         batch.extend(s.frames.drain(..n).map(Item::into_frame));
         if s.frames.is_empty() && s.frames.capacity() > KEEP {
             s.frames = VecDeque::new();
+        }
+        if s.frames.is_empty() {
+            let n = max
+                .saturating_sub(batch.len())
+                .min(CHUNKS_PER_BATCH)
+                .min(s.chunks.len());
+            let taken: usize = s.chunks.iter().take(n).map(Item::len).sum();
+            s.bytes -= taken;
+            batch.extend(s.chunks.drain(..n).map(Item::into_frame));
+            if s.chunks.is_empty() && s.chunks.capacity() > KEEP {
+                s.chunks = VecDeque::new();
+            }
         }
     }
 
@@ -263,7 +299,7 @@ impl Frames {
             let mut s = self.0.lock();
             s.close = None;
             s.pong = None;
-            if let Some(f) = s.frames.pop_front() {
+            if let Some(f) = s.frames.pop_front().or_else(|| s.chunks.pop_front()) {
                 s.bytes -= f.len();
                 return Ok(f.into_frame());
             }
@@ -276,6 +312,7 @@ impl Drop for Frames {
         let mut s = self.0.lock();
         s.receiver_gone = true;
         s.frames = VecDeque::new();
+        s.chunks = VecDeque::new();
         s.bytes = 0;
     }
 }
@@ -363,6 +400,26 @@ mod tests {
         let (outbox, frames, _) = Outbox::new(2);
         drop(frames);
         assert_eq!(outbox.push(frame(b"x")), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn chunks_wait_until_no_other_frame_is_queued() {
+        let (outbox, frames, _) = Outbox::new(1 << 20);
+        let chunk: Payload = Arc::from(&br#"{"type":"chunk","i":0}"#[..]);
+        for c in 1..=6 {
+            outbox.push(Item::Chunk(c, chunk.clone())).unwrap();
+        }
+        outbox.push(frame(b"chat")).unwrap();
+        let mut batch = Vec::new();
+        frames.drain_into(&mut batch, 100);
+        assert_eq!(batch[0], frame(b"chat"), "the chat frame queued last goes first");
+        assert_eq!(batch.len(), 1 + CHUNKS_PER_BATCH);
+        assert_eq!(ws::payload(&batch[1]), br#"{"cseq":1,"type":"chunk","i":0}"#);
+        outbox.push(frame(b"more chat")).unwrap();
+        batch.clear();
+        frames.drain_into(&mut batch, 100);
+        assert_eq!(batch[0], frame(b"more chat"));
+        assert_eq!(ws::payload(&batch[1]), br#"{"cseq":5,"type":"chunk","i":0}"#);
     }
 
     fn outbox_still_open(frames: &Frames) {

@@ -10,7 +10,7 @@ use crate::protocol::{
 };
 
 impl Hub {
-    fn sender(&self, seat: SeatId) -> (Sender, Option<Via>, String) {
+    pub(super) fn sender(&self, seat: SeatId) -> (Sender, Option<Via>, String) {
         let s = &self.dir.seats[&seat];
         let name = self.dir.members[&s.key_id].name.clone();
         let via = match s.kind {
@@ -29,7 +29,7 @@ impl Hub {
         )
     }
 
-    fn is_admin_seat(&self, seat: SeatId) -> bool {
+    pub(super) fn is_admin_seat(&self, seat: SeatId) -> bool {
         self.dir
             .seats
             .get(&seat)
@@ -37,13 +37,13 @@ impl Hub {
     }
 
     fn accepted(&mut self, seat: SeatId, id: String) {
-        let frame = super::frame_of(&ServerMsg::Ack { id });
+        let frame = super::frame_of(&ServerMsg::Ack { id, skipped: None });
         if let Some((_, outbox)) = self.dir.seats.get(&seat).and_then(|s| s.conn.as_ref()) {
             let _ = outbox.push(frame);
         }
     }
 
-    fn fresh(&mut self, id: &str, ts: i64) -> Result<(), Refusal> {
+    pub(super) fn fresh(&mut self, id: &str, ts: i64) -> Result<(), Refusal> {
         self.seen
             .check(id, ts, protocol::now_ms())
             .map_err(|(code, m)| Refusal::new(code, m).about(Some(id.to_string())))
@@ -255,6 +255,17 @@ impl Hub {
 }
 
 fn check_sealed(id: &str, iv: &str, ciphertext: &str, signature: &str) -> Result<(), String> {
+    check_sealed_with(id, iv, ciphertext, signature, protocol::MAX_CIPHERTEXT_B64)
+}
+
+/// Checks the fields of a sealed, signed message whose `ciphertext` may be `max_b64` long.
+pub(super) fn check_sealed_with(
+    id: &str,
+    iv: &str,
+    ciphertext: &str,
+    signature: &str,
+    max_b64: usize,
+) -> Result<(), String> {
     if !protocol::is_hex(id, 32) {
         return Err("id must be 32 lowercase hex characters".into());
     }
@@ -264,18 +275,17 @@ fn check_sealed(id: &str, iv: &str, ciphertext: &str, signature: &str) -> Result
     if ciphertext.len() < 24 || !protocol::is_base64(ciphertext) {
         return Err("ciphertext must be base64 holding at least the 16-byte tag".into());
     }
-    if ciphertext.len() > protocol::MAX_CIPHERTEXT_B64 {
+    if ciphertext.len() > max_b64 {
         return Err(format!(
-            "ciphertext longer than {} characters (what {} bytes of text encrypt to)",
-            protocol::MAX_CIPHERTEXT_B64,
-            protocol::MAX_TEXT
+            "ciphertext longer than {max_b64} characters (what {} bytes encrypt to)",
+            (max_b64 / 4 * 3).saturating_sub(16)
         ));
     }
     check_rsa_field("signature", signature)
 }
 
 /// A signature or wrapped key: non-empty base64, at most one 4096-bit modulus.
-fn check_rsa_field(what: &str, value: &str) -> Result<(), String> {
+pub(super) fn check_rsa_field(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() || !protocol::is_base64(value) {
         return Err(format!("{what} must be non-empty base64"));
     }

@@ -2,9 +2,12 @@
 
 use super::RESERVED_NAMES;
 
-fn canonical(fields: &[&str]) -> Vec<u8> {
+/// Fields joined by `\n`, as every signed string and the chunk's additional data are.
+pub(crate) fn canonical_of(fields: &[&str]) -> Vec<u8> {
     fields.join("\n").into_bytes()
 }
+
+use canonical_of as canonical;
 
 /// The bytes a join proof signs.
 ///

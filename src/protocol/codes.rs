@@ -46,6 +46,18 @@ pub enum ErrorCode {
     Stale,
     /// Too many messages per second.
     RateLimited,
+    /// A file over `limits.max_file`.
+    FileTooLarge,
+    /// A chunk or cancel for a file not in flight (or not this connection's).
+    UnknownFile,
+    /// A chunk out of order or of the wrong length.
+    BadChunk,
+    /// A chunk beyond the file's window.
+    FileWindow,
+    /// Too many unfinished files on this connection.
+    TooManyFiles,
+    /// An away recipient's mailbox cannot hold the file.
+    MailboxFull,
 }
 
 impl ErrorCode {
@@ -72,6 +84,12 @@ impl ErrorCode {
             Self::DuplicateId => "duplicate_id",
             Self::Stale => "stale",
             Self::RateLimited => "rate_limited",
+            Self::FileTooLarge => "file_too_large",
+            Self::UnknownFile => "unknown_file",
+            Self::BadChunk => "bad_chunk",
+            Self::FileWindow => "file_window",
+            Self::TooManyFiles => "too_many_files",
+            Self::MailboxFull => "mailbox_full",
         }
     }
 

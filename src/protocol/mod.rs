@@ -96,6 +96,9 @@ pub struct Limits {
     pub max_skipped: usize,
     /// Largest forward jump of a chain index a client follows.
     pub max_jump: u32,
+    /// The limits of files.
+    #[serde(flatten)]
+    pub files: FileLimits,
 }
 
 impl Limits {
@@ -113,7 +116,14 @@ impl Limits {
             max_chains_per_sender: MAX_CHAINS_PER_SENDER,
             max_skipped: MAX_SKIPPED,
             max_jump: MAX_JUMP,
+            files: FileLimits::default(),
         }
+    }
+
+    /// The same limits with files of at most `max_file` bytes.
+    pub fn with_max_file(mut self, max_file: u64) -> Self {
+        self.files.max_file = max_file;
+        self
     }
 }
 
@@ -143,10 +153,15 @@ pub enum ClientMsg {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         resume: Option<Resume>,
     },
-    /// Acknowledges every sequenced frame up to `seq` (cumulative).
+    /// Acknowledges every sequenced frame up to `seq` and every chunk up to `cseq` (cumulative;
+    /// at least one of them).
     Ack {
         /// The highest `seq` received, in order, with nothing missing before it.
-        seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        seq: Option<u64>,
+        /// The highest `cseq` received.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        cseq: Option<u64>,
     },
     /// Leaves for good: the membership ends now and everyone rotates sender keys.
     Leave {},
@@ -166,6 +181,15 @@ pub enum ClientMsg {
         skid: String,
         /// The chain index of the message that could not be opened.
         n: u32,
+    },
+    /// A file's manifest (to a member or to `all`); its chunks follow.
+    File(FileOut),
+    /// One chunk of a file this connection is sending.
+    Chunk(ChunkOut),
+    /// Ends a transfer (from its sender) or stops receiving it (from a recipient).
+    FileCancel {
+        /// The file id.
+        file: String,
     },
 }
 
@@ -266,6 +290,9 @@ impl NoticeCode {
 pub struct Resume {
     /// The last `seq` the client received (0: none).
     pub since: u64,
+    /// The last `cseq` (file chunk) the client received (0: none).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub since_chunks: u64,
 }
 
 /// A member's presence.
@@ -366,6 +393,9 @@ pub enum ServerMsg {
         resumed: bool,
         /// The last `seq` given to this member before this welcome.
         seq: u64,
+        /// The last `cseq` given to this member before this welcome.
+        #[serde(default)]
+        cseq: u64,
         /// Server options.
         options: Options,
         /// Limits.
@@ -431,10 +461,33 @@ pub enum ServerMsg {
         /// Chain index of the message it could not open.
         n: u32,
     },
+    /// A file's manifest for this client.
+    File(FileIn),
+    /// A chunk of a file (written with `cseq`, not `seq`).
+    Chunk(ChunkIn),
+    /// A transfer ended early.
+    FileCancel {
+        /// The file id.
+        file: String,
+        /// Key ID of who cancelled (the sender, a recipient, or the recipient concerned).
+        by: String,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// Chunk `i` of this client's file reached every recipient.
+    ChunkAck {
+        /// The file id.
+        file: String,
+        /// The chunk index.
+        i: u64,
+    },
     /// The client's message was accepted and routed.
     Ack {
         /// Its id.
         id: String,
+        /// For a file to `all`: away members whose mailbox could not hold it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        skipped: Option<Vec<String>>,
     },
     /// A notice from the server.
     Notice {
@@ -476,6 +529,8 @@ pub struct WelcomeOut<'a> {
     pub resumed: bool,
     /// The last `seq` given to this member before this welcome.
     pub seq: u64,
+    /// The last `cseq` given to this member before this welcome.
+    pub cseq: u64,
     /// Server options.
     pub options: &'a Options,
     /// Limits.
@@ -566,8 +621,10 @@ pub struct SenderKeyIn {
 
 mod canonical;
 mod codes;
+mod files;
 #[cfg(test)]
 mod tests;
 
 pub use canonical::*;
 pub use codes::*;
+pub use files::*;

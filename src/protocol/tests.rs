@@ -91,12 +91,18 @@ fn golden_v2_messages() {
     assert!(matches!(
         join,
         ClientMsg::Join {
-            resume: Some(Resume { since: 41 }),
+            resume: Some(Resume { since: 41, since_chunks: 0 }),
             ..
         }
     ));
     let ack: ClientMsg = serde_json::from_str(r#"{"type":"ack","seq":42}"#).unwrap();
-    assert_eq!(ack, ClientMsg::Ack { seq: 42 });
+    assert_eq!(
+        ack,
+        ClientMsg::Ack {
+            seq: Some(42),
+            cseq: None
+        }
+    );
     let leave: ClientMsg = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
     assert_eq!(leave, ClientMsg::Leave {});
     let presence = ServerMsg::Presence {
@@ -201,6 +207,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
         away: vec!["k1"],
         resumed: true,
         seq: 7,
+        cseq: 3,
         options: &options,
         limits: &limits,
         time: 5,
@@ -212,6 +219,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
         away: vec!["k1".into()],
         resumed: true,
         seq: 7,
+        cseq: 3,
         options,
         limits,
         time: 5,

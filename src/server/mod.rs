@@ -334,6 +334,8 @@ impl Bound {
             away_grace: config.limits.away_grace,
             // As many away as may be connected: members cost memory whether online or not.
             max_away: config.limits.max_connections,
+            max_file: config.limits.max_file,
+            file_idle: config.limits.file_idle,
         };
         let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
         let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));

@@ -371,7 +371,11 @@ impl Session {
             }
             ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
             ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
-            ServerMsg::Ack { id } => single(Event::Ack(id)),
+            ServerMsg::Ack { id, .. } => single(Event::Ack(id)),
+            ServerMsg::File(_)
+            | ServerMsg::Chunk(_)
+            | ServerMsg::FileCancel { .. }
+            | ServerMsg::ChunkAck { .. } => Output::default(),
             ServerMsg::Notice { code, text, until } => single(Event::Notice {
                 code: code.as_str().to_string(),
                 text,
