@@ -69,6 +69,7 @@ function draw(view, tr) {
   const meta = tr.meta ?? record.file;
   card.dataset.state = tr.state;
   card.dataset.kind = meta.kind;
+  card.dataset.name = meta.name;
   const name = el('span', { class: 'file-name', dir: 'auto', text: meta.name });
   const size = el('span', { class: 'file-size', text: sizeText(meta.size) });
   const parts = [];
