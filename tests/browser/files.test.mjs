@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import exifr from 'exifr';
 import {
-  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitMembers,
+  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
   openConversation, rmSync, join, screenshotPath,
 } from './helpers.mjs';
 
@@ -33,6 +33,9 @@ after(async () => {
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Waits until `page` lists each of `names` as online. */
+const sees = (page, ...names) => Promise.all(names.map((n) => page.waitForSelector(`#member-list .member.online[data-key="${keys[n].keyId}"]`)));
 
 const sha = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const card = (name) => `.attachment[data-name="${name}"]`;
@@ -73,17 +76,11 @@ const watchProgress = (page) =>
     }).observe(document.getElementById('messages'), { subtree: true, childList: true });
   });
 
-/** The page's own session (the same module instance as the app's). */
-const withChat = (page, fn, arg) => page.evaluate(async ([src, a]) => {
-  const { S } = await import('/state.js');
-  // eslint-disable-next-line no-new-func
-  return new Function('chat', 'arg', `return (${src})(chat, arg);`)(S.chat, a);
-}, [fn.toString(), arg]);
-
 test('a 10 MB file goes from page to page with equal SHA-256, with progress on both sides', { timeout: 120000 }, async (t) => {
   const alice = await member('alice', { t });
   const bob = await member('bobby', { t, viewport: { width: 360, height: 740 } });
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
+  await openConversation(bob, 'alice');
   await watchProgress(alice);
   await watchProgress(bob);
   const bytes = randomBytes(10 * 1024 * 1024);
@@ -91,7 +88,7 @@ test('a 10 MB file goes from page to page with equal SHA-256, with progress on b
   await bob.waitForSelector(`${card('ten.bin')}[data-state="done"]`, { timeout: 60000 });
   await alice.waitForSelector(`${card('ten.bin')}[data-state="done"]`, { timeout: 60000 });
   assert.equal(sha(await save(bob, 'ten.bin')), sha(bytes));
-  assert.equal(await bob.textContent(`${card('ten.bin')} .file-size`), '10.0 MB');
+  assert.equal(await bob.textContent(`${card('ten.bin')} .file-size`), '10 MB');
   assert.ok(await alice.evaluate(() => window.__progress), 'the sender showed a progress bar');
   assert.ok(await bob.evaluate(() => window.__progress), 'the receiver showed a progress bar');
   assert.equal(sent(alice, 'chunk'), 160);
@@ -104,7 +101,8 @@ test('a file to Everyone reaches three pages whole', { timeout: 120000 }, async 
   const pages = [];
   for (const name of ['alice', 'bobby', 'carol', 'daveo']) pages.push(await member(name, { t }));
   const [alice, ...others] = pages;
-  await waitMembers(alice, 4);
+  await sees(alice, 'bobby', 'carol', 'daveo');
+  for (const page of others) await openConversation(page, '@all');
   const bytes = randomBytes(1536 * 1024 + 77);
   await attach(alice, '@all', { name: 'everyone.pdf', mimeType: 'application/pdf', buffer: bytes });
   for (const page of others) {
@@ -177,7 +175,8 @@ function withGps(jpeg) {
 test('a photo arrives re-encoded without its EXIF GPS tags, shown as a thumbnail that opens full size; the original keeps them', { timeout: 120000 }, async (t) => {
   const alice = await member('alice', { t });
   const bob = await member('bobby', { t });
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
+  await openConversation(bob, 'alice');
   const photo = withGps(await drawJpeg(alice));
   const gps = await exifr.gps(photo);
   assert.ok(Math.abs(gps.latitude - 48.8567) < 0.001 && Math.abs(gps.longitude - 2.3525) < 0.001, 'the test photo carries GPS tags');
@@ -193,7 +192,7 @@ test('a photo arrives re-encoded without its EXIF GPS tags, shown as a thumbnail
   await bob.waitForSelector('#viewer[open] #viewer-img');
   assert.equal(await bob.textContent('#viewer-title'), 'map.jpg');
   await bob.keyboard.press('Escape');
-  await bob.waitForSelector('#viewer:not([open])');
+  await bob.waitForSelector('#viewer[open]', { state: 'detached' });
   // "Send photos as they are": the original bytes, metadata and all.
   await alice.click('#menu-open');
   await alice.check('#send-original');
@@ -211,7 +210,8 @@ test('a voice note recorded from the fake microphone plays in the other page', {
   t.after(() => media.close());
   const alice = await member('alice', { t, b: media });
   const bob = await member('bobby', { t, b: media });
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
+  await openConversation(bob, 'alice');
   await openConversation(alice, 'bobby');
   await alice.click('#record');
   await alice.waitForSelector('#record[aria-pressed="true"]');
@@ -233,7 +233,8 @@ test('a voice note recorded from the fake microphone plays in the other page', {
 test('either side can cancel a file on its way', { timeout: 120000 }, async (t) => {
   const alice = await member('alice', { t });
   const bob = await member('bobby', { t });
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
+  await openConversation(bob, 'alice');
   const big = () => ({ mimeType: 'application/octet-stream', buffer: randomBytes(16 * 1024 * 1024) });
   await attach(alice, 'bobby', { name: 'stop-by-bob.bin', ...big() });
   await bob.click(`${card('stop-by-bob.bin')}[data-state="receiving"] .file-cancel`);
@@ -267,14 +268,15 @@ test('a file over the limit is refused before any chunk, in the page and at the 
   };
   const alice = await page('alice');
   const bob = await page('bobby');
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
   await attach(alice, 'bobby', { name: 'toobig.bin', mimeType: 'application/octet-stream', buffer: randomBytes(1024 * 1024 + 1) });
   await alice.waitForSelector('.notice.warning');
   assert.match(await alice.textContent('.notice.warning'), /toobig\.bin is too large: 1048577 B, at most 1048576 B on this server\. Nothing was sent\./);
   assert.equal(sent(alice, 'file'), 0);
   // A page that ignores the limit (here: told a larger one) is refused by the server, still before any chunk.
-  await withChat(alice, (chat) => {
-    chat.limits.max_file = 16 * 1024 * 1024;
+  await alice.evaluate(async () => {
+    const { S } = await import('/state.js');
+    S.chat.limits.max_file = 16 * 1024 * 1024;
   });
   await attach(alice, 'bobby', { name: 'toobig2.bin', mimeType: 'application/octet-stream', buffer: randomBytes(1024 * 1024 + 1) });
   await alice.waitForSelector(`${card('toobig2.bin')}[data-state="failed"]`);
@@ -289,7 +291,7 @@ test('a file for an away member whose mailbox cannot hold it is refused, and the
   const alice = await member('alice', { t });
   const erin = await openPage(browser, server.url, { name: 'erinn' });
   await joinWithKeys(erin, 'erinn', keys.erinn);
-  await waitMembers(alice, 2);
+  await sees(alice, 'erinn');
   // erinn's page goes without leaving: away, with a mailbox of 1 MiB.
   await erin.context().close();
   await alice.waitForSelector(`#member-list .member.away[data-key="${keys.erinn.keyId}"]`);
@@ -307,7 +309,10 @@ test('a file for an away member whose mailbox cannot hold it is refused, and the
  * (chunk 1 never sent: the server sees chunk 2 out of order).
  */
 const tamper = (page, mode) =>
-  withChat(page, (chat, m) => {
+  page.evaluate(async (m) => {
+    // The page's own session: the same module instance as the app's.
+    const { S } = await import('/state.js');
+    const chat = S.chat;
     const send = Object.getPrototypeOf(chat).send.bind(chat);
     const seen = (globalThis.__chunks ??= {});
     let held = null;
@@ -340,7 +345,8 @@ const tamper = (page, mode) =>
 test('hostile chunks are refused with a visible error naming the file and the chunk; chat goes on', { timeout: 180000 }, async (t) => {
   const mallory = await member('mallory', { t });
   const bob = await member('bobby', { t });
-  await waitMembers(bob, 2);
+  await sees(bob, 'mallory');
+  await openConversation(bob, 'mallory');
   const file = (name) => ({ name, mimeType: 'application/octet-stream', buffer: randomBytes(6 * 65536) });
   const cases = [
     ['altered', 'altered.bin', 'Chunk 3 of altered.bin did not open: altered or not from this file. The file was stopped.'],
@@ -394,7 +400,8 @@ test('a photo, a file card, a voice note and progress bars on a phone: axe finds
   const phone = { width: 360, height: 740 };
   const alice = await member('alice', { t, b: media, viewport: phone });
   const bob = await member('bobby', { t, b: media, viewport: phone });
-  await waitMembers(alice, 2);
+  await sees(alice, 'bobby');
+  await openConversation(bob, 'alice');
   await attach(alice, 'bobby', { name: 'map.jpg', mimeType: 'image/jpeg', buffer: withGps(await drawJpeg(alice)) });
   await bob.waitForSelector(`${card('map.jpg')}[data-state="done"] .thumb img`);
   await attach(alice, 'bobby', { name: 'Shelter list, district 4 (updated).pdf', mimeType: 'application/pdf', buffer: randomBytes(200 * 1024) });
@@ -408,7 +415,6 @@ test('a photo, a file card, a voice note and progress bars on a phone: axe finds
   await attach(alice, 'bobby', { name: 'water-points.zip', mimeType: 'application/zip', buffer: randomBytes(1024 * 1024) });
   await bob.waitForSelector(`${card('water-points.zip')}[data-state="receiving"] progress`);
   await alice.waitForSelector(`${card('water-points.zip')}[data-state="sending"] progress`);
-  await openConversation(bob, 'alice');
   for (const scheme of ['light', 'dark']) {
     for (const [who, page] of [['receiver', bob], ['sender', alice]]) {
       await page.emulateMedia({ colorScheme: scheme, reducedMotion: 'reduce' });
