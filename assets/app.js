@@ -5,7 +5,7 @@ import { pickLanguage, t } from './i18n/i18n.js';
 import { leftText, moderation } from './meaning.js';
 import * as notify from './notify.js';
 import { addMessage, conversation, exportOpen, flushHistory, initConversation, notice, openConversation, seenOpen, send, showHeader, showHistory, status, warning } from './screens/conversation.js';
-import { initAttachments, onTransfer } from './screens/attachments.js';
+import { initAttachments, onTransfer, redrawAttachments } from './screens/attachments.js';
 import { renderList } from './screens/list.js';
 import { checkName, generateKeys, initStart, setIdentity, showInsecure, showJoinError, showStart, translateStart } from './screens/start.js';
 import { initVerify, showVerify, stopScan } from './screens/verify.js';
@@ -333,6 +333,7 @@ function redraw() {
   if (S.me) {
     renderList(pick);
     showHeader();
+    redrawAttachments();
   }
   if (S.view === 'verify' && S.verifying) showVerify(S.verifying);
 }

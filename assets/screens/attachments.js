@@ -64,14 +64,20 @@ function fileView(li, record) {
   } else draw(view, { state: 'absent', meta: record.file });
 }
 
+/** Sizes inside a sentence, kept left to right in a right-to-left one ("64 KB", not "KB 64"). */
+const ltr = (text) => `\u2066${text}\u2069`;
+
 function draw(view, tr) {
-  const { card, record } = view;
+  const { card, record, li } = view;
   const meta = tr.meta ?? record.file;
+  view.tr = tr;
   card.dataset.state = tr.state;
+  // The message's delivery state speaks of the file once it is whole.
+  li.dataset.transfer = tr.state;
   card.dataset.kind = meta.kind;
   card.dataset.name = meta.name;
   const name = el('span', { class: 'file-name', dir: 'auto', text: meta.name });
-  const size = el('span', { class: 'file-size', text: sizeText(meta.size) });
+  const size = el('bdi', { class: 'file-size', dir: 'ltr', text: sizeText(meta.size) });
   const parts = [];
   const held = blobs.get(record.id);
   if (tr.state === 'done' && held) {
@@ -98,7 +104,7 @@ function fileLine(meta, name, size) {
 
 function progress(record, tr) {
   const bar = el('progress', { max: String(tr.size || tr.meta.size), value: String(tr.done || 0), 'aria-label': t('file.progress_label', { name: tr.meta.name }) });
-  const words = tr.state === 'waiting' ? t('file.waiting') : t(tr.own ? 'file.sending' : 'file.receiving', { done: sizeText(tr.done || 0), size: sizeText(tr.size) });
+  const words = tr.state === 'waiting' ? t('file.waiting') : t(tr.own ? 'file.sending' : 'file.receiving', { done: ltr(sizeText(tr.done || 0)), size: ltr(sizeText(tr.size)) });
   const cancel = el('button', { type: 'button', class: 'file-cancel', text: t('file.cancel'), 'aria-label': t('file.cancel_label', { name: tr.meta.name }) });
   cancel.addEventListener('click', () => S.chat?.cancelFile(record.id));
   return el('div', { class: 'file-progress' }, bar, el('span', { class: 'file-words', text: words }), cancel);
@@ -114,7 +120,8 @@ function thumbnail(record, meta, held) {
 function player(meta, held) {
   const audio = el('audio', { controls: true, preload: 'metadata', src: held.url, 'aria-label': t('file.voice_label', { name: meta.name }) });
   const secs = Number.isSafeInteger(meta.duration_ms) ? Math.round(meta.duration_ms / 1000) : null;
-  return el('div', { class: 'voice' }, audio, secs === null ? null : el('span', { class: 'file-size', text: t('file.duration', { m: Math.floor(secs / 60), s: String(secs % 60).padStart(2, '0') }) }));
+  const length = secs === null ? '' : ` \u00b7 ${ltr(t('file.duration', { m: Math.floor(secs / 60), s: String(secs % 60).padStart(2, '0') }))}`;
+  return el('div', { class: 'voice' }, audio, el('span', { class: 'file-kind', text: `${t('file.kind_voice')}${length}` }));
 }
 
 function saveLink(meta, held) {
@@ -312,6 +319,11 @@ export function initAttachments() {
   $('record-cancel').addEventListener('click', () => stopVoice(false));
   $('viewer-close').addEventListener('click', () => closeDialog($('viewer')));
   showRecording();
+}
+
+/** Draws every card again (after a change of language). */
+export function redrawAttachments() {
+  for (const view of views.values()) if (view.tr) draw(view, view.tr);
 }
 
 /** Forgets every file shown (after "Forget this device"). */
