@@ -3,6 +3,7 @@
 //! resumes its membership on a new connection. The terminal client, the load generator and the
 //! tests all use it.
 
+pub mod files;
 mod seq;
 
 use std::collections::{HashSet, VecDeque};
@@ -498,6 +499,15 @@ impl Client {
         let out = self.session.handle(msg);
         for m in &out.send {
             self.send_msg(m).await?;
+        }
+        // A chunk is acknowledged as soon as it is processed: its sender's window waits on it.
+        if let Some(cseq) = self.acks.due_cseq() {
+            self.send_msg(&ClientMsg::Ack {
+                seq: None,
+                cseq: Some(cseq),
+            })
+            .await?;
+            self.acks.acked_cseq(cseq);
         }
         Ok(out.events)
     }

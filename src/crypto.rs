@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use getrandom::rand_core::UnwrapErr;
 use getrandom::SysRng;
@@ -332,6 +332,43 @@ pub fn aes_open(key: &[u8; KEY_LEN], iv: &[u8], ciphertext: &[u8]) -> Result<Vec
     let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::Open)?;
     Aes256Gcm::new(key.into())
         .decrypt(&Nonce::from(iv), ciphertext)
+        .map_err(|_| CryptoError::Open)
+}
+
+/// Encrypts `plaintext` with AES-256-GCM under `key`, a fresh random IV and additional data
+/// `aad` (bound to the ciphertext: it must be given again to open it).
+pub fn aes_seal_aad(key: &[u8; KEY_LEN], plaintext: &[u8], aad: &[u8]) -> ([u8; IV_LEN], Vec<u8>) {
+    let iv = random_bytes::<IV_LEN>();
+    let cipher = Aes256Gcm::new(key.into());
+    let ct = cipher
+        .encrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption of a bounded message cannot fail");
+    (iv, ct)
+}
+
+/// Opens an AES-256-GCM ciphertext sealed with additional data `aad`, failing if anything
+/// (the ciphertext or the additional data) differs.
+pub fn aes_open_aad(
+    key: &[u8; KEY_LEN],
+    iv: &[u8],
+    ciphertext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::Open)?;
+    Aes256Gcm::new(key.into())
+        .decrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Open)
 }
 

@@ -110,6 +110,7 @@ fn a_welcome_with_a_clock_at_the_end_of_i64_is_survived() {
             away: Vec::new(),
             resumed: true,
             seq: 0,
+            cseq: 0,
             options: options(),
             limits: Limits::new(20, 40, 1024 * 1024, 60),
             time,

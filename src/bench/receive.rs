@@ -297,7 +297,7 @@ pub async fn receive_ws(
                 seq: Some(seq),
                 cseq: None,
             })
-                .expect("acks encode");
+            .expect("acks encode");
             let _ = sink.lock().await.send(Message::text(ack)).await;
             acks.acked(seq);
         }

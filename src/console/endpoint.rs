@@ -322,6 +322,7 @@ impl Endpoint {
                 self.out.notice(text)
             }
             Event::Ack(_) => {}
+            Event::File(_) | Event::FileSkipped { .. } => {}
         }
     }
 

@@ -412,14 +412,24 @@ mod tests {
         outbox.push(frame(b"chat")).unwrap();
         let mut batch = Vec::new();
         frames.drain_into(&mut batch, 100);
-        assert_eq!(batch[0], frame(b"chat"), "the chat frame queued last goes first");
+        assert_eq!(
+            batch[0],
+            frame(b"chat"),
+            "the chat frame queued last goes first"
+        );
         assert_eq!(batch.len(), 1 + CHUNKS_PER_BATCH);
-        assert_eq!(ws::payload(&batch[1]), br#"{"cseq":1,"type":"chunk","i":0}"#);
+        assert_eq!(
+            ws::payload(&batch[1]),
+            br#"{"cseq":1,"type":"chunk","i":0}"#
+        );
         outbox.push(frame(b"more chat")).unwrap();
         batch.clear();
         frames.drain_into(&mut batch, 100);
         assert_eq!(batch[0], frame(b"more chat"));
-        assert_eq!(ws::payload(&batch[1]), br#"{"cseq":5,"type":"chunk","i":0}"#);
+        assert_eq!(
+            ws::payload(&batch[1]),
+            br#"{"cseq":5,"type":"chunk","i":0}"#
+        );
     }
 
     fn outbox_still_open(frames: &Frames) {

@@ -91,7 +91,10 @@ fn golden_v2_messages() {
     assert!(matches!(
         join,
         ClientMsg::Join {
-            resume: Some(Resume { since: 41, since_chunks: 0 }),
+            resume: Some(Resume {
+                since: 41,
+                since_chunks: 0
+            }),
             ..
         }
     ));

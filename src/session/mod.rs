@@ -17,8 +17,11 @@ use crate::protocol::{
 };
 use crate::replay::Seen;
 
+mod files;
 mod open;
 mod seal;
+
+pub use files::{FileEvent, FileMeta, OutgoingFile, MAX_INCOMING};
 
 /// `@all` messages kept while waiting for their sender key.
 const MAX_PENDING: usize = 64;
@@ -142,6 +145,15 @@ pub enum Event {
     },
     /// The server accepted a message of ours.
     Ack(String),
+    /// Something about a file (see [`FileEvent`]).
+    File(FileEvent),
+    /// A file of ours to everyone was accepted, but these away members (names) cannot get it.
+    FileSkipped {
+        /// The file id.
+        id: String,
+        /// Their names.
+        names: Vec<String>,
+    },
 }
 
 /// What handling one server message produced.
@@ -226,6 +238,7 @@ pub struct Session {
     requested: HashSet<(String, String)>,
     seen: Seen,
     chain_serial: u64,
+    incoming: HashMap<String, files::Incoming>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -254,6 +267,7 @@ impl Session {
             requested: HashSet::new(),
             seen: Seen::new(MAX_SEEN),
             chain_serial: 0,
+            incoming: HashMap::new(),
         }
     }
 
@@ -371,11 +385,32 @@ impl Session {
             }
             ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
             ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
+            ServerMsg::Ack {
+                id,
+                skipped: Some(skipped),
+            } if !skipped.is_empty() => {
+                let names = skipped
+                    .iter()
+                    .map(|k| self.name_of(k).unwrap_or(k).to_string())
+                    .collect();
+                Output {
+                    events: vec![
+                        Event::FileSkipped {
+                            id: id.clone(),
+                            names,
+                        },
+                        Event::Ack(id),
+                    ],
+                    send: Vec::new(),
+                }
+            }
             ServerMsg::Ack { id, .. } => single(Event::Ack(id)),
-            ServerMsg::File(_)
-            | ServerMsg::Chunk(_)
-            | ServerMsg::FileCancel { .. }
-            | ServerMsg::ChunkAck { .. } => Output::default(),
+            ServerMsg::File(f) => self.receive_file(f),
+            ServerMsg::Chunk(c) => self.receive_chunk(c),
+            ServerMsg::FileCancel { file, by, reason } => self.file_cancelled(file, by, reason),
+            ServerMsg::ChunkAck { file, i } => {
+                single(Event::File(FileEvent::ChunkAck { id: file, i }))
+            }
             ServerMsg::Notice { code, text, until } => single(Event::Notice {
                 code: code.as_str().to_string(),
                 text,

@@ -146,24 +146,45 @@ impl Session {
     }
 
     pub(super) fn open_all(&mut self, a: AllIn) -> Result<Opened, String> {
-        let chain_id = (a.from.key_id.clone(), a.skid.clone());
+        let key = self.chain_key_of(&a.from.key_id, &a.skid, a.n)?;
+        let plain = crypto::aes_open(&key, &unb64(&a.iv)?, &unb64(&a.ciphertext)?)
+            .map_err(|e| e.to_string())?;
+        Ok(Opened {
+            text: String::from_utf8(plain).map_err(|_| "text is not UTF-8".to_string())?,
+            id: a.id,
+            ts: a.ts,
+            from_name: a.from.name,
+            from_key_id: a.from.key_id,
+            to: Destination::All,
+            via: a.via,
+        })
+    }
+
+    /// The message key of index `n` of the chain (`from`, `skid`), used up.
+    pub(super) fn chain_key_of(
+        &mut self,
+        from: &str,
+        skid: &str,
+        n: u32,
+    ) -> Result<crypto::SecretKey, String> {
+        let chain_id = (from.to_string(), skid.to_string());
         let recv = self
             .chains
             .get_mut(&chain_id)
             .ok_or_else(|| "no sender key".to_string())?;
         // The last index has no next chain state: refused rather than overflow the chain.
-        if a.n == u32::MAX {
+        if n == u32::MAX {
             return Err("chain index at its end".into());
         }
-        let key = if a.n < recv.n {
+        let key = if n < recv.n {
             recv.skipped
-                .remove(&a.n)
+                .remove(&n)
                 .ok_or_else(|| "message key already used or too old".to_string())?
         } else {
-            if a.n - recv.n > MAX_JUMP {
+            if n - recv.n > MAX_JUMP {
                 return Err("chain index jumps too far ahead".into());
             }
-            while recv.n < a.n {
+            while recv.n < n {
                 if recv.skipped.len() >= MAX_SKIPPED {
                     recv.skipped.pop_first();
                 }
@@ -176,17 +197,7 @@ impl Session {
             recv.n += 1;
             key
         };
-        let plain = crypto::aes_open(&key, &unb64(&a.iv)?, &unb64(&a.ciphertext)?)
-            .map_err(|e| e.to_string())?;
-        Ok(Opened {
-            text: String::from_utf8(plain).map_err(|_| "text is not UTF-8".to_string())?,
-            id: a.id,
-            ts: a.ts,
-            from_name: a.from.name,
-            from_key_id: a.from.key_id,
-            to: Destination::All,
-            via: a.via,
-        })
+        Ok(key)
     }
 
     pub(super) fn receive_sender_key(&mut self, k: SenderKeyIn) -> Output {

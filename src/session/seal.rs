@@ -43,22 +43,7 @@ impl Session {
     /// message itself.
     pub fn seal_all(&mut self, text: &str) -> Result<Vec<ClientMsg>, SendError> {
         check_text(text)?;
-        let options = self.options.as_ref().ok_or(SendError::NotJoined)?;
-        if options.disable_all && !self.admin {
-            return Err(SendError::AllDisabled);
-        }
-        let lacking: Vec<String> = self
-            .peers
-            .keys()
-            .filter(|k| {
-                (*k != self.key_id() || self.other_endpoint) && !self.own.given.contains(*k)
-            })
-            .cloned()
-            .collect();
-        let mut out = self.distribution(&lacking, self.own.n, self.own.chain.clone());
-        self.own.given.extend(lacking);
-        let (n, chain) = (self.own.n, self.own.chain.clone());
-        let key = chain.message_key();
+        let (mut out, n, key) = self.next_own_key()?;
         let (iv, ct) = crypto::aes_seal(&key, text.as_bytes());
         let (iv, ciphertext) = (b64(&iv), b64(&ct));
         let (id, ts) = (crypto::random_id(), self.now());
@@ -73,6 +58,30 @@ impl Session {
             ciphertext,
             signature: b64(&self.me.sign(&signed)),
         }));
+        Ok(out)
+    }
+
+    /// The message key of the next index of our sender key, with the sender-key distributions
+    /// members lack (to send first); the chain moves on.
+    pub(super) fn next_own_key(
+        &mut self,
+    ) -> Result<(Vec<ClientMsg>, u32, crypto::SecretKey), SendError> {
+        let options = self.options.as_ref().ok_or(SendError::NotJoined)?;
+        if options.disable_all && !self.admin {
+            return Err(SendError::AllDisabled);
+        }
+        let lacking: Vec<String> = self
+            .peers
+            .keys()
+            .filter(|k| {
+                (*k != self.key_id() || self.other_endpoint) && !self.own.given.contains(*k)
+            })
+            .cloned()
+            .collect();
+        let out = self.distribution(&lacking, self.own.n, self.own.chain.clone());
+        self.own.given.extend(lacking);
+        let (n, chain) = (self.own.n, self.own.chain.clone());
+        let key = chain.message_key();
         self.own.chain = chain.next();
         self.own.n += 1;
         let now = Instant::now();
@@ -82,7 +91,7 @@ impl Session {
         }) {
             self.own.recent.pop_front();
         }
-        Ok(out)
+        Ok((out, n, key))
     }
 
     pub(super) fn distribution(

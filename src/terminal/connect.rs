@@ -420,5 +420,6 @@ pub fn print_event(client: &Client, event: Event, sent: &HashMap<String, (String
             )
         }
         Event::Welcome { .. } | Event::Ack(_) => {}
+        Event::File(_) | Event::FileSkipped { .. } => {}
     }
 }

@@ -14,6 +14,8 @@ use dyspatcher::crypto::Identity;
 use dyspatcher::server::{self, Running};
 use dyspatcher::session::{Event, Opened};
 
+pub mod files;
+
 /// Runs `f` to completion or panics after `secs` seconds.
 pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
     futures_lite::future::or(f, async {

@@ -17,8 +17,9 @@ impl Hub {
         conn: ConnId,
         file: String,
     ) -> Result<(), Refusal> {
-        let unknown =
-            || Refusal::new(ErrorCode::UnknownFile, "no such file in flight").about(Some(file.clone()));
+        let unknown = || {
+            Refusal::new(ErrorCode::UnknownFile, "no such file in flight").about(Some(file.clone()))
+        };
         let Some((key, t)) = self.files.by_id.get_key_value(file.as_str()) else {
             return Err(unknown());
         };
