@@ -325,6 +325,9 @@ export class Files {
   async receiveChunk(msg) {
     this.filesInit();
     if (!Number.isSafeInteger(msg.cseq) || msg.cseq < 1 || !this.joined) return;
+    // The manifest (a `seq` frame) is acknowledged before its chunks: after a reload the server
+    // must not send a manifest again whose chunks it no longer has.
+    if (this.unacked) await this.flushAck();
     if (msg.cseq > this.lastCseq) {
       try {
         await this.onChunk(msg);

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import exifr from 'exifr';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
-  openConversation, rmSync, join, screenshotPath,
+  openConversation, rmSync, join, screenshotPath, waitUntil, waitConnected,
 } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -438,4 +438,70 @@ test('a photo, a file card, a voice note and progress bars on a phone: axe finds
   await alice.click(`${card('water-points.zip')} .file-cancel`);
   await bob.waitForSelector(`${card('water-points.zip')}[data-state="cancelled"]`);
   assertClean(alice, bob);
+});
+
+/** The keys of this page's IndexedDB store that hold media, with the sizes of what they keep. */
+const keptMedia = (page) =>
+  page.evaluate(() => new Promise((res) => {
+    if (!indexedDB) return res([]);
+    const req = indexedDB.open('dyspatcher');
+    req.onupgradeneeded = () => req.transaction.abort();
+    req.onerror = () => res([]);
+    req.onsuccess = () => {
+      const tx = req.result.transaction('kv');
+      const store = tx.objectStore('kv');
+      const out = [];
+      store.openCursor().onsuccess = (ev) => {
+        const cur = ev.target.result;
+        if (!cur) return;
+        if (String(cur.key).startsWith('media:')) out.push([String(cur.key), cur.value.ciphertext.length]);
+        cur.continue();
+      };
+      tx.oncomplete = () => {
+        req.result.close();
+        res(out);
+      };
+    };
+  }));
+
+test('received media are kept with the history (encrypted) when remembering, within 50 MB, oldest dropped with a line saying so; nothing kept otherwise', { timeout: 180000 }, async (t) => {
+  const alice = await member('alice', { t });
+  const bob = await member('bobby', { t });
+  const carol = await openPage(browser, server.url, { t, name: 'carol' });
+  await carol.uncheck('#remember');
+  await joinWithKeys(carol, 'carol', keys.carol);
+  await sees(alice, 'bobby', 'carol');
+  await openConversation(bob, 'alice');
+  await openConversation(carol, 'alice');
+  const photo = withGps(await drawJpeg(alice));
+  await attach(alice, '@all', { name: 'kept.jpg', mimeType: 'image/jpeg', buffer: photo });
+  await bob.waitForSelector(`.messages[data-conv="all"] ${card('kept.jpg')}[data-state="done"]`, { state: 'attached' });
+  await carol.waitForSelector(`.messages[data-conv="all"] ${card('kept.jpg')}[data-state="done"]`, { state: 'attached' });
+  const id = await bob.getAttribute(`.msg:has(${card('kept.jpg')})`, 'data-id');
+  await waitUntil(bob, async (k) => (await (await import('/store.js')).loadMedia(k))?.size > 0, id);
+  const kept = await keptMedia(bob);
+  const size = await bob.evaluate(async (k) => (await (await import('/store.js')).loadMedia(k)).size, id);
+  assert.deepEqual(kept, [[`media:${id}`, size + 16]], 'sealed with AES-GCM: its length and a tag');
+  assert.deepEqual(await keptMedia(carol), [], 'nothing kept when not remembering');
+  // After a reload the photo is shown again from the device.
+  await bob.reload();
+  await waitConnected(bob);
+  await openConversation(bob, '@all');
+  await bob.waitForSelector(`.msg.history ${card('kept.jpg')}[data-state="done"] .thumb img`);
+  // The budget: filled with 3 × 16 MiB kept earlier, the next file pushes the oldest out, with a line.
+  const before = await bob.evaluate(async (conv) => {
+    const store = await import('/store.js');
+    for (let i = 0; i < 3; i++) await store.saveMedia(`filler${i}`, conv, new Blob([new Uint8Array(16 * 1024 * 1024)]));
+    return [store.MEDIA_BUDGET, (await store.loadMedia('filler0'))?.size];
+  }, keys.alice.keyId);
+  assert.deepEqual(before, [50 * 1024 * 1024, 16 * 1024 * 1024]);
+  await attach(alice, 'bobby', { name: 'pushes.bin', mimeType: 'application/octet-stream', buffer: randomBytes(3 * 1024 * 1024) });
+  await openConversation(bob, 'alice');
+  await bob.waitForSelector(`${card('pushes.bin')}[data-state="done"]`);
+  await bob.waitForFunction(() => [...document.querySelectorAll('.notice')].some((n) => n.textContent === 'Older photos and files were removed from this device to stay under 50 MB.'));
+  const after = (await keptMedia(bob)).map(([k]) => k).sort();
+  assert.equal(after.length, 3);
+  assert.ok(!after.includes(`media:${id}`) && !after.includes('media:filler0'), `the two oldest went: ${after}`);
+  assert.ok(after.includes('media:filler2'));
+  assertClean(alice, bob, carol);
 });
