@@ -34,6 +34,15 @@ pub enum Command {
     Quit,
     /// `/panic`, exactly (no short form, no argument).
     Panic,
+    /// `/send NAME FILE` (to = Some) or `/send all FILE` (to = None).
+    SendFile {
+        /// Recipient name, or None for everyone.
+        to: Option<String>,
+        /// The file's path (the rest of the line).
+        path: String,
+    },
+    /// `/cancel`: every file being sent or received.
+    CancelFiles,
     /// `@NAME text` (to = Some) or `@all text` (to = None).
     Send {
         /// Recipient name, or None for everyone.
@@ -48,6 +57,8 @@ pub const HELP: &str = "\
 Commands:
   @NAME text            send a direct message to NAME
   @all text             send a message to everyone
+  /send NAME|all FILE   send a file (end to end encrypted, in chunks)
+  /cancel               stop every file being sent or received
   /users, /u            list connected members with their key IDs
   /kick NAME [MINUTES]  remove NAME and refuse their key for MINUTES (default 10)
   /ban NAME             remove NAME and refuse their key until /unban
@@ -80,6 +91,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
             text: text.to_string(),
         });
     }
+    if let Some(rest) = line.strip_prefix("/send") {
+        if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+            return parse_send_file(rest.trim());
+        }
+    }
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or_default();
     if cmd == "/kick" {
@@ -103,9 +119,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/help" | "/h", None) => Command::Help,
         ("/quit" | "/q", None) => Command::Quit,
         ("/panic", None) => Command::Panic,
+        ("/cancel", None) => Command::CancelFiles,
         (
             "/users" | "/u" | "/allowlist" | "/a" | "/reload" | "/help" | "/h" | "/quit" | "/q"
-            | "/bans" | "/panic",
+            | "/bans" | "/panic" | "/cancel",
             Some(_),
         ) => return Err(format!("{cmd}: too many words; /help lists the commands")),
         _ if cmd.starts_with('/') => {
@@ -120,6 +137,18 @@ pub fn parse(line: &str) -> Result<Command, String> {
 }
 
 pub use crate::protocol::MAX_KICK_MINUTES;
+
+fn parse_send_file(rest: &str) -> Result<Command, String> {
+    let (to, path) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let path = path.trim();
+    if to.is_empty() || path.is_empty() {
+        return Err("usage: /send NAME FILE, or /send all FILE".into());
+    }
+    Ok(Command::SendFile {
+        to: (to != "all").then(|| to.to_string()),
+        path: path.to_string(),
+    })
+}
 
 fn parse_kick(args: Vec<&str>) -> Result<Command, String> {
     let usage = || format!("usage: /kick NAME [MINUTES], MINUTES from 1 to {MAX_KICK_MINUTES}");

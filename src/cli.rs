@@ -54,6 +54,10 @@ pub struct Args {
     /// file for a transcript of what the admin sees (must not exist)
     #[argh(option)]
     pub transcription: Option<PathBuf>,
+    /// folder where files sent to the admin are saved (default: dyspatcher-files next to the
+    /// transcript, or in the current directory); names are sanitised, nothing is overwritten
+    #[argh(option)]
+    pub files_dir: Option<PathBuf>,
     /// run in the background (needs --transcription and --admin-private-key)
     #[argh(switch, short = 'd')]
     pub daemon: bool,
@@ -169,4 +173,8 @@ pub struct ConnectArgs {
     /// for wss://: a CA certificate file (PEM) to verify the server with
     #[argh(option)]
     pub ca_file: Option<PathBuf>,
+    /// folder where received files are saved (default: dyspatcher-files in the current
+    /// directory); names are sanitised and nothing is overwritten
+    #[argh(option)]
+    pub files_dir: Option<PathBuf>,
 }

@@ -3,6 +3,7 @@
 //! resumes its membership on a new connection. The terminal client, the load generator and the
 //! tests all use it.
 
+pub mod desk;
 pub mod files;
 mod seq;
 

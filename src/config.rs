@@ -196,6 +196,19 @@ fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// `--files-dir`, or a `dyspatcher-files` folder next to the transcript, or in the current one.
+fn files_dir(args: &Args) -> PathBuf {
+    let default = crate::client::files::DEFAULT_DIR;
+    match (&args.files_dir, &args.transcription) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(t)) => t
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| default.into(), |p| p.join(default)),
+        (None, None) => default.into(),
+    }
+}
+
 /// Where the admin's key comes from.
 #[derive(Debug, Clone)]
 pub enum AdminKey {
@@ -228,6 +241,8 @@ pub struct Config {
     pub allow_list: Option<(PathBuf, Arc<AllowList>, Vec<String>)>,
     /// Transcript file (does not exist yet).
     pub transcript: Option<PathBuf>,
+    /// Where the admin's prompt saves the files it receives.
+    pub files_dir: PathBuf,
     /// Protective limits.
     pub limits: Limits,
     /// TLS, if the port serves https and wss.
@@ -277,6 +292,7 @@ impl Config {
             remember: true,
             allow_list: None,
             transcript: None,
+            files_dir: crate::client::files::DEFAULT_DIR.into(),
             limits: Limits::default(),
             tls: None,
             tunnel: None,
@@ -401,6 +417,7 @@ impl Config {
             remember: !args.no_remember,
             allow_list,
             transcript: args.transcription.clone(),
+            files_dir: files_dir(args),
             limits,
             tls,
             tunnel,

@@ -225,6 +225,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     let mut frames = FrameReader::new(reader, protocol::MAX_MESSAGE);
     let mut bucket = Bucket::new(ctx.limits.rate_per_sec, ctx.limits.burst);
     let mut file_rate = ByteRate::new(protocol::FILE_BYTES_PER_SEC, protocol::FILE_BURST_BYTES);
+    let mut chunk_acks = ByteRate::new(protocol::CHUNK_ACKS_PER_SEC, protocol::CHUNK_ACKS_PER_SEC);
     let mut last_rate_error: Option<Instant> = None;
     let join_deadline = Instant::now() + ctx.limits.join_timeout;
     let (code, reason) = loop {
@@ -278,12 +279,20 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
         let now = Instant::now();
         let parsed = parse(&text);
         // Chunks are governed by their byte rate, not by the message rate.
-        let chunk_bytes = match &parsed {
-            Ok(ClientMsg::Chunk(c)) if *joined => Some(c.ciphertext.len() as u64 / 4 * 3),
+        // So are acknowledgements of chunks alone, which must never be dropped (the sender's
+        // window waits on them): past their own rate, the reader waits instead.
+        let paced = match &parsed {
+            Ok(ClientMsg::Chunk(c)) if *joined => {
+                Some((&mut file_rate, c.ciphertext.len() as u64 / 4 * 3))
+            }
+            Ok(ClientMsg::Ack {
+                seq: None,
+                cseq: Some(_),
+            }) if *joined => Some((&mut chunk_acks, 1)),
             _ => None,
         };
-        if let Some(bytes) = chunk_bytes {
-            if let Some(wait) = file_rate.spend(bytes, now) {
+        if let Some((rate, cost)) = paced {
+            if let Some(wait) = rate.spend(cost, now) {
                 // Over the budget: this reader stops reading for a while.
                 smol::Timer::after(wait).await;
             }

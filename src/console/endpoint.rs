@@ -3,6 +3,7 @@
 //! prompt's commands, on its own thread.
 
 use super::*;
+use crate::client::desk::{Desk, DeskOutput};
 
 async fn admin_identity(
     config: &Config,
@@ -106,6 +107,7 @@ pub async fn run(
         ctx: ctx.clone(),
         welcome: config.welcome.clone(),
         budgets: HashMap::new(),
+        desk: Desk::new(config.files_dir.clone()),
     };
     loop {
         enum Step {
@@ -150,6 +152,7 @@ struct Endpoint {
     ctx: Arc<Ctx>,
     welcome: Option<String>,
     budgets: HashMap<String, Budget>,
+    desk: Desk,
 }
 
 /// One sender's private-key operations in the current minute.
@@ -179,6 +182,7 @@ impl Endpoint {
         let costly = match &msg {
             ServerMsg::Direct(d) => Some(&d.from),
             ServerMsg::SenderKey(k) => Some(&k.from),
+            ServerMsg::File(f) if f.key.is_some() => Some(&f.from),
             _ => None,
         };
         if let Some(from) = costly {
@@ -228,7 +232,22 @@ impl Endpoint {
             self.send(msg).await;
         }
         for event in output.events {
-            self.show(event).await;
+            let (out, handled) = self.desk.event(&mut self.session, &event);
+            self.desk_output(out).await;
+            if !handled {
+                self.show(event).await;
+            }
+        }
+    }
+
+    /// Shows (and records in the transcript: names, sizes and hashes, never content) what the
+    /// files desk says, and sends its messages.
+    async fn desk_output(&mut self, out: DeskOutput) {
+        for line in out.lines {
+            self.out.show(line);
+        }
+        for msg in out.send {
+            self.send(msg).await;
         }
     }
 
@@ -359,6 +378,19 @@ impl Endpoint {
                 .out
                 .secret(self.session.identity().private_pem().to_string()),
             Ok(Command::Send { to, text }) => self.say(to, &text).await,
+            Ok(Command::SendFile { to, path }) => {
+                match self
+                    .desk
+                    .send(&mut self.session, to.as_deref(), path.as_ref())
+                {
+                    Ok(out) => self.desk_output(out).await,
+                    Err(e) => self.out.reply(format!("not sent: {e}")),
+                }
+            }
+            Ok(Command::CancelFiles) => {
+                let out = self.desk.cancel_all(&mut self.session);
+                self.desk_output(out).await;
+            }
             Ok(Command::AllowList) => self.out.reply(admin::allow_list(&self.ctx, &self.session)),
             Ok(Command::Reload) => admin::reload_allow_list(&self.ctx).await,
             Ok(Command::Tunnel) => self.out.reply(admin::tunnel(&self.ctx)),

@@ -19,6 +19,9 @@ pub const FILES_IN_FLIGHT: usize = 4;
 pub const FILE_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 /// Chunk ciphertext bytes a connection may send at once above its rate.
 pub const FILE_BURST_BYTES: u64 = 1024 * 1024;
+/// `ack`s carrying only `cseq` read per second per connection before its reader waits (they
+/// do not count toward the message rate, and are never dropped).
+pub const CHUNK_ACKS_PER_SEC: u64 = 1000;
 /// Seconds without a chunk after which a transfer is cancelled (`timeout`).
 pub const FILE_IDLE_SECS: u64 = 60;
 /// Largest sealed manifest plaintext (a JSON object), in bytes.

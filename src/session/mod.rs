@@ -239,6 +239,7 @@ pub struct Session {
     seen: Seen,
     chain_serial: u64,
     incoming: HashMap<String, files::Incoming>,
+    limits: Option<protocol::Limits>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -268,6 +269,7 @@ impl Session {
             seen: Seen::new(MAX_SEEN),
             chain_serial: 0,
             incoming: HashMap::new(),
+            limits: None,
         }
     }
 
@@ -289,6 +291,11 @@ impl Session {
     /// Server options, once joined.
     pub fn options(&self) -> Option<&Options> {
         self.options.as_ref()
+    }
+
+    /// The server's limits, once welcomed.
+    pub fn limits(&self) -> Option<&protocol::Limits> {
+        self.limits.as_ref()
     }
 
     /// The members we see, sorted by name.
@@ -351,8 +358,10 @@ impl Session {
                 resumed,
                 options,
                 time,
+                limits,
                 ..
             } => {
+                self.limits = Some(limits);
                 self.offset_ms = time.saturating_sub(protocol::now_ms());
                 self.welcome(you.name, you.admin, members, away, resumed, options)
             }

@@ -1,5 +1,5 @@
-//! `dyspatcher connect`: the chat in a terminal. Reads `@NAME text`, `@all text`, `/users` and
-//! `/quit` from stdin, prints what arrives, and when the connection drops reconnects with backoff
+//! `dyspatcher connect`: the chat in a terminal. Reads `@NAME text`, `@all text`, `/send NAME|all
+//! FILE`, `/cancel`, `/users` and `/quit` from stdin (received files go to `--files-dir`), prints what arrives, and when the connection drops reconnects with backoff
 //! (1 s doubling to 30 s, jittered) and resumes the membership, one line per change of state. It
 //! does not come back after a kick or ban (until it ends), a removal from the allow list, a
 //! takeover by a newer connection with the same key, or a refused join.
@@ -13,6 +13,7 @@ use futures_lite::future;
 
 use crate::admin::{self, Command};
 use crate::cli::ConnectArgs;
+use crate::client::desk::{Desk, DeskOutput};
 use crate::client::{Client, ClientError};
 use crate::console;
 use crate::crypto::Identity;
@@ -77,6 +78,8 @@ struct Chat {
     sent_order: VecDeque<String>,
     /// When a kick or ban ends, from the last `kicked`/`banned` notice (`None` inside: never).
     until: Option<Option<i64>>,
+    /// Files being sent and received.
+    desk: Desk,
 }
 
 async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientError> {
@@ -94,9 +97,15 @@ async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientE
         sent: HashMap::new(),
         sent_order: VecDeque::new(),
         until: None,
+        desk: Desk::new(
+            args.files_dir
+                .clone()
+                .unwrap_or_else(|| crate::client::files::DEFAULT_DIR.into()),
+        ),
     };
     println!(
-        "joined as {} ({}); {} member(s). Type @NAME text, @all text, /users, /quit.",
+        "joined as {} ({}); {} member(s). Type @NAME text, @all text, /send NAME|all FILE, \
+         /users, /quit.",
         chat.me,
         &client.session().key_id()[..12],
         client.session().members().len()
@@ -168,7 +177,13 @@ impl Chat {
                 Ok(Ok(msg)) => match client.process(msg).await {
                     Ok(events) => {
                         for event in events {
-                            self.show(client, event);
+                            let (out, handled) = self.desk.event(client.session_mut(), &event);
+                            if let Err(e) = desk_output(client, out).await {
+                                return Ok(End::Lost(e));
+                            }
+                            if !handled {
+                                self.show(client, event);
+                            }
                         }
                     }
                     Err(e) => return Ok(End::Lost(e)),
@@ -212,11 +227,30 @@ impl Chat {
                     }
                 }
             }
+            Ok(Command::SendFile { to, path }) => {
+                let started = self
+                    .desk
+                    .send(client.session_mut(), to.as_deref(), path.as_ref());
+                match started {
+                    Ok(out) => {
+                        if let Err(e) = desk_output(client, out).await {
+                            return Some(End::Lost(e));
+                        }
+                    }
+                    Err(e) => println!("not sent: {e}"),
+                }
+            }
+            Ok(Command::CancelFiles) => {
+                let out = self.desk.cancel_all(client.session_mut());
+                if let Err(e) = desk_output(client, out).await {
+                    return Some(End::Lost(e));
+                }
+            }
             Ok(Command::Users) => println!("{}", admin::users(client.session())),
             Ok(Command::Quit) => return Some(End::Quit),
             Ok(Command::Empty) => {}
-            Ok(Command::Help) => println!("@NAME text, @all text, /users, /quit"),
-            Ok(_) => println!("not available here; use @NAME text, @all text, /users, /quit"),
+            Ok(Command::Help) => println!("{HELP}"),
+            Ok(_) => println!("not available here; {HELP}"),
             Err(e) => println!("{e}"),
         }
         None
@@ -363,6 +397,20 @@ impl Chat {
         }
         print_event(client, event, &self.sent);
     }
+}
+
+/// What `/help` says here.
+const HELP: &str = "@NAME text, @all text, /send NAME|all FILE, /cancel, /users, /quit";
+
+/// Shows the desk's lines and sends its messages.
+async fn desk_output(client: &mut Client, out: DeskOutput) -> Result<(), ClientError> {
+    for line in out.lines {
+        println!("[{}] * {line}", now());
+    }
+    for msg in &out.send {
+        client.send_msg(msg).await?;
+    }
+    Ok(())
 }
 
 fn minutes_left(until: i64) -> String {

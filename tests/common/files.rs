@@ -112,8 +112,8 @@ pub async fn send_window(c: &mut Client, s: &mut Sending) {
 /// What a receiver got of one file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Got {
-    /// Complete and verified: name as sent and content.
-    File(String, Vec<u8>),
+    /// Complete and verified: name as sent and the content's SHA-256.
+    File(String, String),
     /// Refused by this endpoint, with the reason shown.
     Failed(String),
     /// Cancelled by the server.
@@ -122,6 +122,11 @@ pub enum Got {
 
 /// Receives the next file in full (or how it ended).
 pub async fn receive(c: &mut Client) -> Got {
+    receive_data(c).await.0
+}
+
+/// The same, with the content received.
+pub async fn receive_data(c: &mut Client) -> (Got, Vec<u8>) {
     within(120, "a file", async {
         let mut name = String::new();
         let mut data = Vec::new();
@@ -130,9 +135,13 @@ pub async fn receive(c: &mut Client) -> Got {
             match ev {
                 Event::File(FileEvent::Offered { name: n, .. }) => name = n,
                 Event::File(FileEvent::Data { data: d, .. }) => data.extend(d),
-                Event::File(FileEvent::Done { .. }) => return Got::File(name, data),
-                Event::File(FileEvent::Failed { reason, .. }) => return Got::Failed(reason),
-                Event::File(FileEvent::Cancelled { reason, .. }) => return Got::Cancelled(reason),
+                Event::File(FileEvent::Done { .. }) => return (Got::File(name, sha(&data)), data),
+                Event::File(FileEvent::Failed { reason, .. }) => {
+                    return (Got::Failed(reason), data)
+                }
+                Event::File(FileEvent::Cancelled { reason, .. }) => {
+                    return (Got::Cancelled(reason), data)
+                }
                 _ => continue,
             }
         }

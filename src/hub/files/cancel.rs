@@ -78,7 +78,8 @@ impl Hub {
         }
         let (sender, direct, left) = (t.sender_seat, t.direct, t.recipients.len());
         self.boxes.drop_chunks_of(seat, file);
-        if self.dir.seats.contains_key(&seat) {
+        // A recipient that cancelled knows; one whose mailbox is full is told.
+        if reason != CancelReason::Cancelled && self.dir.seats.contains_key(&seat) {
             self.tell_cancel(seat, file, by, reason);
         }
         if self.dir.seats.contains_key(&sender) {
