@@ -8,12 +8,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import exifr from 'exifr';
 import {
   startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys,
-  openConversation, rmSync, join, screenshotPath, waitUntil, waitConnected,
+  openConversation, rmSync, join, screenshotPath, waitUntil, waitConnected, startTerminalClient,
 } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -23,7 +23,7 @@ let server, browser, dir, keys;
 before(async () => {
   dir = tempDir();
   keys = {};
-  for (const name of ['alice', 'bobby', 'carol', 'daveo', 'erinn', 'mallory']) keys[name] = opensslKey(dir, name, 'pkcs8');
+  for (const name of ['alice', 'bobby', 'carol', 'daveo', 'erinn', 'mallory', 'termy']) keys[name] = opensslKey(dir, name, 'pkcs8');
   server = await startServer();
   browser = await launchBrowser();
 });
@@ -504,4 +504,30 @@ test('received media are kept with the history (encrypted) when remembering, wit
   assert.ok(!after.includes(`media:${id}`) && !after.includes('media:filler0'), `the two oldest went: ${after}`);
   assert.ok(after.includes('media:filler2'));
   assertClean(alice, bob, carol);
+});
+
+test('10 MB from a page to the Rust client and back, with equal SHA-256', { timeout: 180000 }, async (t) => {
+  const alice = await member('alice', { t });
+  const inbox = join(dir, 'termy-files');
+  mkdirSync(inbox);
+  const term = startTerminalClient(server, 'termy', ['--key', keys.termy.priv, '--files-dir', inbox]);
+  t.after(() => term.stop());
+  await sees(alice, 'termy');
+  const toTerm = randomBytes(10 * 1024 * 1024);
+  let mark = term.output.length;
+  await attach(alice, 'termy', { name: 'page-to-term.bin', mimeType: 'application/octet-stream', buffer: toTerm });
+  const [, hash, path] = await term.waitFor(/received page-to-term\.bin \(.*sha256 ([0-9a-f]{64})\), saved as (\S+)/, 60000, mark);
+  assert.equal(hash, sha(toTerm));
+  assert.equal(sha(readFileSync(path)), sha(toTerm));
+  await alice.waitForSelector(`${card('page-to-term.bin')}[data-state="done"]`);
+
+  const fromTerm = randomBytes(10 * 1024 * 1024 + 5);
+  const file = join(dir, 'term-to-page.bin');
+  writeFileSync(file, fromTerm);
+  mark = term.output.length;
+  term.write(`/send alice ${file}`);
+  await alice.waitForSelector(`${card('term-to-page.bin')}[data-state="done"]`, { timeout: 60000 });
+  assert.equal(sha(await save(alice, 'term-to-page.bin')), sha(fromTerm));
+  await term.waitFor(/sent term-to-page\.bin/, 15000, mark);
+  assertClean(alice);
 });
