@@ -423,6 +423,9 @@ test('a photo, a file card, a voice note and progress bars on a phone: axe finds
       assert.ok(overflow <= 0, `${who} ${scheme}: ${overflow}px wider than the screen`);
       await axe(page, `files ${who} ${scheme}`);
       await page.screenshot({ path: screenshotPath(`files-${who}-phone-${scheme}`) });
+      // And the photo at the top of the conversation.
+      await page.evaluate(() => document.querySelector('.attachment .thumb').scrollIntoView({ block: 'start' }));
+      await page.screenshot({ path: screenshotPath(`files-${who}-phone-${scheme}-photo`) });
     }
   }
   await bob.emulateMedia({ colorScheme: 'light' });
