@@ -5,6 +5,7 @@ import { pickLanguage, t } from './i18n/i18n.js';
 import { leftText, moderation } from './meaning.js';
 import * as notify from './notify.js';
 import { addMessage, conversation, exportOpen, flushHistory, initConversation, notice, openConversation, seenOpen, send, showHeader, showHistory, status, warning } from './screens/conversation.js';
+import { initAttachments, onTransfer, redrawAttachments } from './screens/attachments.js';
 import { renderList } from './screens/list.js';
 import { checkName, generateKeys, initStart, setIdentity, showInsecure, showJoinError, showStart, translateStart } from './screens/start.js';
 import { initVerify, showVerify, stopScan } from './screens/verify.js';
@@ -239,6 +240,9 @@ const hooks = {
   serverError({ message }) {
     warning(t('notice.server_said', { message }));
   },
+  transfer(tr) {
+    onTransfer(tr);
+  },
 };
 
 /** The panel under the conversation once the connection will not come back by itself. */
@@ -329,6 +333,7 @@ function redraw() {
   if (S.me) {
     renderList(pick);
     showHeader();
+    redrawAttachments();
   }
   if (S.view === 'verify' && S.verifying) showVerify(S.verifying);
 }
@@ -416,6 +421,7 @@ async function main() {
   }
   initStart({ join: (name) => enterChat(name) });
   initConversation();
+  initAttachments();
   initVerify({ back: () => showView('conv') });
   initMenu({ redraw });
   initChat();

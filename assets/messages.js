@@ -118,7 +118,8 @@ export function mark(li, state, detail, onRetry) {
 /** One line per message or event: time, sender → destination, text (newlines written as \n). */
 export function exportLine(m) {
   if (m.event) return `${isoTime(new Date(m.ts))} * ${m.text}`;
-  const text = m.text.replace(/\\/g, '\\\\').replace(/\r?\n/g, '\\n');
+  const body = m.file ? t('file.export', { name: m.file.name, size: m.file.size }) : m.text;
+  const text = body.replace(/\\/g, '\\\\').replace(/\r?\n/g, '\\n');
   const via = m.via ? ` (via ${m.via})` : '';
   const dest = m.to.kind === 'all' ? '@all' : m.to.name;
   return `${isoTime(new Date(m.ts))} ${m.from.name}${via} \u2192 ${dest}: ${text}`;

@@ -6,6 +6,7 @@
 // the `hooks` it is given. The bounds on receiving chains come from the server's `welcome.limits`.
 import * as c from './crypto.js';
 import { Connection } from './connection.js';
+import { Files } from './files.js';
 import { t } from './i18n/i18n.js';
 import { Outgoing } from './sealing.js';
 import { SenderKeys } from './senderkeys.js';
@@ -23,7 +24,7 @@ const ACK_EVERY = 64; // frames between two acks
 const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
 /** Frames the server numbers (`seq`) and keeps until acknowledged. */
-const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap']);
+const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap', 'file', 'file_cancel']);
 
 export function freshSenderKey() {
   return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
@@ -37,7 +38,8 @@ export class Chat extends Connection {
    * hooks: state({state, text, retryIn, kind, until, offline}), welcome(info), members(list),
    * message(m), rejected({fromName, reason}), joined(member, again), left({name, keyId, reason}),
    * presence({name, keyId, state}), delivery({id, to, state}), gap({dropped, kinds}),
-   * notice({code, text, until}), ack(id), refused({id, code, message}), serverError({code, message}).
+   * notice({code, text, until}), ack(id), refused({id, code, message}), serverError({code, message}),
+   * transfer(tr) (files.js: a file sent or received, at every change).
    *
    * `state`: a `snapshot()` to continue from (a reload). `save(snapshot)`: keeps the state on the
    * device; when set, frames are acknowledged only once the state that saw them is saved, so a
@@ -65,6 +67,7 @@ export class Chat extends Connection {
     this.lastSeq = 0;
     this.resumable = false; // a membership exists to resume
     this.restoredFromDevice = false;
+    this.filesInit();
     this.connReset();
     if (state) this.enqueue(() => this.restore(state));
     this.sweeper = setInterval(() => this.enqueue(() => this.expirePending()), 5000);
@@ -167,6 +170,8 @@ export class Chat extends Connection {
       return undefined;
     }
     if (!msg || typeof msg !== 'object') return undefined;
+    // Chunks have their own lane (`cseq`), acknowledged apart from the `seq` frames.
+    if (msg.type === 'chunk' && msg.cseq !== undefined) return this.receiveChunk(msg);
     // `welcome` carries a `seq` too, with another meaning: only frames addressed to the member count.
     if (!SEQUENCED.has(msg.type) || msg.seq === undefined) return this.handle(msg);
     if (!Number.isSafeInteger(msg.seq) || msg.seq < 1) return undefined;
@@ -207,8 +212,15 @@ export class Chat extends Connection {
         return undefined;
       case 'gap':
         return this.hooks.gap?.({ dropped: Number(msg.dropped) || 0, kinds: msg.kinds ?? {} });
+      case 'file':
+        return this.onFile(msg);
+      case 'file_cancel':
+        return this.onFileCancel(msg);
+      case 'chunk_ack':
+        return this.onChunkAck(msg);
       case 'ack':
         this.confirm(msg.id);
+        this.fileAccepted(msg);
         return this.hooks.ack?.(msg.id);
       case 'notice':
         return this.onNotice(msg);
@@ -228,7 +240,7 @@ export class Chat extends Connection {
     this.offset = Number(msg.time) - Date.now() || 0;
     const signature = await c.sign(this.identity, c.canonical.join(msg.nonce, this.name, this.identity.keyId));
     const join = { type: 'join', name: this.name, public_key: this.identity.publicB64, signature };
-    if (this.resumable) join.resume = { since: this.lastSeq };
+    if (this.resumable) join.resume = { since: this.lastSeq, since_chunks: this.lastCseq };
     this.send(join);
   }
 
@@ -240,6 +252,7 @@ export class Chat extends Connection {
       this.lastSeq = 0;
       this.own = freshSenderKey();
     }
+    this.filesReconnected(resumed, msg.cseq);
     this.me = { name: String(msg.you.name), keyId: msg.you.key_id, admin: !!msg.you.admin };
     this.options = msg.options || {};
     this.limits = msg.limits || {};
@@ -353,6 +366,7 @@ export class Chat extends Connection {
       return;
     }
     if (msg.id) this.confirm(msg.id);
+    if (msg.id && this.fileError(err)) return;
     if (msg.id && err.code === 'duplicate_id' && this.resent.has(msg.id)) {
       // Sent again after a resume, and the server already had it: it was accepted.
       this.resent.delete(msg.id);
@@ -456,7 +470,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [SenderKeys, Outgoing, Snapshots]) {
+for (const part of [SenderKeys, Outgoing, Snapshots, Files]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }

@@ -1,7 +1,8 @@
 // dyspatcher web client: what this device remembers (IndexedDB), and the panic wipe.
 // One database holds the identity as non-extractable CryptoKeys, the name, and, encrypted with
 // AES-GCM under a non-extractable key kept beside it: the session state (last seq, sender keys,
-// seen ids), each conversation's history and the contacts (keys seen, verified). Nothing is created until there is something to keep; `wipe()` deletes everything at once.
+// seen ids), each conversation's history, the contacts (keys seen, verified) and media received or sent
+// (within MEDIA_BUDGET). Nothing is created until there is something to keep; `wipe()` deletes everything at once.
 import * as c from './crypto.js';
 
 export const DB_NAME = 'dyspatcher';
@@ -115,13 +116,15 @@ export function saveIdentity(identity, name, source) {
 
 /** Keeps `value` (JSON-able) encrypted under `name`, if this device still holds an identity. */
 function seal(name, value) {
-  return serial(async () => {
-    if (!(await get('identity'))) return; // forgotten meanwhile: keep nothing
-    const key = await stateKey();
-    const iv = c.randomBytes(12);
-    const ciphertext = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, c.utf8(JSON.stringify(value)));
-    await tx('readwrite', (s) => s.put({ iv, ciphertext: new Uint8Array(ciphertext) }, name));
-  });
+  return serial(() => sealNow(name, value));
+}
+
+async function sealNow(name, value) {
+  if (!(await get('identity'))) return; // forgotten meanwhile: keep nothing
+  const key = await stateKey();
+  const iv = c.randomBytes(12);
+  const ciphertext = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, c.utf8(JSON.stringify(value)));
+  await tx('readwrite', (s) => s.put({ iv, ciphertext: new Uint8Array(ciphertext) }, name));
 }
 
 /** The value kept under `name`, decrypted; null when missing or unreadable. */
@@ -157,6 +160,56 @@ export async function loadHistories() {
     if (Array.isArray(records)) out.set(k.slice(HISTORY.length), records);
   }
   return out;
+}
+
+/** Bytes of received and sent media (photos, files, voice notes) kept on this device in all. */
+export const MEDIA_BUDGET = 50 * 1024 * 1024;
+const MEDIA = 'media:';
+
+/**
+ * Keeps a file's bytes, encrypted, with the index of kept media (oldest first). Past
+ * MEDIA_BUDGET the oldest are deleted: resolves to the entries {id, conv, size} dropped.
+ */
+export function saveMedia(id, conv, blob) {
+  return serial(async () => {
+    if (!(await get('identity'))) return [];
+    const key = await stateKey();
+    const index = (await unseal('media-index')) ?? [];
+    if (index.some((e) => e.id === id)) return [];
+    const iv = c.randomBytes(12);
+    const bytes = await blob.arrayBuffer();
+    const ciphertext = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, bytes));
+    index.push({ id, conv, size: blob.size, type: blob.type });
+    const dropped = [];
+    let total = index.reduce((a, e) => a + e.size, 0);
+    while (total > MEDIA_BUDGET && index.length) {
+      const old = index.shift();
+      total -= old.size;
+      dropped.push(old);
+    }
+    const kept = index.some((e) => e.id === id);
+    await tx('readwrite', (s) => {
+      for (const old of dropped) s.delete(`${MEDIA}${old.id}`);
+      if (kept) s.put({ iv, ciphertext }, `${MEDIA}${id}`);
+    });
+    await sealNow('media-index', index);
+    return dropped;
+  });
+}
+
+/** A kept file as a Blob, or null when this device does not hold it (never kept, or dropped). */
+export async function loadMedia(id) {
+  const sealed = await get(`${MEDIA}${id}`).catch(() => undefined);
+  const key = sealed && (await get('state_key').catch(() => undefined));
+  if (!sealed || !key) return null;
+  const index = (await unseal('media-index')) ?? [];
+  const entry = index.find((e) => e.id === id);
+  try {
+    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: sealed.iv }, key, sealed.ciphertext);
+    return new Blob([plain], { type: entry?.type ?? '' });
+  } catch {
+    return null;
+  }
 }
 
 /** The contacts: {seen: {name: keyId}, verified: [keyId]}, encrypted. */

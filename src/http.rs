@@ -15,7 +15,7 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// Headers on every answer: nothing but the server itself may be loaded or framed.
 pub const SECURITY_HEADERS: &str =
     "Content-Security-Policy: default-src 'none'; script-src 'self'; \
-style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+style-src 'self'; img-src 'self' data: blob:; media-src blob:; connect-src 'self'; frame-ancestors 'none'; \
 base-uri 'none'; form-action 'none'\r\n\
 X-Content-Type-Options: nosniff\r\n\
 Referrer-Policy: no-referrer\r\n\

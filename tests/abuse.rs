@@ -341,7 +341,7 @@ fn http_answers_carry_strict_headers() {
             http(&server, "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n").await,
             http(&server, "NONSENSE\r\n\r\n").await,
         ] {
-            assert!(answer.contains("Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"), "{answer}");
+            assert!(answer.contains("Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"), "{answer}");
             assert!(answer.contains("X-Content-Type-Options: nosniff\r\n"));
             assert!(answer.contains("Referrer-Policy: no-referrer\r\n"));
             assert!(answer.contains("Cache-Control: no-store\r\n"));

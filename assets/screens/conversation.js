@@ -20,7 +20,12 @@ const early = new Map(); // id -> [state, detail] that came before the message w
 const dirty = new Set(); // conversations whose history is to be written
 
 /** Whether histories are kept on this device. */
-const keeps = () => S.remember && S.remembered && !S.keepsNothing;
+export const keeps = () => S.remember && S.remembered && !S.keepsNothing;
+
+let fileView = null; // draws a file message's card (screens/attachments.js)
+export const setFileView = (fn) => {
+  fileView = fn;
+};
 
 /** The conversation `key`, made when first needed. */
 export function conversation(key, name = key) {
@@ -70,9 +75,11 @@ export function addMessage(m) {
   const conv = conversation(key, nameOf(m));
   if (conv.records.some((r) => r.id === m.id)) return;
   const record = { id: m.id, ts: m.ts, from: m.from, to: m.to, text: m.text, via: m.via, own: m.own, history: m.history };
+  if (m.file) Object.assign(record, { file: m.file, fileError: m.fileError });
   if (m.own) record.state = m.state ?? 'sending';
   const prev = conv.records.at(-1);
   const li = messageItem(record, prev, { onRetry: retry });
+  if (record.file) fileView?.(li, record);
   append(conv, li, record, m.local);
   conv.records.push(record);
   conv.last = record.ts;
@@ -145,6 +152,7 @@ async function retry(id) {
   const conv = S.conversations.get(S.open);
   const record = [...S.conversations.values()].flatMap((c) => c.records).find((r) => r.id === id);
   if (!record || !S.chat) return;
+  if (record.file) return; // a file is attached again, not retried
   try {
     const m = record.to.kind === 'all' ? await S.chat.sendAll(record.text) : await S.chat.sendDirect(record.to.keyId, record.text);
     addMessage(m);

@@ -13,7 +13,8 @@ const PREVIEW = 60; // characters of the last message shown
 function preview(conv) {
   const last = conv?.records.filter((r) => !r.event).at(-1);
   if (!last) return t('list.no_messages');
-  const text = last.text.replace(/\s+/g, ' ');
+  const kind = { photo: 'file.kind_photo', voice: 'file.kind_voice' }[last.file?.kind] ?? 'file.kind_file';
+  const text = (last.file ? `${t(kind)} \u00b7 ${last.file.name}` : last.text).replace(/\s+/g, ' ');
   const short = text.length > PREVIEW ? `${text.slice(0, PREVIEW)}\u2026` : text;
   if (last.own) return t('list.you_prefix', { text: short });
   return conv.key === 'all' ? `${last.from.name}: ${short}` : short;

@@ -5,6 +5,7 @@ import * as notify from '../notify.js';
 import { emit, S } from '../state.js';
 import * as store from '../store.js';
 import { $, closeDialog, el, openDialog } from '../ui.js';
+import { clearAttachments } from './attachments.js';
 import { clearConversations, exportAll } from './conversation.js';
 import { checkName, generateKeys, showStart } from './start.js';
 
@@ -86,6 +87,7 @@ export async function forgetDevice({ elsewhere = false } = {}) {
   S.contacts = { seen: {}, verified: new Set(), changed: new Map() };
   clearInterval(S.closedTimer);
   clearConversations();
+  clearAttachments();
   notify.updateTitle();
   $('start-forget').hidden = true;
   $('key-info').hidden = true;
