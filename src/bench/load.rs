@@ -399,6 +399,7 @@ impl Run<'_> {
                 keys: &keys,
                 threads: client_threads(),
             };
+            messages::fetch_keys(&mut senders, &sealing).await?;
             let sealed = messages::seal(&mut senders, &sealing)?;
             for ((i, _, mut client), sealed) in senders.into_iter().zip(sealed) {
                 let Sealed {
