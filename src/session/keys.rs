@@ -29,6 +29,7 @@ fn signer(msg: &ServerMsg) -> Option<&str> {
         ServerMsg::All(a) => Some(&a.from.key_id),
         ServerMsg::SenderKey(k) => Some(&k.from.key_id),
         ServerMsg::KeyRequest { from, .. } => Some(&from.key_id),
+        ServerMsg::File(f) => Some(&f.from.key_id),
         _ => None,
     }
 }
@@ -37,6 +38,9 @@ fn signer(msg: &ServerMsg) -> Option<&str> {
 fn concerns(msg: &ServerMsg) -> Option<&str> {
     match msg {
         ServerMsg::Left { key_id, .. } => Some(key_id),
+        // A file's chunks and its end wait behind its manifest.
+        ServerMsg::Chunk(c) => Some(&c.from.key_id),
+        ServerMsg::FileCancel { by, .. } => Some(by),
         other => signer(other),
     }
 }
@@ -46,6 +50,8 @@ fn waiting_size(msg: &ServerMsg) -> usize {
         ServerMsg::Direct(d) => d.ciphertext.len() + d.signature.len() + d.key.len(),
         ServerMsg::All(a) => a.ciphertext.len() + a.signature.len(),
         ServerMsg::SenderKey(k) => k.signature.len() + k.wrapped.len(),
+        ServerMsg::File(f) => f.ciphertext.len() + f.signature.len(),
+        ServerMsg::Chunk(c) => c.ciphertext.len(),
         _ => 64,
     }
 }
@@ -56,6 +62,8 @@ fn sender_name(msg: &ServerMsg) -> String {
         ServerMsg::All(a) => a.from.name.clone(),
         ServerMsg::SenderKey(k) => k.from.name.clone(),
         ServerMsg::KeyRequest { from, .. } => from.name.clone(),
+        ServerMsg::File(f) => f.from.name.clone(),
+        ServerMsg::Chunk(c) => c.from.name.clone(),
         _ => String::new(),
     }
 }
