@@ -119,6 +119,8 @@ impl Session {
 
     /// Keeps `msg` waiting when its sender's key is being fetched (or must be), or when an
     /// earlier message about the same member waits; gives it back otherwise.
+    // The message given back is the one given: no allocation to make the error smaller.
+    #[allow(clippy::result_large_err)]
     pub(super) fn hold_for_key(&mut self, msg: ServerMsg) -> Result<Output, ServerMsg> {
         let Some(who) = concerns(&msg) else {
             return Err(msg);
@@ -255,8 +257,10 @@ impl Session {
             to: to.to_string(),
             text: text.to_string(),
         });
-        let mut out = Output::default();
-        out.send = self.request_keys([to.to_string()]);
+        let mut out = Output {
+            send: self.request_keys([to.to_string()]),
+            ..Output::default()
+        };
         self.flush_deferred(&HashSet::new(), &mut out);
         Ok(out.send)
     }
@@ -279,8 +283,10 @@ impl Session {
         self.deferred.push_back(Deferred::All {
             text: text.to_string(),
         });
-        let mut out = Output::default();
-        out.send = self.request_keys(missing);
+        let mut out = Output {
+            send: self.request_keys(missing),
+            ..Output::default()
+        };
         self.flush_deferred(&HashSet::new(), &mut out);
         Ok(out.send)
     }
