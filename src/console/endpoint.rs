@@ -238,6 +238,8 @@ impl Endpoint {
                 self.show(event).await;
             }
         }
+        let out = self.desk.keys_arrived(&mut self.session);
+        self.desk_output(out).await;
     }
 
     /// Shows (and records in the transcript: names, sizes and hashes, never content) what the

@@ -185,6 +185,10 @@ impl Chat {
                                 self.show(client, event);
                             }
                         }
+                        let out = self.desk.keys_arrived(client.session_mut());
+                        if let Err(e) = desk_output(client, out).await {
+                            return Ok(End::Lost(e));
+                        }
                     }
                     Err(e) => return Ok(End::Lost(e)),
                 },
