@@ -145,7 +145,6 @@ fn either_side_may_cancel() {
         let mut a = server.join("alice", &k[0]).await;
         let mut b = server.join("bobby", &k[1]).await;
         wait_joined(&mut a, "bobby").await;
-        let alice = a.session().key_id().to_string();
         // The sender cancels: the recipient is told.
         let mut sending = accepted(offer(&mut a, "bobby", "one", content(400_000, 6)).await);
         send_window(&mut a, &mut sending).await;
