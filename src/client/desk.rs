@@ -126,6 +126,21 @@ impl Desk {
         })
     }
 
+    /// The connection was lost: the server cancelled what we were sending (`sender_gone`);
+    /// files being received go on after the resume.
+    pub fn connection_lost(&mut self) -> Vec<String> {
+        self.offered
+            .drain()
+            .chain(self.sending.drain())
+            .map(|(_, o)| {
+                format!(
+                    "sending {} to {} stopped: the connection was lost; send it again",
+                    o.name, o.to
+                )
+            })
+            .collect()
+    }
+
     /// `/cancel`: every transfer in progress, both ways.
     pub fn cancel_all(&mut self, session: &mut Session) -> DeskOutput {
         let mut out = DeskOutput::default();

@@ -175,7 +175,11 @@ impl Hub {
         let keys = f.keys.unwrap_or_default();
         let mut payloads: HashMap<String, super::Payload> = HashMap::new();
         for &t in &fit {
-            let key_id = self.dir.seats[&t].key_id.clone();
+            // To all, one frame for everyone; to a member, each key gets its own wrapped key.
+            let key_id = match to_all {
+                true => String::new(),
+                false => self.dir.seats[&t].key_id.clone(),
+            };
             let payload = payloads
                 .entry(key_id.clone())
                 .or_insert_with(|| {
