@@ -184,9 +184,13 @@ impl Desk {
                 (out, true)
             }
             Event::Error { id: Some(id), .. } => {
-                // The refusal itself is shown by the endpoint.
-                if let Some(o) = self.offered.remove(id).or_else(|| self.sending.remove(id)) {
+                // The refusal itself is shown by the endpoint. A refused manifest sent nothing; a
+                // refused chunk ends the transfer here, and at the server too.
+                if let Some(o) = self.offered.remove(id) {
                     out.lines.push(format!("{} was not sent", o.name));
+                } else if let Some(o) = self.sending.remove(id) {
+                    out.lines.push(format!("{} was not sent in full", o.name));
+                    out.send.push(session.cancel_file(id));
                 }
                 (out, false)
             }
