@@ -16,7 +16,12 @@ const MAX_FINISHED = 256; // ended transfers remembered, so that their late chun
 const KINDS = new Set(['file', 'photo', 'voice']);
 const HEX64 = /^[0-9a-f]{64}$/;
 const SERVER_CODES = new Set(['file_too_large', 'unknown_file', 'bad_chunk', 'file_window', 'too_many_files', 'mailbox_full']);
-const MAX_NAME = 255; // characters of a file name kept (longer ones are cut)
+const MAX_NAME = 255;
+/**
+ * Types a received file keeps (it is shown: a photo, a voice note); anything else is saved as
+ * bytes, so that a page opened from its object URL (HTML, SVG) never runs in this origin.
+ */
+const SHOWN = /^(image\/(jpeg|png|webp|gif|avif|bmp)|audio\/(webm|ogg|mp4|mpeg|aac|wav))$/; // characters of a file name kept (longer ones are cut)
 
 export const fileCanonical = {
   direct: (m, from) =>
@@ -376,7 +381,7 @@ export class Files {
       this.end(tr, 'failed', t('file.err.hash', { name }));
       return;
     }
-    tr.blob = new Blob([...tr.folded, ...tr.parts], { type: tr.meta.mime });
+    tr.blob = new Blob([...tr.folded, ...tr.parts], { type: SHOWN.test(tr.meta.mime) ? tr.meta.mime : 'application/octet-stream' });
     tr.parts = [];
     tr.folded = [];
     tr.hash = null;

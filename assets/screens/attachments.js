@@ -239,7 +239,9 @@ async function stopVoice(send) {
   }
   const { blob, mime, duration_ms } = await rec.recorder.stop();
   if (duration_ms < HOLD_MIN_MS || !blob.size) {
+    // Shown on a phone too (the hint line is hidden there unless it says something wrong).
     $('composer-hint').textContent = t('file.hold_hint');
+    $('composer-hint').classList.add('error');
     return;
   }
   const file = new File([blob], voiceName(mime), { type: mime });
