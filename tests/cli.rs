@@ -93,6 +93,11 @@ fn bad_values_name_the_option_and_exit_2() {
         ),
         (vec!["--allowed-host", ""], "a host name has 1 to 253 characters"),
         (vec!["--allowed-host", "[::1"], "--allowed-host: `[::1`"),
+        (
+            vec!["--max-file-mb", "0"],
+            "--max-file-mb: must be between 1 and 1024 (MiB)",
+        ),
+        (vec!["--max-file-mb", "1025"], "--max-file-mb: must be between 1"),
     ] {
         let (code, _, err) = dyspatcher(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -145,7 +145,6 @@ fn either_side_may_cancel() {
         let mut a = server.join("alice", &k[0]).await;
         let mut b = server.join("bobby", &k[1]).await;
         wait_joined(&mut a, "bobby").await;
-        let alice = a.session().key_id().to_string();
         // The sender cancels: the recipient is told.
         let mut sending = accepted(offer(&mut a, "bobby", "one", content(400_000, 6)).await);
         send_window(&mut a, &mut sending).await;
@@ -180,6 +179,39 @@ fn either_side_may_cancel() {
         let cancel = b.session_mut().cancel_file(&id);
         b.send_msg(&cancel).await.unwrap();
         assert_eq!(error_about(&mut b, &id).await.0, ErrorCode::UnknownFile);
+    });
+}
+
+#[test]
+fn a_recipient_leaving_ends_the_transfer_and_acks_are_checked() {
+    let server = start(|_| {});
+    smol::block_on(async {
+        let k = keys(2);
+        let mut a = server.join("alice", &k[0]).await;
+        let mut b = server.join("bobby", &k[1]).await;
+        wait_joined(&mut a, "bobby").await;
+        // An ack with neither seq nor cseq, and one for a chunk never sent.
+        b.send_text(r#"{"type":"ack"}"#.into()).await.unwrap();
+        b.send_text(r#"{"type":"ack","cseq":5}"#.into())
+            .await
+            .unwrap();
+        let mut codes = Vec::new();
+        within(10, "two errors", async {
+            while codes.len() < 2 {
+                if let dyspatcher::session::Event::Error { code, .. } =
+                    b.next_event().await.unwrap()
+                {
+                    codes.push(code);
+                }
+            }
+        })
+        .await;
+        assert_eq!(codes, [ErrorCode::BadJson, ErrorCode::BadField]);
+        let mut sending = accepted(offer(&mut a, "bobby", "left", content(400_000, 14)).await);
+        send_window(&mut a, &mut sending).await;
+        b.send_msg(&protocol::ClientMsg::Leave {}).await.unwrap();
+        let (by, reason) = cancelled(&mut a).await;
+        assert_eq!((by.as_str(), reason), ("bobby", CancelReason::Deleted));
     });
 }
 

@@ -295,7 +295,7 @@ impl Run<'_> {
         let sent_total: u64 = sent.iter().map(|s| s.count).sum();
         let per_message = match a.mode {
             Mode::All => (a.members - 1) as u64,
-            Mode::Direct => 1,
+            Mode::Direct | Mode::File => 1,
         };
         report.expected = sent_total * per_message;
         if let Some(cutting) = cutting {

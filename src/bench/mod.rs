@@ -13,6 +13,7 @@
 //! descriptors and threads (`soak`). Every phase has a time limit.
 
 mod churn;
+pub mod files;
 mod load;
 mod members;
 mod messages;
@@ -53,7 +54,8 @@ pub struct BenchArgs {
     /// bytes of text in each message (default 100)
     #[argh(option, default = "100")]
     pub bytes: usize,
-    /// all: every message to everyone; direct: each to one member (default all)
+    /// all: every message to everyone; direct: each to one member; file: 16 MiB files between
+    /// members, their throughput, the server's CPU and memory, and chat alongside (default all)
     #[argh(option, default = "Mode::All")]
     pub mode: Mode,
     /// the server's WebSocket URL (default: start a server in a child process)
@@ -129,6 +131,8 @@ pub enum Mode {
     All,
     /// To one member.
     Direct,
+    /// Files (see `files`).
+    File,
 }
 
 impl FromStr for Mode {
@@ -137,7 +141,8 @@ impl FromStr for Mode {
         match s {
             "all" => Ok(Mode::All),
             "direct" => Ok(Mode::Direct),
-            other => Err(format!("`{other}`: expected all or direct")),
+            "file" => Ok(Mode::File),
+            other => Err(format!("`{other}`: expected all, direct or file")),
         }
     }
 }
@@ -374,6 +379,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
     }
     if args.soak.is_some() {
         return soak::run(&plan).map(|r| Report::Soak(Box::new(r)));
+    }
+    if args.mode == Mode::File {
+        if args.url.is_some() || args.bare || args.tls {
+            return Err(opt_err(
+                "--mode file: measures a server started here, without --url, --bare or --tls",
+            ));
+        }
+        return files::run(&plan).map(|r| Report::File(Box::new(r)));
     }
     load::run(&plan).map(|r| Report::Load(Box::new(r)))
 }

@@ -20,6 +20,8 @@ pub enum Report {
     Startup(super::startup::StartupReport),
     /// A soak.
     Soak(Box<super::soak::verdict::SoakReport>),
+    /// Files.
+    File(Box<super::files::FileReport>),
 }
 
 impl fmt::Display for Report {
@@ -28,6 +30,7 @@ impl fmt::Display for Report {
             Report::Load(r) => r.fmt(f),
             Report::Startup(r) => r.fmt(f),
             Report::Soak(r) => r.fmt(f),
+            Report::File(r) => r.fmt(f),
         }
     }
 }
@@ -351,6 +354,7 @@ impl fmt::Display for LoadReport {
         let mode = match a.mode {
             Mode::All => "@all",
             Mode::Direct => "direct",
+            Mode::File => "file",
         };
         writeln!(
             f,

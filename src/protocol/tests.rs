@@ -261,3 +261,90 @@ fn encodings() {
     assert!(!is_hex("00FF", 4));
     assert!(!is_hex("00f", 4));
 }
+
+#[test]
+fn golden_file_messages() {
+    let manifest: ClientMsg = serde_json::from_str(
+        r#"{"type":"file","id":"i","ts":1,"to":"all","size":70000,"chunks":2,"iv":"v","ciphertext":"c","skid":"s","n":3,"signature":"g"}"#,
+    )
+    .unwrap();
+    let ClientMsg::File(f) = manifest else {
+        panic!("not a file")
+    };
+    assert_eq!((f.size, f.chunks, f.n, f.keys), (70000, 2, Some(3), None));
+    let chunk: ClientMsg =
+        serde_json::from_str(r#"{"type":"chunk","file":"f","i":1,"iv":"v","ciphertext":"c"}"#)
+            .unwrap();
+    assert!(matches!(chunk, ClientMsg::Chunk(ChunkOut { i: 1, .. })));
+    let cancel: ClientMsg = serde_json::from_str(r#"{"type":"file_cancel","file":"f"}"#).unwrap();
+    assert_eq!(cancel, ClientMsg::FileCancel { file: "f".into() });
+    let ack: ClientMsg = serde_json::from_str(r#"{"type":"ack","cseq":7}"#).unwrap();
+    assert_eq!(
+        ack,
+        ClientMsg::Ack {
+            seq: None,
+            cseq: Some(7)
+        }
+    );
+    let resume = Resume {
+        since: 4,
+        since_chunks: 0,
+    };
+    assert_eq!(serde_json::to_string(&resume).unwrap(), r#"{"since":4}"#);
+    let resume: Resume = serde_json::from_str(r#"{"since":4,"since_chunks":9}"#).unwrap();
+    assert_eq!(resume.since_chunks, 9);
+    let written = |m: &ServerMsg| serde_json::to_string(m).unwrap();
+    assert_eq!(
+        written(&ServerMsg::ChunkAck {
+            file: "f".into(),
+            i: 2
+        }),
+        r#"{"type":"chunk_ack","file":"f","i":2}"#
+    );
+    assert_eq!(
+        written(&ServerMsg::FileCancel {
+            file: "f".into(),
+            by: "k".into(),
+            reason: CancelReason::SenderGone
+        }),
+        r#"{"type":"file_cancel","file":"f","by":"k","reason":"sender_gone"}"#
+    );
+    assert_eq!(
+        written(&ServerMsg::Ack {
+            id: "i".into(),
+            skipped: Some(vec!["k".into()])
+        }),
+        r#"{"type":"ack","id":"i","skipped":["k"]}"#
+    );
+    assert_eq!(
+        written(&ServerMsg::Ack {
+            id: "i".into(),
+            skipped: None
+        }),
+        r#"{"type":"ack","id":"i"}"#
+    );
+    let limits = serde_json::to_string(&Limits::new(20, 40, 1 << 20, 600)).unwrap();
+    assert!(
+        limits.ends_with(
+            r#""max_file":16777216,"chunk_size":65536,"file_window":4,"files_in_flight":4,"file_bytes_per_sec":4194304,"file_idle_secs":60}"#
+        ),
+        "{limits}"
+    );
+    // A server without files: the limits of this build.
+    let old: Limits = serde_json::from_str(
+        r#"{"max_message":1,"max_text":1,"rate_per_sec":1,"burst":1,"mailbox_bytes":1,"away_grace_secs":1,"min_key_bits":2048,"max_key_bits":4096,"max_chains_per_sender":4,"max_skipped":1,"max_jump":1}"#,
+    )
+    .unwrap();
+    assert_eq!(old.files, FileLimits::default());
+    for (code, wire) in [
+        (ErrorCode::FileTooLarge, "file_too_large"),
+        (ErrorCode::UnknownFile, "unknown_file"),
+        (ErrorCode::BadChunk, "bad_chunk"),
+        (ErrorCode::FileWindow, "file_window"),
+        (ErrorCode::TooManyFiles, "too_many_files"),
+        (ErrorCode::MailboxFull, "mailbox_full"),
+    ] {
+        assert_eq!(code.as_str(), wire);
+        assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{wire}\""));
+    }
+}

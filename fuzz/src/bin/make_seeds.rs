@@ -31,7 +31,10 @@ fn main() {
     let join = a.answer_challenge("fuzz-nonce", dyspatcher::protocol::now_ms(), "alice");
     let mut resumed = join.clone();
     if let ClientMsg::Join { resume, .. } = &mut resumed {
-        *resume = Some(Resume { since: 3 });
+        *resume = Some(Resume {
+            since: 3,
+            since_chunks: 0,
+        });
     }
     let direct = a.seal_direct(&bob_id, "hello bob").expect("sealed");
     let all = a.seal_all("hello all").expect("sealed");
