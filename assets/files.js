@@ -395,9 +395,11 @@ export class Files {
     if (!tr || tr.ended) return;
     const reason = ['cancelled', 'timeout', 'sender_gone', 'mailbox_full', 'deleted'].includes(msg.reason) ? msg.reason : 'cancelled';
     const by = typeof msg.by === 'string' ? this.nameOf(msg.by) : '';
-    const text = t(`file.cancel.${reason}`, { name: tr.meta.name, by });
-    // For @all, one recipient's cancel ends nothing for the others: the server says when it ends.
-    if (tr.own && tr.to === 'all' && reason === 'cancelled') {
+    const mine = reason === 'mailbox_full' && msg.by === this.identity.keyId && !tr.own;
+    const text = t(mine ? 'file.cancel.mailbox_full_you' : `file.cancel.${reason}`, { name: tr.meta.name, by });
+    // For @all, one recipient's cancel, full mailbox or departure ends it for that one only; the
+    // others go on (and chunk_ack says when it is done).
+    if (tr.own && tr.to === 'all' && ['cancelled', 'mailbox_full', 'deleted'].includes(reason)) {
       tr.note = text;
       this.changed(tr);
       return;
