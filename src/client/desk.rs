@@ -126,6 +126,21 @@ impl Desk {
         })
     }
 
+    /// The connection was lost: the server cancelled what we were sending (`sender_gone`);
+    /// files being received go on after the resume.
+    pub fn connection_lost(&mut self) -> Vec<String> {
+        self.offered
+            .drain()
+            .chain(self.sending.drain())
+            .map(|(_, o)| {
+                format!(
+                    "sending {} to {} stopped: the connection was lost; send it again",
+                    o.name, o.to
+                )
+            })
+            .collect()
+    }
+
     /// `/cancel`: every transfer in progress, both ways.
     pub fn cancel_all(&mut self, session: &mut Session) -> DeskOutput {
         let mut out = DeskOutput::default();
@@ -169,9 +184,13 @@ impl Desk {
                 (out, true)
             }
             Event::Error { id: Some(id), .. } => {
-                // The refusal itself is shown by the endpoint.
-                if let Some(o) = self.offered.remove(id).or_else(|| self.sending.remove(id)) {
+                // The refusal itself is shown by the endpoint. A refused manifest sent nothing; a
+                // refused chunk ends the transfer here, and at the server too.
+                if let Some(o) = self.offered.remove(id) {
                     out.lines.push(format!("{} was not sent", o.name));
+                } else if let Some(o) = self.sending.remove(id) {
+                    out.lines.push(format!("{} was not sent in full", o.name));
+                    out.send.push(session.cancel_file(id));
                 }
                 (out, false)
             }

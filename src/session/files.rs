@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::protocol::{CancelReason, ChunkIn, ChunkOut, FileIn, FileKind, FileOut, Manifest};
+use crate::protocol::{CancelReason, ChunkIn, ChunkOut, FileIn, FileKind, Manifest};
 
 /// Files received at once; past it a new one is refused (and cancelled).
 pub const MAX_INCOMING: usize = 16;
@@ -122,124 +122,13 @@ pub(super) struct Incoming {
     sha256: String,
 }
 
+mod seal;
+
 fn file_event(e: FileEvent) -> Output {
     single(Event::File(e))
 }
 
 impl Session {
-    /// Seals a file's manifest for `to`: returns what to send (sender keys first, for `All`, then
-    /// the manifest) and the sealer of its chunks.
-    pub fn seal_file(
-        &mut self,
-        to: &Destination,
-        meta: &FileMeta,
-    ) -> Result<(Vec<ClientMsg>, OutgoingFile), SendError> {
-        if self.name.is_none() {
-            return Err(SendError::NotJoined);
-        }
-        let chunks = protocol::chunk_count(meta.size);
-        let id = crypto::random_id();
-        let file_key = zeroize::Zeroizing::new(crypto::random_bytes::<{ crypto::KEY_LEN }>());
-        let manifest = Manifest {
-            name: meta.name.clone(),
-            mime: meta.mime.clone(),
-            size: meta.size,
-            chunks,
-            sha256: meta.sha256.clone(),
-            key: b64(file_key.as_slice()),
-            kind: meta.kind,
-            duration_ms: None,
-            width: None,
-            height: None,
-        };
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&manifest).expect("encodes"));
-        if plain.len() > protocol::MAX_MANIFEST {
-            return Err(SendError::TooLong(plain.len()));
-        }
-        let ts = self.now();
-        let out = match to {
-            Destination::Direct(to) => {
-                let recipient = self
-                    .peers
-                    .get(to)
-                    .ok_or_else(|| SendError::UnknownMember(to.clone()))?;
-                let key = zeroize::Zeroizing::new(crypto::random_bytes::<{ crypto::KEY_LEN }>());
-                let (iv, ct) = crypto::aes_seal(&key, &plain);
-                let (iv, ciphertext) = (b64(&iv), b64(&ct));
-                let mut keys = std::collections::BTreeMap::new();
-                keys.insert(to.clone(), b64(&recipient.key.wrap(key.as_slice())));
-                if to != self.key_id() {
-                    let own = b64(&self.me.public().wrap(key.as_slice()));
-                    keys.insert(self.key_id().to_string(), own);
-                }
-                let signed = protocol::file_direct_bytes(
-                    &id,
-                    ts,
-                    self.key_id(),
-                    to,
-                    meta.size,
-                    chunks,
-                    &iv,
-                    &ciphertext,
-                );
-                let f = FileOut {
-                    id: id.clone(),
-                    ts,
-                    to: to.clone(),
-                    size: meta.size,
-                    chunks,
-                    iv,
-                    ciphertext,
-                    keys: Some(keys),
-                    skid: None,
-                    n: None,
-                    signature: b64(&self.me.sign(&signed)),
-                };
-                vec![ClientMsg::File(f)]
-            }
-            Destination::All => {
-                let (mut out, n, key) = self.next_own_key()?;
-                let (iv, ct) = crypto::aes_seal(&key, &plain);
-                let (iv, ciphertext) = (b64(&iv), b64(&ct));
-                let skid = self.own.skid.clone();
-                let signed = protocol::file_all_bytes(
-                    &id,
-                    ts,
-                    self.key_id(),
-                    &skid,
-                    n,
-                    meta.size,
-                    chunks,
-                    &iv,
-                    &ciphertext,
-                );
-                out.push(ClientMsg::File(FileOut {
-                    id: id.clone(),
-                    ts,
-                    to: "all".into(),
-                    size: meta.size,
-                    chunks,
-                    iv,
-                    ciphertext,
-                    keys: None,
-                    skid: Some(skid),
-                    n: Some(n),
-                    signature: b64(&self.me.sign(&signed)),
-                }));
-                out
-            }
-        };
-        Ok((
-            out,
-            OutgoingFile {
-                id,
-                size: meta.size,
-                chunks,
-                key: file_key,
-            },
-        ))
-    }
-
     /// Stops receiving (or sending) the file `id`: forgets it and returns the `file_cancel`.
     pub fn cancel_file(&mut self, id: &str) -> ClientMsg {
         self.incoming.remove(id);

@@ -134,6 +134,9 @@ async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientE
             return Err(lost);
         }
         println!("[{}] * connection lost ({lost}); reconnecting", now());
+        for line in chat.desk.connection_lost() {
+            println!("[{}] * {line}", now());
+        }
         if chat.reconnect(&mut client, &lines).await? {
             return Ok(());
         }
