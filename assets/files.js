@@ -1,9 +1,8 @@
 // dyspatcher web client: files on the wire (docs/PROTOCOL.md, "Files"). A file is a signed manifest
 // sealed like a direct or an @all message, then chunks sealed with the manifest's file key and
-// bound to (file id, index) as additional data. Sending keeps at most `file_window` chunks
-// unanswered; receiving checks every chunk, hashes as it goes (sha256.js) and assembles a Blob
-// from the parts, so no whole file is ever held as one string. Mixed into Chat (session.js); it
-// reports every change of a transfer to `hooks.transfer(tr)`.
+// bound to (file id, index) as additional data. This module seals and sends, keeping at most
+// `file_window` chunks unanswered; fileopen.js receives. Mixed into Chat (session.js); every
+// change of a transfer, either way, goes to `hooks.transfer(tr)`.
 import * as c from './crypto.js';
 import { t } from './i18n/i18n.js';
 import { Sha256 } from './sha256.js';
@@ -11,12 +10,16 @@ import { Sha256 } from './sha256.js';
 /** Until the welcome says otherwise (`limits`). */
 export const FILE_DEFAULTS = { max_file: 16 * 1024 * 1024, chunk_size: 65536, file_window: 4, files_in_flight: 4 };
 export const MAX_MANIFEST = 4096; // bytes of the sealed manifest's JSON
-const FOLD_EVERY = 16; // chunks kept as separate parts before they are folded into one Blob
 const MAX_FINISHED = 256; // ended transfers remembered, so that their late chunks are dropped quietly
 const KINDS = new Set(['file', 'photo', 'voice']);
 const HEX64 = /^[0-9a-f]{64}$/;
 const SERVER_CODES = new Set(['file_too_large', 'unknown_file', 'bad_chunk', 'file_window', 'too_many_files', 'mailbox_full']);
-const MAX_NAME = 255; // characters of a file name kept (longer ones are cut)
+const MAX_NAME = 255;
+/**
+ * Types a received file keeps (it is shown: a photo, a voice note); anything else is saved as
+ * bytes, so that a page opened from its object URL (HTML, SVG) never runs in this origin.
+ */
+export const SHOWN = /^(image\/(jpeg|png|webp|gif|avif|bmp)|audio\/(webm|ogg|mp4|mpeg|aac|wav))$/; // characters of a file name kept (longer ones are cut)
 
 export const fileCanonical = {
   direct: (m, from) =>
@@ -113,6 +116,7 @@ export class Files {
 
   end(tr, state, error = '') {
     if (tr.ended) return;
+    clearTimeout(tr.idle);
     tr.ended = true;
     tr.state = state;
     tr.error = error;
@@ -283,128 +287,6 @@ export class Files {
       if (tr.own) this.end(tr, 'failed', t('file.err.connection', { name: tr.meta.name }));
       else if (!resumed) this.end(tr, 'failed', t('file.err.connection', { name: tr.meta.name }));
     }
-  }
-
-  // ------------------------------------------------------------ receiving
-
-  async onFile(msg) {
-    this.filesInit();
-    try {
-      const peer = this.sender(msg.from);
-      const verifier = await this.verifierOf(msg.from);
-      const all = msg.to === 'all';
-      const signed = all ? fileCanonical.all(msg, msg.from.key_id) : fileCanonical.direct(msg, msg.from.key_id);
-      if (!(await c.verify(verifier.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
-      if (!all && msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) throw new Error(t('reject.not_for_you'));
-      if (all && !this.chains.has(`${msg.from.key_id} ${msg.skid}`)) {
-        // Its chunks come right behind it: a file cannot wait for the key as a message does.
-        this.transmit({ type: 'key_request', to: msg.from.key_id, skid: msg.skid, n: msg.n });
-        throw new Error(t('file.err.no_key'));
-      }
-      if (!this.isFresh(msg.id, msg.ts)) return;
-      let text;
-      if (all) text = await this.openAll(msg);
-      else {
-        const key = await c.unwrap(this.identity, msg.key).catch(() => {
-          throw new Error(t('reject.unwrap'));
-        });
-        text = await c.open(key, msg.iv, msg.ciphertext).catch(() => {
-          throw new Error(t('reject.decrypt'));
-        });
-      }
-      const m = readManifest(text, msg, this.fileLimit('chunk_size'));
-      const from = peer.member;
-      const to = all ? { kind: 'all' } : { kind: 'direct', keyId: msg.to, name: this.nameOf(msg.to) };
-      const tr = {
-        id: msg.id, own: false, from, state: 'receiving', meta: m.meta, sha256: m.sha256, size: m.meta.size, chunks: m.chunks,
-        done: 0, next: 0, key: await importFileKey(m.key), hash: new Sha256(), parts: [], folded: [], blob: null,
-        record: { id: msg.id, ts: msg.ts, from, to, text: '', via: msg.via ?? null, own: from.keyId === this.identity.keyId, file: m.meta },
-      };
-      this.transfers.set(tr.id, tr);
-      this.changed(tr);
-    } catch (e) {
-      this.reject(msg, t('file.err.refused', { reason: e.message }));
-      if (typeof msg.id === 'string') this.send({ type: 'file_cancel', file: msg.id });
-    }
-  }
-
-  /** A frame of the chunk lane: handled, then acknowledged at once (the sender's window waits on it). */
-  async receiveChunk(msg) {
-    this.filesInit();
-    if (!Number.isSafeInteger(msg.cseq) || msg.cseq < 1 || !this.joined) return;
-    // The manifest (a `seq` frame) is acknowledged before its chunks: after a reload the server
-    // must not send a manifest again whose chunks it no longer has.
-    if (this.unacked) await this.flushAck();
-    if (msg.cseq > this.lastCseq) {
-      try {
-        await this.onChunk(msg);
-      } finally {
-        this.lastCseq = msg.cseq;
-      }
-    }
-    this.send({ type: 'ack', cseq: this.lastCseq });
-  }
-
-  async onChunk(msg) {
-    const tr = this.transfers.get(msg.file);
-    // A chunk of a file unknown, refused, cancelled or ended is dropped (still acknowledged).
-    if (!tr || tr.own || tr.ended) return;
-    const i = msg.i;
-    const name = tr.meta.name;
-    const n = Number.isSafeInteger(i) ? i + 1 : '?';
-    let bytes;
-    try {
-      if (msg.from?.key_id !== tr.from.keyId) throw new Error(t('file.err.chunk_sender', { n, name }));
-      if (i !== tr.next) throw new Error(t('file.err.chunk_order', { n, name, expected: tr.next + 1 }));
-      bytes = await openChunk(tr.key, tr.id, i, msg.iv, msg.ciphertext).catch(() => {
-        throw new Error(t('file.err.chunk_open', { n, name }));
-      });
-      const chunkSize = this.fileLimit('chunk_size');
-      const want = Math.min(chunkSize, tr.size - i * chunkSize);
-      if (bytes.length !== want) throw new Error(t('file.err.chunk_open', { n, name }));
-    } catch (e) {
-      this.send({ type: 'file_cancel', file: tr.id });
-      this.end(tr, 'failed', e.message);
-      return;
-    }
-    tr.hash.update(bytes);
-    tr.parts.push(bytes);
-    if (tr.parts.length >= FOLD_EVERY) {
-      tr.folded.push(new Blob(tr.parts));
-      tr.parts = [];
-    }
-    tr.next += 1;
-    tr.done += bytes.length;
-    if (tr.next < tr.chunks) {
-      this.changed(tr);
-      return;
-    }
-    if (tr.hash.hex() !== tr.sha256) {
-      this.end(tr, 'failed', t('file.err.hash', { name }));
-      return;
-    }
-    tr.blob = new Blob([...tr.folded, ...tr.parts], { type: tr.meta.mime });
-    tr.parts = [];
-    tr.folded = [];
-    tr.hash = null;
-    tr.ended = true;
-    tr.state = 'done';
-    this.changed(tr);
-  }
-
-  onFileCancel(msg) {
-    const tr = this.transfers?.get(msg.file);
-    if (!tr || tr.ended) return;
-    const reason = ['cancelled', 'timeout', 'sender_gone', 'mailbox_full', 'deleted'].includes(msg.reason) ? msg.reason : 'cancelled';
-    const by = typeof msg.by === 'string' ? this.nameOf(msg.by) : '';
-    const text = t(`file.cancel.${reason}`, { name: tr.meta.name, by });
-    // For @all, one recipient's cancel ends nothing for the others: the server says when it ends.
-    if (tr.own && tr.to === 'all' && reason === 'cancelled') {
-      tr.note = text;
-      this.changed(tr);
-      return;
-    }
-    this.end(tr, 'cancelled', text);
   }
 }
 

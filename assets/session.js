@@ -6,6 +6,7 @@
 // the `hooks` it is given. The bounds on receiving chains come from the server's `welcome.limits`.
 import * as c from './crypto.js';
 import { Connection } from './connection.js';
+import { FilesIn } from './fileopen.js';
 import { Files } from './files.js';
 import { t } from './i18n/i18n.js';
 import { PublicKeys } from './keys.js';
@@ -472,7 +473,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files]) {
+for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, FilesIn]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }

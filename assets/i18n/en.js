@@ -314,6 +314,7 @@ export default {
   'file.cancel.timeout': '{name} stopped: nothing came for too long.',
   'file.cancel.sender_gone': '{name} stopped: the sender’s connection ended.',
   'file.cancel.mailbox_full': '{name} stopped: it does not fit the mailbox of {by}, who is away.',
+  'file.cancel.mailbox_full_you': '{name} stopped: it did not fit your mailbox on the server while you were away.',
   'file.cancel.deleted': '{name} stopped: {by} is no longer a member.',
   'file.err.empty': '{name} is empty: there is nothing to send.',
   'file.err.too_large': '{name} is too large: {size}, at most {max} on this server. Nothing was sent.',

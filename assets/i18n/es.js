@@ -310,6 +310,7 @@ export default {
   'file.cancel.timeout': '{name} se detuvo: no llegó nada durante demasiado tiempo.',
   'file.cancel.sender_gone': '{name} se detuvo: la conexión del remitente terminó.',
   'file.cancel.mailbox_full': '{name} se detuvo: no cabe en el buzón de {by}, que está ausente.',
+  'file.cancel.mailbox_full_you': '{name} se detuvo: no cabía en tu buzón del servidor mientras estabas ausente.',
   'file.cancel.deleted': '{name} se detuvo: {by} ya no es miembro.',
   'file.err.empty': '{name} está vacío: no hay nada que enviar.',
   'file.err.too_large': '{name} es demasiado grande: {size}, como máximo {max} en este servidor. No se envió nada.',

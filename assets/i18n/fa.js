@@ -315,6 +315,7 @@ export default {
   'file.cancel.timeout': '{name} متوقف شد: مدتی طولانی چیزی نرسید.',
   'file.cancel.sender_gone': '{name} متوقف شد: اتصال فرستنده قطع شد.',
   'file.cancel.mailbox_full': '{name} متوقف شد: در صندوق پستی {by} که غایب است جا نمی‌شود.',
+  'file.cancel.mailbox_full_you': '{name} متوقف شد: در غیاب شما در صندوق پستی‌تان روی سرور جا نشد.',
   'file.cancel.deleted': '{name} متوقف شد: {by} دیگر عضو نیست.',
   'file.err.empty': '{name} خالی است: چیزی برای ارسال نیست.',
   'file.err.too_large': '{name} خیلی بزرگ است: {size}، حداکثر {max} در این سرور. چیزی فرستاده نشد.',

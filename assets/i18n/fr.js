@@ -311,6 +311,7 @@ export default {
   'file.cancel.timeout': '{name} arrêté : rien n’est arrivé depuis trop longtemps.',
   'file.cancel.sender_gone': '{name} arrêté : la connexion de l’expéditeur a pris fin.',
   'file.cancel.mailbox_full': '{name} arrêté : il ne tient pas dans la boîte de {by}, qui est absent.',
+  'file.cancel.mailbox_full_you': '{name} arrêté : il ne tenait pas dans votre boîte sur le serveur pendant votre absence.',
   'file.cancel.deleted': '{name} arrêté : {by} n’est plus membre.',
   'file.err.empty': '{name} est vide : rien à envoyer.',
   'file.err.too_large': '{name} est trop gros : {size}, au plus {max} sur ce serveur. Rien n’a été envoyé.',

@@ -331,6 +331,7 @@ export default {
   'file.cancel.timeout': '{name} остановлен: слишком долго ничего не приходило.',
   'file.cancel.sender_gone': '{name} остановлен: соединение отправителя прервалось.',
   'file.cancel.mailbox_full': '{name} остановлен: не помещается в почтовый ящик {by}, которого нет в сети.',
+  'file.cancel.mailbox_full_you': '{name} остановлен: не поместился в ваш почтовый ящик на сервере, пока вас не было.',
   'file.cancel.deleted': '{name} остановлен: {by} больше не участник.',
   'file.err.empty': '{name} пуст: отправлять нечего.',
   'file.err.too_large': '{name} слишком большой: {size}, на этом сервере не больше {max}. Ничего не отправлено.',

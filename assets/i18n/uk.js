@@ -331,6 +331,7 @@ export default {
   'file.cancel.timeout': '{name} зупинено: надто довго нічого не надходило.',
   'file.cancel.sender_gone': '{name} зупинено: з’єднання відправника обірвалося.',
   'file.cancel.mailbox_full': '{name} зупинено: не вміщається в поштову скриньку {by}, якого немає в мережі.',
+  'file.cancel.mailbox_full_you': '{name} зупинено: не вмістився у вашу поштову скриньку на сервері, поки вас не було.',
   'file.cancel.deleted': '{name} зупинено: {by} більше не учасник.',
   'file.err.empty': '{name} порожній: нічого надсилати.',
   'file.err.too_large': '{name} завеликий: {size}, на цьому сервері не більше {max}. Нічого не надіслано.',

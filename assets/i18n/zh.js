@@ -312,6 +312,7 @@ export default {
   'file.cancel.timeout': '{name} 已停止：太久没有收到任何内容。',
   'file.cancel.sender_gone': '{name} 已停止：发送者的连接已结束。',
   'file.cancel.mailbox_full': '{name} 已停止：不在线的 {by} 的信箱放不下它。',
+  'file.cancel.mailbox_full_you': '{name} 已停止：你不在线时，服务器上的信箱放不下它。',
   'file.cancel.deleted': '{name} 已停止：{by} 已不再是成员。',
   'file.err.empty': '{name} 是空的：没有可发送的内容。',
   'file.err.too_large': '{name} 太大：{size}，此服务器最多 {max}。没有发送任何内容。',

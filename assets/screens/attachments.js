@@ -71,6 +71,14 @@ function draw(view, tr) {
   const { card, record, li } = view;
   const meta = tr.meta ?? record.file;
   view.tr = tr;
+  // On its way: the bar and its words move, the card (and its Cancel button) stays as it is.
+  const moving = tr.state === 'waiting' || tr.state === 'sending' || tr.state === 'receiving';
+  if (moving && view.bar && card.dataset.state === tr.state && !tr.skipped?.length && !tr.note) {
+    view.bar.value = tr.done || 0;
+    view.words.textContent = progressWords(tr);
+    return;
+  }
+  view.bar = null;
   card.dataset.state = tr.state;
   // The message's delivery state speaks of the file once it is whole.
   li.dataset.transfer = tr.state;
@@ -87,7 +95,7 @@ function draw(view, tr) {
     parts.push(saveLink(meta, held));
   } else {
     parts.push(fileLine(meta, name, size));
-    if (tr.state === 'waiting' || tr.state === 'sending' || tr.state === 'receiving') parts.push(progress(record, tr));
+    if (moving) parts.push(progress(view, tr));
     else if (tr.state === 'failed' || tr.state === 'cancelled') parts.push(el('p', { class: `file-status ${tr.state}`, text: tr.error }));
     else if (tr.state === 'absent') parts.push(el('p', { class: 'file-status', text: tr.error || t('file.not_kept') }));
     else if (tr.state === 'done') parts.push(el('p', { class: 'file-status', text: t('file.sent_done') }));
@@ -102,12 +110,17 @@ function fileLine(meta, name, size) {
   return el('div', { class: 'file-line' }, el('span', { class: 'file-icon' }, icon(meta.kind === 'voice' ? MIC : DOC)), el('span', { class: 'file-text' }, name, el('span', { class: 'file-kind', text: `${kind} \u00b7 ` }), size));
 }
 
-function progress(record, tr) {
+const progressWords = (tr) =>
+  tr.state === 'waiting' ? t('file.waiting') : t(tr.own ? 'file.sending' : 'file.receiving', { done: ltr(sizeText(tr.done || 0)), size: ltr(sizeText(tr.size)) });
+
+function progress(view, tr) {
   const bar = el('progress', { max: String(tr.size || tr.meta.size), value: String(tr.done || 0), 'aria-label': t('file.progress_label', { name: tr.meta.name }) });
-  const words = tr.state === 'waiting' ? t('file.waiting') : t(tr.own ? 'file.sending' : 'file.receiving', { done: ltr(sizeText(tr.done || 0)), size: ltr(sizeText(tr.size)) });
+  const words = el('span', { class: 'file-words', text: progressWords(tr) });
   const cancel = el('button', { type: 'button', class: 'file-cancel', text: t('file.cancel'), 'aria-label': t('file.cancel_label', { name: tr.meta.name }) });
-  cancel.addEventListener('click', () => S.chat?.cancelFile(record.id));
-  return el('div', { class: 'file-progress' }, bar, el('span', { class: 'file-words', text: words }), cancel);
+  cancel.addEventListener('click', () => S.chat?.cancelFile(view.record.id));
+  view.bar = bar;
+  view.words = words;
+  return el('div', { class: 'file-progress' }, bar, words, cancel);
 }
 
 function thumbnail(record, meta, held) {
@@ -239,7 +252,9 @@ async function stopVoice(send) {
   }
   const { blob, mime, duration_ms } = await rec.recorder.stop();
   if (duration_ms < HOLD_MIN_MS || !blob.size) {
+    // Shown on a phone too (the hint line is hidden there unless it says something wrong).
     $('composer-hint').textContent = t('file.hold_hint');
+    $('composer-hint').classList.add('error');
     return;
   }
   const file = new File([blob], voiceName(mime), { type: mime });
@@ -323,7 +338,10 @@ export function initAttachments() {
 
 /** Draws every card again (after a change of language). */
 export function redrawAttachments() {
-  for (const view of views.values()) if (view.tr) draw(view, view.tr);
+  for (const view of views.values()) {
+    view.bar = null;
+    if (view.tr) draw(view, view.tr);
+  }
 }
 
 /** Forgets every file shown (after "Forget this device"). */

@@ -198,7 +198,12 @@ test('keyboard only: join with Enter, open a conversation with Tab and Enter, Sh
   const got = await waitMessage(b, 'first line\nsecond line');
   assert.equal(got.from, 'alice');
   assert.equal(await a.inputValue('#text'), '');
-  // The history scrolls by keyboard: the conversation is a focusable region.
+  // Before the message box: the voice note and attach buttons; then the history, which scrolls by
+  // keyboard: the conversation is a focusable region.
+  await a.keyboard.press('Shift+Tab');
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'record');
+  await a.keyboard.press('Shift+Tab');
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'attach');
   await a.keyboard.press('Shift+Tab');
   assert.equal(await a.evaluate(() => !!document.activeElement.closest('#conversation')), true);
   await a.focus('#conversation');

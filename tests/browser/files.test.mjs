@@ -299,6 +299,9 @@ test('a file for an away member whose mailbox cannot hold it is refused, and the
   await alice.waitForSelector(`${card('away.bin')}[data-state="failed"]`);
   assert.match(await alice.textContent(`${card('away.bin')} .file-status`), /away\.bin was not sent: the recipient is away and their mailbox cannot hold it/);
   assert.equal(sent(alice, 'chunk'), 0);
+  // To Everyone: the sender is told who was skipped.
+  await attach(alice, '@all', { name: 'skips.bin', mimeType: 'application/octet-stream', buffer: randomBytes(2 * 1024 * 1024) });
+  await alice.waitForFunction((sel) => /Not sent to .*erinn.*: away, and their mailbox cannot hold it\./.test(document.querySelector(sel)?.textContent ?? ''), card('skips.bin'));
   assertClean(alice);
 });
 
@@ -368,6 +371,19 @@ test('hostile chunks are refused with a visible error naming the file and the ch
   await attach(mallory, 'bobby', file('foreign.bin'));
   await bob.waitForSelector(`${card('foreign.bin')}[data-state="failed"]`, { timeout: 30000 });
   assert.equal(await bob.textContent(`${card('foreign.bin')} .file-status`), 'Chunk 1 of foreign.bin did not open: altered or not from this file. The file was stopped.');
+  // A manifest whose SHA-256 is not that of the file: every chunk opens, the whole is refused.
+  await tamper(mallory, 'none');
+  await mallory.evaluate(async () => {
+    const { S } = await import('/state.js');
+    const seal = Object.getPrototypeOf(S.chat).sealFile;
+    S.chat.sealFile = (to, blob, meta) => seal.call(S.chat, to, blob, meta, '0'.repeat(64));
+  });
+  await attach(mallory, 'bobby', file('hash.bin'));
+  await bob.waitForSelector(`${card('hash.bin')}[data-state="failed"]`, { timeout: 30000 });
+  assert.equal(await bob.textContent(`${card('hash.bin')} .file-status`), 'hash.bin arrived altered: its SHA-256 does not match. It was thrown away.');
+  await mallory.evaluate(async () => {
+    delete (await import('/state.js')).S.chat.sealFile;
+  });
   // Out of order at the server: refused there (the sender sees why), and the receiver is told it ended.
   await tamper(mallory, 'skip');
   await attach(mallory, 'bobby', file('skipped.bin'));
@@ -424,7 +440,11 @@ test('a photo, a file card, a voice note and progress bars on a phone: axe finds
       await axe(page, `files ${who} ${scheme}`);
       await page.screenshot({ path: screenshotPath(`files-${who}-phone-${scheme}`) });
       // And the photo at the top of the conversation.
-      await page.evaluate(() => document.querySelector('.attachment .thumb').scrollIntoView({ block: 'start' }));
+      await page.evaluate(() => {
+        const s = document.getElementById('conversation');
+        const li = document.querySelector('.attachment .thumb').closest('.msg');
+        s.scrollTop += li.getBoundingClientRect().top - s.getBoundingClientRect().top - 8;
+      });
       await page.screenshot({ path: screenshotPath(`files-${who}-phone-${scheme}-photo`) });
     }
   }
