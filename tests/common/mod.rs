@@ -62,6 +62,10 @@ pub struct TestServer {
 
 pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::local(AdminKey::Loaded(admin_key()));
+    // What the admin's prompt receives (every file to all) is saved out of the source tree.
+    config.files_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("admin-files")
+        .join(dyspatcher::crypto::random_id());
     configure(&mut config);
     TestServer {
         running: server::start(config).expect("server starts"),
