@@ -218,18 +218,33 @@ struct Saving {
     sha256: String,
 }
 
+/// What an endpoint saves into its files folder in one run, at most: members can send the admin's
+/// prompt every file to all, and a phone's storage must not fill up. Past it, files are refused
+/// (cancelled) with a line saying why.
+pub const SAVE_BUDGET_BYTES: u64 = 512 * 1024 * 1024;
+
 /// Where received files go: one open file per transfer, removed if the transfer fails.
 pub struct Inbox {
     dir: PathBuf,
     open: HashMap<String, Saving>,
+    /// Bytes saved or being saved in this run (a file counts its whole size from its offer).
+    used: u64,
+    budget: u64,
 }
 
 impl Inbox {
-    /// Saves into `dir` (made when the first file comes).
+    /// Saves into `dir` (made when the first file comes), at most [`SAVE_BUDGET_BYTES`].
     pub fn new(dir: PathBuf) -> Self {
+        Self::with_budget(dir, SAVE_BUDGET_BYTES)
+    }
+
+    /// Saves into `dir`, at most `budget` bytes in this run.
+    pub fn with_budget(dir: PathBuf, budget: u64) -> Self {
         Self {
             dir,
             open: HashMap::new(),
+            used: 0,
+            budget,
         }
     }
 
@@ -246,7 +261,16 @@ impl Inbox {
         size: u64,
         sha256: &str,
     ) -> io::Result<PathBuf> {
+        if self.used.saturating_add(size) > self.budget {
+            return Err(io::Error::other(format!(
+                "this run has saved {} of files, and {} more would pass its limit of {}",
+                super::desk::human(self.used),
+                super::desk::human(size),
+                super::desk::human(self.budget)
+            )));
+        }
         let (path, file) = create_unique(&self.dir, &sanitize_name(name))?;
+        self.used += size;
         self.open.insert(
             id.to_string(),
             Saving {
@@ -280,6 +304,7 @@ impl Inbox {
         let s = self.open.remove(id)?;
         drop(s.file);
         let _ = std::fs::remove_file(&s.path);
+        self.used = self.used.saturating_sub(s.size);
         Some(s.name)
     }
 
@@ -292,6 +317,30 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inbox_saves_at_most_its_budget_and_gets_back_what_failed() {
+        let dir =
+            std::env::temp_dir().join(format!("dyspatcher-inbox-{}", crate::crypto::random_id()));
+        let mut inbox = Inbox::with_budget(dir.clone(), 1000);
+        inbox.offered("a", "one.bin", 600, "").unwrap();
+        let e = inbox.offered("b", "two.bin", 600, "").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this run has saved 600 B of files, and 600 B more would pass its limit of 1000 B"
+        );
+        assert!(
+            !dir.join("two.bin").exists(),
+            "nothing is created for a refused file"
+        );
+        // A transfer that failed gives its room back; one that ended keeps it.
+        inbox.abandon("a");
+        inbox.offered("c", "three.bin", 600, "").unwrap();
+        inbox.done("c").unwrap();
+        assert!(inbox.offered("d", "four.bin", 401, "").is_err());
+        inbox.offered("e", "five.bin", 400, "").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn hostile_names_are_made_safe() {
