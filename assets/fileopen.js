@@ -16,9 +16,10 @@ export class FilesIn {
     this.filesInit();
     try {
       const peer = this.sender(msg.from);
+      const verifier = await this.verifierOf(msg.from);
       const all = msg.to === 'all';
       const signed = all ? fileCanonical.all(msg, msg.from.key_id) : fileCanonical.direct(msg, msg.from.key_id);
-      if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
+      if (!(await c.verify(verifier.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (!all && msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) throw new Error(t('reject.not_for_you'));
       if (all && !this.chains.has(`${msg.from.key_id} ${msg.skid}`)) {
         // Its chunks come right behind it: a file cannot wait for the key as a message does.

@@ -166,7 +166,10 @@ export class Files {
     if (to === 'all') {
       if (this.options.disable_all && !this.me.admin) throw new Error(t('send.all_disabled'));
       const own = this.own;
-      const lacking = [...this.peers.keys()].filter((k) => (k !== this.identity.keyId || this.otherEndpoint) && !own.given.has(k));
+      const wanted = [...this.peers.keys()].filter((k) => (k !== this.identity.keyId || this.otherEndpoint) && !own.given.has(k));
+      // Their public keys first (fetched in batches); whoever has none now gets ours next time.
+      await this.needKeys(wanted);
+      const lacking = wanted.filter((k) => this.keyOf(k));
       await this.distribute(lacking, own.n, own.ck);
       lacking.forEach((k) => own.given.add(k));
       const { mk, next } = await c.chainStep(own.ck);
@@ -183,9 +186,12 @@ export class Files {
     } else {
       const peer = this.peers.get(to);
       if (!peer) throw new Error(t('send.gone'));
+      await this.needKeys([to]);
+      const theirs = this.keyOf(to);
+      if (!theirs) throw new Error(t('send.gone'));
       const key = c.randomBytes(32);
       const { iv, ciphertext } = await c.seal(key, text);
-      const keys = { [to]: await c.wrap(peer.wrapKey, key) };
+      const keys = { [to]: await c.wrap(theirs.wrapKey, key) };
       if (to !== this.identity.keyId) keys[this.identity.keyId] = await c.wrap(this.identity.wrapKey, key);
       msg = { type: 'file', id, ts: this.now(), to, size, chunks, iv, ciphertext, keys };
       msg.signature = await c.sign(this.identity, fileCanonical.direct(msg, this.identity.keyId));

@@ -194,6 +194,13 @@ fn starts_prints_the_url_and_quits_cleanly() {
     assert!(child.wait().unwrap().success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    // One line for the stop, not the prompt's own and the hub's notice to every connection.
+    let stopping = rest.iter().filter(|l| l.contains("stopping")).count();
+    assert_eq!(stopping, 1, "{rest:?}");
+    assert!(
+        !rest.iter().any(|l| l.contains("shutting down")),
+        "{rest:?}"
+    );
 }
 
 /// SIGHUP re-reads the allow list of an interactive server; SIGINT stops it gracefully.

@@ -85,6 +85,7 @@ async fn offer_by_hand(
     data: &[u8],
 ) -> dyspatcher::session::OutgoingFile {
     let dest = Destination::Direct(to.to_string());
+    a.fetch_keys(vec![to.to_string()]).await.unwrap();
     let (msgs, file) = a.session_mut().seal_file(&dest, &meta(name, data)).unwrap();
     for m in &msgs {
         a.send_msg(m).await.unwrap();

@@ -77,23 +77,28 @@ fn admin_key_copy(dir: &Path) -> PathBuf {
     key
 }
 
+/// A server started in `dir` (home `dir/home`, transcript `dir/chat.log`, a copy of the admin's
+/// key `dir/admin.pem`) with `flags` before the common ones; `--ssl-self-signed` among the flags
+/// makes it serve TLS. Returns it with the transcript's and the key's paths.
+fn start(dir: &Path, flags: &[&str]) -> (Child, PathBuf, PathBuf) {
+    let (home, transcript, key) = (dir.join("home"), dir.join("chat.log"), admin_key_copy(dir));
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend([
+        "-p",
+        "0",
+        "--transcription",
+        transcript.to_str().unwrap(),
+        "--admin-private-key",
+        key.to_str().unwrap(),
+    ]);
+    (Child::start(&args, &home), transcript, key)
+}
+
 #[test]
 fn sigusr1_closes_everyone_erases_transcript_and_tls_state_and_keeps_the_key() {
     let dir = child::temp_dir("panic-usr1");
-    let (home, transcript, key) = (dir.join("home"), dir.join("chat.log"), admin_key_copy(&dir));
-    let mut server = Child::start(
-        &[
-            "--panic",
-            "-p",
-            "0",
-            "--ssl-self-signed",
-            "--transcription",
-            transcript.to_str().unwrap(),
-            "--admin-private-key",
-            key.to_str().unwrap(),
-        ],
-        &home,
-    );
+    let (mut server, transcript, key) = start(&dir, &["--panic", "--ssl-self-signed"]);
+    let home = dir.join("home");
     let url = format!("wss://{}/ws", server.addr());
     server.wait_for("fingerprint is");
     let pin = server.next_line().trim().to_string();
@@ -159,20 +164,7 @@ fn sigusr1_closes_everyone_erases_transcript_and_tls_state_and_keeps_the_key() {
 #[test]
 fn slash_panic_with_panic_deletes_key_erases_the_admin_key_too() {
     let dir = child::temp_dir("panic-prompt");
-    let (home, transcript, key) = (dir.join("home"), dir.join("chat.log"), admin_key_copy(&dir));
-    let mut server = Child::start(
-        &[
-            "--panic",
-            "--panic-deletes-key",
-            "-p",
-            "0",
-            "--transcription",
-            transcript.to_str().unwrap(),
-            "--admin-private-key",
-            key.to_str().unwrap(),
-        ],
-        &home,
-    );
+    let (mut server, transcript, key) = start(&dir, &["--panic", "--panic-deletes-key"]);
     let url = format!("ws://{}/ws", server.addr());
     server.wait_for("admin connected");
     let alice = join(&url, "alice", 0, None);
@@ -206,18 +198,7 @@ fn slash_panic_with_panic_deletes_key_erases_the_admin_key_too() {
 #[test]
 fn without_panic_neither_slash_panic_nor_sigusr1_does_anything() {
     let dir = child::temp_dir("panic-off");
-    let (home, transcript) = (dir.join("home"), dir.join("chat.log"));
-    let mut server = Child::start(
-        &[
-            "-p",
-            "0",
-            "--transcription",
-            transcript.to_str().unwrap(),
-            "--admin-private-key",
-            common::fixture("admin.pem").to_str().unwrap(),
-        ],
-        &home,
-    );
+    let (mut server, transcript, _) = start(&dir, &[]);
     let url = format!("ws://{}/ws", server.addr());
     server.wait_for("admin connected");
     let mut alice = join(&url, "alice", 0, None);
@@ -323,20 +304,7 @@ fn a_daemon_stops_on_sigusr1_and_leaves_no_transcript_nor_pid_file() {
 #[test]
 fn a_key_file_that_cannot_be_erased_is_reported_with_exit_code_4() {
     let dir = child::temp_dir("panic-incomplete");
-    let (home, transcript, key) = (dir.join("home"), dir.join("chat.log"), admin_key_copy(&dir));
-    let mut server = Child::start(
-        &[
-            "--panic",
-            "--panic-deletes-key",
-            "-p",
-            "0",
-            "--transcription",
-            transcript.to_str().unwrap(),
-            "--admin-private-key",
-            key.to_str().unwrap(),
-        ],
-        &home,
-    );
+    let (mut server, transcript, key) = start(&dir, &["--panic", "--panic-deletes-key"]);
     server.wait_for("admin connected");
     // Someone moved the key away meanwhile: the rest is still erased, and the exit says so.
     std::fs::rename(&key, dir.join("moved.pem")).unwrap();

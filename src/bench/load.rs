@@ -211,6 +211,7 @@ impl Run<'_> {
             sessions: !self.plan.raw,
             expect_members: a.members + 1,
             churn: churn.as_ref(),
+            pid: self.pid,
         };
         let cpu_joins = self.pid.and_then(proc::cpu_seconds);
         let joined = members::join_all(&spec, &self.ex, &shared).await?;
@@ -221,6 +222,9 @@ impl Run<'_> {
         report.join_wall = joined.wall;
         report.join_each = Summary::of(&joined.each);
         report.join_server = Summary::of(&joined.server_part);
+        report.join_cpu_first = joined.cpu_first;
+        report.join_cpu_last = joined.cpu_last;
+        report.welcome_bytes = joined.welcome_bytes;
         let mut full = Vec::new();
         for (i, role, task) in joined.full {
             let limit = Duration::from_secs(30);
@@ -395,6 +399,7 @@ impl Run<'_> {
                 keys: &keys,
                 threads: client_threads(),
             };
+            messages::fetch_keys(&mut senders, &sealing).await?;
             let sealed = messages::seal(&mut senders, &sealing)?;
             for ((i, _, mut client), sealed) in senders.into_iter().zip(sealed) {
                 let Sealed {

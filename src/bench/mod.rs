@@ -167,7 +167,7 @@ pub enum BenchError {
 /// Largest values the options accept: every run is bounded in count and time.
 pub mod bounds {
     /// Members.
-    pub const MEMBERS: usize = 1000;
+    pub const MEMBERS: usize = 5000;
     /// Messages per second.
     pub const RATE: u32 = 100_000;
     /// Seconds of sending.

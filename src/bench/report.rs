@@ -83,6 +83,12 @@ pub struct LoadReport {
     pub join_server: Option<Summary>,
     /// Server CPU seconds spent during the joins.
     pub join_server_cpu: Option<f64>,
+    /// Server CPU seconds over the first `TAIL_JOINS` joins.
+    pub join_cpu_first: Option<f64>,
+    /// Server CPU seconds over the last `TAIL_JOINS` joins.
+    pub join_cpu_last: Option<f64>,
+    /// Bytes of the last light member's welcome.
+    pub welcome_bytes: Option<usize>,
     /// Messages sent.
     pub sent: u64,
     /// Worst lateness of a send against its schedule.
@@ -166,6 +172,35 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Server CPU per join in ms, over `TAIL_JOINS` joins (or all, if fewer).
+    fn join_cpu_each_ms(&self, cpu: Option<f64>) -> Option<f64> {
+        let n = super::members::TAIL_JOINS
+            .min(self.plan.args.members)
+            .max(1);
+        cpu.map(|c| c * 1000.0 / n as f64)
+    }
+
+    /// The line on what joins cost the server at each end of the run, and the last welcome.
+    fn fmt_join_cpu(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Some(first), Some(last)) = (
+            self.join_cpu_each_ms(self.join_cpu_first),
+            self.join_cpu_each_ms(self.join_cpu_last),
+        ) else {
+            return Ok(());
+        };
+        let n = super::members::TAIL_JOINS.min(self.plan.args.members);
+        write!(
+            f,
+            "join CPU     server {first:.3} ms per join over the first {n}, {last:.3} ms over the last {n}"
+        )?;
+        if let Some(b) = self.welcome_bytes {
+            write!(f, "; the last welcome {b} bytes")?;
+        }
+        writeln!(f)
+    }
+}
+
+impl LoadReport {
     /// An empty report for `plan`.
     pub fn new(plan: &Plan, url: &str) -> Self {
         Self {
@@ -178,6 +213,9 @@ impl LoadReport {
             join_each: None,
             join_server: None,
             join_server_cpu: None,
+            join_cpu_first: None,
+            join_cpu_last: None,
+            welcome_bytes: None,
             sent: 0,
             send_lag_max: Duration::ZERO,
             late_sends: 0,
@@ -379,6 +417,7 @@ impl fmt::Display for LoadReport {
             )?;
         }
         writeln!(f)?;
+        self.fmt_join_cpu(f)?;
         if let (Some(idle), Some(joined)) = (self.idle, self.joined) {
             writeln!(
                 f,
@@ -434,6 +473,13 @@ impl fmt::Display for LoadReport {
             self.prompt_all_lines.map_or("-".into(), |n| n.to_string()),
             self.errors.values().sum::<u64>(),
             self.closed
+        )?;
+        write!(
+            f,
+            " join_first_ms={} join_last_ms={} welcome_bytes={}",
+            opt(self.join_cpu_each_ms(self.join_cpu_first), 3),
+            opt(self.join_cpu_each_ms(self.join_cpu_last), 3),
+            self.welcome_bytes.map_or("-".into(), |b| b.to_string()),
         )?;
         let (rejoin, replay) = self.back_times();
         let ms_of = |s: Option<Summary>, pick: fn(&Summary) -> Duration| {

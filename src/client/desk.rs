@@ -36,9 +36,18 @@ struct Receiving {
     shown_quarter: u64,
 }
 
+/// A `/send` waiting for the public keys it must wrap for (fetched with `get_keys`).
+struct AwaitingKeys {
+    to: Option<String>,
+    path: PathBuf,
+    keys: Vec<String>,
+}
+
 /// The transfers of one endpoint.
 pub struct Desk {
     inbox: Inbox,
+    /// Sends waiting for public keys, in order.
+    awaiting: Vec<AwaitingKeys>,
     /// Offered, waiting for the server's answer.
     offered: HashMap<String, Outgoing>,
     sending: HashMap<String, Outgoing>,
@@ -63,6 +72,7 @@ impl Desk {
     pub fn new(dir: PathBuf) -> Self {
         Self {
             inbox: Inbox::new(dir),
+            awaiting: Vec::new(),
             offered: HashMap::new(),
             sending: HashMap::new(),
             receiving: HashMap::new(),
@@ -81,6 +91,40 @@ impl Desk {
         session: &mut Session,
         to: Option<&str>,
         path: &Path,
+    ) -> Result<DeskOutput, String> {
+        self.offer(session, to, path, false)
+    }
+
+    /// Sends whose public keys came (or were answered unknown, or were never answered): sealed
+    /// now; a member whose key is still unknown is not given our sender key, and a file for one
+    /// fails with a line saying so.
+    pub fn keys_arrived(&mut self, session: &mut Session) -> DeskOutput {
+        let mut out = DeskOutput::default();
+        if self.awaiting.is_empty() {
+            return out;
+        }
+        let (ready, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|a| a.keys.iter().all(|k| !session.is_asked(k)));
+        self.awaiting = still;
+        for a in ready {
+            match self.offer(session, a.to.as_deref(), &a.path, true) {
+                Ok(more) => {
+                    out.send.extend(more.send);
+                    out.lines.extend(more.lines);
+                }
+                Err(e) => out.lines.push(format!("not sent: {e}")),
+            }
+        }
+        out
+    }
+
+    fn offer(
+        &mut self,
+        session: &mut Session,
+        to: Option<&str>,
+        path: &Path,
+        retry: bool,
     ) -> Result<DeskOutput, String> {
         let meta = describe(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.size == 0 {
@@ -106,8 +150,30 @@ impl Desk {
                 (Destination::Direct(key.to_string()), name.to_string())
             }
         };
+        // The member list carries no public keys: fetch those the manifest is wrapped for (the
+        // recipient's, or everyone's who lacks our sender key), then seal.
+        let missing: Vec<String> = match &dest {
+            Destination::Direct(k) if !session.has_key(k) => vec![k.clone()],
+            Destination::All => session.missing_for_all(),
+            _ => Vec::new(),
+        };
+        if !missing.is_empty() && !retry {
+            let send = session.request_keys(missing.clone());
+            self.awaiting.push(AwaitingKeys {
+                to: to.map(str::to_string),
+                path: path.to_path_buf(),
+                keys: missing,
+            });
+            return Ok(DeskOutput {
+                send,
+                lines: Vec::new(),
+            });
+        }
         let source = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (send, file) = session.seal_file(&dest, &meta).map_err(|e| e.to_string())?;
+        let (send, file) = session.seal_file(&dest, &meta).map_err(|e| match e {
+            crate::session::SendError::NoKey(_) => format!("no public key for {to_name}"),
+            e => e.to_string(),
+        })?;
         let id = file.id.clone();
         self.offered.insert(
             id,

@@ -100,6 +100,7 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
                     "file",
                     "chunk",
                     "file_cancel",
+                    "get_keys",
                 ]
                 .contains(&t.kind.as_str()) =>
             {

@@ -238,6 +238,8 @@ impl Endpoint {
                 self.show(event).await;
             }
         }
+        let out = self.desk.keys_arrived(&mut self.session);
+        self.desk_output(out).await;
     }
 
     /// Shows (and records in the transcript: names, sizes and hashes, never content) what the
@@ -262,8 +264,10 @@ impl Endpoint {
                 // Users who joined while the admin's key was being made get their welcome now.
                 if let Some(text) = self.welcome.clone() {
                     for m in members.iter().filter(|m| !m.admin) {
-                        if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
-                            self.send(msg).await;
+                        if let Ok(msgs) = self.session.queue_direct(&m.key_id, &text) {
+                            for msg in msgs {
+                                self.send(msg).await;
+                            }
                         }
                     }
                 }
@@ -275,8 +279,10 @@ impl Endpoint {
                 self.out
                     .notice(format!("{} ({}) joined", m.name, &m.key_id[..12]));
                 if let Some(text) = self.welcome.clone() {
-                    if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
-                        self.send(msg).await;
+                    if let Ok(msgs) = self.session.queue_direct(&m.key_id, &text) {
+                        for msg in msgs {
+                            self.send(msg).await;
+                        }
                     }
                 }
             }
@@ -304,6 +310,9 @@ impl Endpoint {
             Event::Rejected { from_name, reason } => self.out.show(format!(
                 "! a message from {from_name} was refused: {reason}"
             )),
+            // The prompt has already said "the server is stopping" itself, before the hub's
+            // notice to every connection: one line for one event.
+            Event::Notice { code, .. } if code == "shutting_down" => {}
             Event::Notice { text, .. } => self.out.notice(text),
             Event::Error { message, .. } => {
                 self.out.show(format!("! the server refused: {message}"))
@@ -339,6 +348,10 @@ impl Endpoint {
                     crate::protocol::DeliveryState::Delivered => format!("delivered to {name}"),
                 };
                 self.out.notice(text)
+            }
+            Event::NotSent { to, reason } => {
+                let to = self.session.name_of(&to).unwrap_or(&to).to_string();
+                self.out.show(format!("! not sent to {to}: {reason}"))
             }
             Event::Ack(_) => {}
             Event::File(_) | Event::FileSkipped { .. } => {}
@@ -401,14 +414,12 @@ impl Endpoint {
     async fn say(&mut self, to: Option<String>, text: &str) {
         let name = self.session.name().unwrap_or("ADMIN").to_string();
         let (msgs, shown_to) = match &to {
-            None => (self.session.seal_all(text), "@all".to_string()),
+            // Sent once the keys it needs are fetched (at once when they are known).
+            None => (self.session.queue_all(text), "@all".to_string()),
             Some(target) => {
                 let key = self.session.key_id_of(target).map(str::to_string);
                 match key {
-                    Some(k) => (
-                        self.session.seal_direct(&k, text).map(|m| vec![m]),
-                        target.clone(),
-                    ),
+                    Some(k) => (self.session.queue_direct(&k, text), target.clone()),
                     None => {
                         self.out.reply(format!(
                             "no member named {target}; /users lists who is here"

@@ -188,6 +188,10 @@ impl Chat {
                                 self.show(client, event);
                             }
                         }
+                        let out = self.desk.keys_arrived(client.session_mut());
+                        if let Err(e) = desk_output(client, out).await {
+                            return Ok(End::Lost(e));
+                        }
                     }
                     Err(e) => return Ok(End::Lost(e)),
                 },
@@ -469,6 +473,10 @@ pub fn print_event(client: &Client, event: Event, sent: &HashMap<String, (String
                 "[{now}] ! {dropped} message(s) kept for you were dropped while you were away ({})",
                 kinds.join(", ")
             )
+        }
+        Event::NotSent { to, reason } => {
+            let to = client.session().name_of(&to).unwrap_or(&to).to_string();
+            println!("[{now}] ! not sent to {to}: {reason}")
         }
         Event::Welcome { .. } | Event::Ack(_) => {}
         Event::File(_) | Event::FileSkipped { .. } => {}

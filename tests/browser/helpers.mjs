@@ -80,8 +80,13 @@ class Child {
 }
 
 /** Starts the real server on 127.0.0.1 (port 0 unless given) and waits for the URL it prints. */
+/** `--files-dir` in a fresh temporary folder unless `args` has one: nothing lands in the checkout. */
+function withFilesDir(args) {
+  return args.includes('--files-dir') ? args : [...args, '--files-dir', tempDir('dysp-files-')];
+}
+
 export async function startServer(args = [], { port = 0 } = {}) {
-  const server = new Child(BIN, ['-i', '127.0.0.1', '-p', String(port), ...args], {
+  const server = new Child(BIN, ['-i', '127.0.0.1', '-p', String(port), ...withFilesDir(args)], {
     env: { ...process.env, NO_COLOR: '1' },
   });
   const [url] = await server.waitFor(URL_RE, 20000);
@@ -93,7 +98,7 @@ export async function startServer(args = [], { port = 0 } = {}) {
 
 /** Starts `dyspatcher connect` (the Rust terminal client). */
 export function startTerminalClient(server, name, extra = []) {
-  return new Child(BIN, ['connect', server.wsUrl, '--name', name, ...extra], {
+  return new Child(BIN, ['connect', server.wsUrl, '--name', name, ...withFilesDir(extra)], {
     env: { ...process.env, NO_COLOR: '1' },
   });
 }

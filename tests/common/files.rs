@@ -43,6 +43,12 @@ pub async fn offer(c: &mut Client, to: &str, name: &str, data: Vec<u8>) -> Answe
         "all" => Destination::All,
         name => Destination::Direct(c.session().key_id_of(name).unwrap().to_string()),
     };
+    // The member list carries no public keys: fetch those the manifest is wrapped for.
+    let wanted = match &to {
+        Destination::Direct(k) => vec![k.clone()],
+        _ => c.session().missing_for_all(),
+    };
+    c.fetch_keys(wanted).await.unwrap();
     let (msgs, file) = c.session_mut().seal_file(&to, &meta(name, &data)).unwrap();
     for m in &msgs {
         c.send_msg(m).await.unwrap();

@@ -62,6 +62,11 @@ pub struct TestServer {
 
 pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::local(AdminKey::Loaded(admin_key()));
+    // Files sent to the admin are saved in a folder of this server's own, never in the checkout.
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.files_dir =
+        std::env::temp_dir().join(format!("dyspatcher-test-files-{}-{n}", std::process::id()));
     configure(&mut config);
     TestServer {
         running: server::start(config).expect("server starts"),

@@ -38,15 +38,18 @@ impl Session {
         let ts = self.now();
         let out = match to {
             Destination::Direct(to) => {
+                if !self.peers.contains_key(to) {
+                    return Err(SendError::UnknownMember(to.clone()));
+                }
                 let recipient = self
-                    .peers
+                    .keys
                     .get(to)
-                    .ok_or_else(|| SendError::UnknownMember(to.clone()))?;
+                    .ok_or_else(|| SendError::NoKey(to.clone()))?;
                 let key = zeroize::Zeroizing::new(crypto::random_bytes::<{ crypto::KEY_LEN }>());
                 let (iv, ct) = crypto::aes_seal(&key, &plain);
                 let (iv, ciphertext) = (b64(&iv), b64(&ct));
                 let mut keys = std::collections::BTreeMap::new();
-                keys.insert(to.clone(), b64(&recipient.key.wrap(key.as_slice())));
+                keys.insert(to.clone(), b64(&recipient.wrap(key.as_slice())));
                 if to != self.key_id() {
                     let own = b64(&self.me.public().wrap(key.as_slice()));
                     keys.insert(self.key_id().to_string(), own);
