@@ -24,8 +24,7 @@ before(async () => {
   dir = tempDir();
   keys = {};
   for (const name of ['alice', 'bobby', 'carol', 'daveo', 'erinn', 'mallory', 'termy']) keys[name] = opensslKey(dir, name, 'pkcs8');
-  // Files the admin's prompt receives (everything sent to Everyone) are saved in the test's directory.
-  server = await startServer(['--files-dir', join(dir, 'admin-files')]);
+  server = await startServer();
   browser = await launchBrowser();
 });
 
@@ -258,7 +257,7 @@ test('either side can cancel a file on its way', { timeout: 120000 }, async (t) 
 });
 
 test('a file over the limit is refused before any chunk, in the page and at the server', { timeout: 120000 }, async (t) => {
-  const small = await startServer(['--max-file-mb', '1', '--files-dir', join(dir, 'admin-files-small')]);
+  const small = await startServer(['--max-file-mb', '1']);
   t.after(() => small.stop());
   const page = async (name) => {
     const p = await openPage(browser, small.url, { t, name });
