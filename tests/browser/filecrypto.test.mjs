@@ -100,7 +100,19 @@ async function pair({ tamper = (m) => m, window = 4 } = {}) {
     chat.ws = {
       readyState: 1,
       close() {},
-      send: (text) => pending.push({ name, msg: JSON.parse(text) }),
+      send: (text) => {
+        const msg = JSON.parse(text);
+        // Public keys are fetched on demand (`get_keys`), answered at once on the connection.
+        if (msg.type === 'get_keys') {
+          const known = new Map(Object.values(ids).map((id) => [id.keyId, id.publicB64]));
+          const keys = {};
+          const unknown = [];
+          for (const k of msg.key_ids) (known.has(k) ? (keys[k] = known.get(k)) : unknown.push(k));
+          queueMicrotask(() => chat.receiveNow(JSON.stringify({ type: 'keys', keys, unknown })));
+          return;
+        }
+        pending.push({ name, msg });
+      },
     };
   };
   for (const name of ['alice', 'bobby']) {
