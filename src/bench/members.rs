@@ -46,6 +46,8 @@ pub struct Joined {
     pub each: Vec<Duration>,
     /// Each light join: join sent to welcome received (the server's part).
     pub server_part: Vec<Duration>,
+    /// The largest welcome a light member received, in bytes (its JSON).
+    pub welcome_bytes: Option<usize>,
 }
 
 /// A full member's task: its client, once it has seen everyone join.
@@ -97,6 +99,8 @@ pub struct LightJoin {
     pub server_part: Option<Duration>,
     /// The welcome, read when resuming.
     pub welcome: Option<Welcome>,
+    /// The welcome's size in bytes (its JSON), when it joined.
+    pub welcome_bytes: Option<usize>,
 }
 
 /// The name of member `i`.
@@ -117,6 +121,7 @@ pub async fn join_all(
         wall: Duration::ZERO,
         each: Vec::new(),
         server_part: Vec::new(),
+        welcome_bytes: None,
     };
     let start = Instant::now();
     for i in 0..spec.members {
@@ -151,6 +156,7 @@ pub async fn join_all(
         if let Some(t) = j.server_part {
             joined.server_part.push(t);
         }
+        joined.welcome_bytes = joined.welcome_bytes.max(j.welcome_bytes);
         if role == Role::Sender {
             joined.writers.push((i, j.light.writer.clone()));
         }
@@ -189,6 +195,7 @@ pub async fn join_light(
             socket,
             server_part: None,
             welcome: None,
+            welcome_bytes: None,
         });
     };
     let nonce = loop {
@@ -221,20 +228,21 @@ pub async fn join_light(
     )
     .await
     .map_err(|e| fail(e.to_string()))?;
-    let welcome = loop {
+    let (welcome, welcome_bytes) = loop {
         let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
         if op != OP_TEXT {
             continue;
         }
         if p.starts_with(br#"{"type":"welcome""#) {
             // The member list is parsed only when resuming: a thousand joins would cost more.
-            break match since {
+            let parsed = match since {
                 Some(_) => Some(
                     serde_json::from_slice::<Welcome>(p)
                         .map_err(|e| fail(format!("unreadable welcome: {e}")))?,
                 ),
                 None => None,
             };
+            break (parsed, Some(p.len()));
         }
         if p.starts_with(br#"{"type":"error""#) {
             return Err(fail(String::from_utf8_lossy(p).into_owned()));
@@ -245,6 +253,7 @@ pub async fn join_light(
         socket,
         server_part: Some(sent.elapsed()),
         welcome,
+        welcome_bytes,
     })
 }
 

@@ -13,6 +13,7 @@
 //! descriptors and threads (`soak`). Every phase has a time limit.
 
 mod churn;
+mod limits;
 mod load;
 mod members;
 mod messages;
@@ -68,8 +69,8 @@ pub struct BenchArgs {
     /// folder of cached member keys (default ~/.cache/dyspatcher/bench-keys)
     #[argh(option)]
     pub keys_dir: Option<PathBuf>,
-    /// size of the member keys in bits (default 2048)
-    #[argh(option, default = "2048")]
+    /// size of the member keys in bits (default 4096, what browsers make; 2048 to compare)
+    #[argh(option, default = "4096")]
     pub bits: usize,
     /// start the server with a self-signed certificate and connect over wss://
     #[argh(switch)]
@@ -162,7 +163,7 @@ pub enum BenchError {
 /// Largest values the options accept: every run is bounded in count and time.
 pub mod bounds {
     /// Members.
-    pub const MEMBERS: usize = 1000;
+    pub const MEMBERS: usize = 5000;
     /// Messages per second.
     pub const RATE: u32 = 100_000;
     /// Seconds of sending.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::churn::Back;
+use super::limits::RateLimit;
 use super::proc::Memory;
 use super::tally::{self, Tally};
 use super::{Mode, Plan};
@@ -80,6 +81,10 @@ pub struct LoadReport {
     pub join_server: Option<Summary>,
     /// Server CPU seconds spent during the joins.
     pub join_server_cpu: Option<f64>,
+    /// The largest welcome a member received (the last to join), bytes.
+    pub welcome_bytes: Option<usize>,
+    /// The rate limit of a server started for the run.
+    pub rate_limit: Option<RateLimit>,
     /// Messages sent.
     pub sent: u64,
     /// Worst lateness of a send against its schedule.
@@ -175,6 +180,8 @@ impl LoadReport {
             join_each: None,
             join_server: None,
             join_server_cpu: None,
+            welcome_bytes: None,
+            rate_limit: None,
             sent: 0,
             send_lag_max: Duration::ZERO,
             late_sends: 0,
@@ -312,6 +319,18 @@ impl LoadReport {
         per_delivery(self.server_cpu, self.delivered)
     }
 
+    /// Server CPU microseconds per message sent (a direct message is one delivery; an `@all`
+    /// is one per member).
+    pub fn server_us_per_message(&self) -> Option<f64> {
+        per_delivery(self.server_cpu, self.sent)
+    }
+
+    /// Server CPU milliseconds per join, over the joins.
+    pub fn server_ms_per_join(&self) -> Option<f64> {
+        let members = self.plan.args.members;
+        (members > 0).then_some(self.join_server_cpu? * 1e3 / members as f64)
+    }
+
     fn client_us_per_delivery(&self) -> Option<f64> {
         per_delivery(self.client_cpu, self.delivered)
     }
@@ -375,6 +394,17 @@ impl fmt::Display for LoadReport {
             )?;
         }
         writeln!(f)?;
+        if self.join_server_cpu.is_some() || self.welcome_bytes.is_some() {
+            writeln!(
+                f,
+                "             server CPU {} ms per join; the largest welcome {} bytes",
+                opt(self.server_ms_per_join(), 3),
+                self.welcome_bytes.map_or("-".into(), |b| b.to_string())
+            )?;
+        }
+        if let Some(r) = self.rate_limit {
+            writeln!(f, "rate limit   {r}")?;
+        }
         if let (Some(idle), Some(joined)) = (self.idle, self.joined) {
             writeln!(
                 f,
@@ -402,7 +432,8 @@ impl fmt::Display for LoadReport {
             "result: members={} senders={} mode={mode} rate={} seconds={} bytes={} kind={} \
              join_s={:.3} join_cpu_s={} idle_kib={} joined_kib={} per_member_kib={} peak_kib={} sent={} \
              expected={} delivered={} lost={} dup={} dps={} p50_ms={} p99_ms={} max_ms={} \
-             server_cpu_s={} server_us={} client_us={} prompt={} errors={} closed={}",
+             server_cpu_s={} server_us={} server_us_msg={} join_cpu_ms={} welcome_bytes={} \
+             rate_limit={} client_us={} prompt={} errors={} closed={}",
             a.members,
             self.plan.senders,
             a.rate,
@@ -426,6 +457,14 @@ impl fmt::Display for LoadReport {
             opt(self.latency_ms(1.0), 2),
             opt(self.server_cpu, 2),
             opt(self.server_us_per_delivery(), 3),
+            opt(self.server_us_per_message(), 3),
+            opt(self.server_ms_per_join(), 3),
+            self.welcome_bytes.map_or("-".into(), |b| b.to_string()),
+            match self.rate_limit {
+                Some(RateLimit::Default(r)) => format!("default_{r}"),
+                Some(RateLimit::Raised { limit, .. }) => limit.to_string(),
+                None => "-".into(),
+            },
             opt(self.client_us_per_delivery(), 3),
             self.prompt_all_lines.map_or("-".into(), |n| n.to_string()),
             self.errors.values().sum::<u64>(),
@@ -517,8 +556,9 @@ impl LoadReport {
         if let Some(cpu) = self.server_cpu {
             writeln!(
                 f,
-                "server CPU   {cpu:.2} s: {} µs per delivery",
-                opt(self.server_us_per_delivery(), 3)
+                "server CPU   {cpu:.2} s: {} µs per delivery, {} µs per message",
+                opt(self.server_us_per_delivery(), 3),
+                opt(self.server_us_per_message(), 3)
             )?;
         }
         if let Some(cpu) = self.client_cpu {
