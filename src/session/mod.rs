@@ -353,9 +353,10 @@ impl Session {
     /// Handles one message from the server. A message whose sender's public key is not known
     /// yet waits for it (and asks for it); what waited comes out when the `keys` answer does.
     pub fn handle(&mut self, msg: ServerMsg) -> Output {
-        match self.hold_for_key(msg) {
-            Ok(out) => out,
-            Err(msg) => self.handle_now(msg),
+        if self.must_wait(&msg) {
+            self.wait_for_key(msg)
+        } else {
+            self.handle_now(msg)
         }
     }
 
