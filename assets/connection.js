@@ -37,6 +37,11 @@ export class Connection {
   /** One frame received, in its turn (the session reads it). */
   receive() {}
 
+  /** A frame taken at once, before its turn; true when it was. */
+  receiveNow() {
+    return false;
+  }
+
   /** The membership ended (left or disposed): nothing more is kept. */
   left() {}
 
@@ -63,6 +68,8 @@ export class Connection {
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
+      // Answers that frames in the queue may be waiting for are taken at once (session.js).
+      if (this.receiveNow(ev.data)) return;
       // Checked again when its turn comes: a newer connection may have replaced this one meanwhile.
       this.enqueue(() => (this.ws === ws ? this.receive(ev.data) : undefined));
     };

@@ -32,9 +32,12 @@ export class Outgoing {
     if (!this.joined) throw new Error(t('send.not_connected'));
     const peer = this.peers.get(toKeyId);
     if (!peer) throw new Error(t('send.gone'));
+    await this.needKeys([toKeyId]);
+    const theirs = this.keyOf(toKeyId);
+    if (!theirs) throw new Error(t('send.gone'));
     const key = c.randomBytes(32);
     const { iv, ciphertext } = await c.seal(key, text);
-    const keys = { [toKeyId]: await c.wrap(peer.wrapKey, key) };
+    const keys = { [toKeyId]: await c.wrap(theirs.wrapKey, key) };
     if (toKeyId !== this.identity.keyId) keys[this.identity.keyId] = await c.wrap(this.identity.wrapKey, key);
     const msg = { type: 'direct', id: c.randomId(), ts: this.now(), to: toKeyId, iv, ciphertext, keys };
     msg.signature = await c.sign(this.identity, c.canonical.direct(msg, this.identity.keyId));
@@ -48,9 +51,12 @@ export class Outgoing {
     if (!this.joined) throw new Error(t('send.not_connected'));
     if (this.options.disable_all && !this.me.admin) throw new Error(t('send.all_disabled'));
     const own = this.own;
-    const lacking = [...this.peers.keys()].filter(
+    const wanted = [...this.peers.keys()].filter(
       (k) => (k !== this.identity.keyId || this.otherEndpoint) && !own.given.has(k),
     );
+    // Their public keys first (fetched in batches); whoever has none now gets ours next time.
+    await this.needKeys(wanted);
+    const lacking = wanted.filter((k) => this.keyOf(k));
     await this.distribute(lacking, own.n, own.ck);
     lacking.forEach((k) => own.given.add(k));
     const { mk, next } = await c.chainStep(own.ck);
@@ -81,8 +87,8 @@ export class Outgoing {
     for (let i = 0; i < keyIds.length; i += MAX_SENDER_KEY_ENTRIES) {
       const keys = {};
       for (const k of keyIds.slice(i, i + MAX_SENDER_KEY_ENTRIES)) {
-        const peer = this.peers.get(k);
-        if (peer) keys[k] = await c.wrap(peer.wrapKey, ck);
+        const key = this.keyOf(k);
+        if (key) keys[k] = await c.wrap(key.wrapKey, ck);
       }
       this.transmit({ type: 'sender_key', skid: own.skid, n, commitment, signature: own.signed.signature, keys });
     }

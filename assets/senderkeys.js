@@ -65,7 +65,7 @@ export class SenderKeys {
 
   async onSenderKey(msg) {
     try {
-      const peer = this.sender(msg.from);
+      const peer = await this.verifierOf(msg.from);
       const signed = c.canonical.senderKey(msg, msg.from.key_id);
       if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (!Number.isInteger(msg.n) || msg.n < 0 || msg.n >= 2 ** 32) throw new Error(t('reject.chain_index'));
@@ -104,7 +104,9 @@ export class SenderKeys {
     if (msg.skid !== this.own.skid || !this.peers.has(from)) return;
     const now = Date.now();
     const state = this.own.recent.find((r) => r.n === msg.n && now - r.t <= RECENT_TTL);
-    if (state) await this.distribute([from], state.n, state.ck);
+    if (!state) return;
+    await this.needKeys([from]);
+    await this.distribute([from], state.n, state.ck);
   }
 
 }

@@ -7,6 +7,7 @@
 import * as c from './crypto.js';
 import { Connection } from './connection.js';
 import { t } from './i18n/i18n.js';
+import { PublicKeys } from './keys.js';
 import { Outgoing } from './sealing.js';
 import { SenderKeys } from './senderkeys.js';
 import { Snapshots } from './snapshot.js';
@@ -53,7 +54,9 @@ export class Chat extends Connection {
     this.options = null;
     this.limits = null;
     this.offset = 0;
-    this.peers = new Map(); // key_id -> {member, verifyKey, wrapKey}
+    this.peers = new Map(); // key_id -> {member}
+    this.keys = new Map(); // key_id -> {verifyKey, wrapKey}: public keys fetched and checked (keys.js)
+    this.keyWaits = new Map(); // key_id -> {promise, resolve}: asked for, not answered yet
     this.former = new Map(); // members gone: their frames sent before may still arrive
     this.away = new Set(); // key_ids of away members
     this.otherEndpoint = false;
@@ -73,6 +76,7 @@ export class Chat extends Connection {
   /** Forgets what belongs to one connection. */
   connReset() {
     super.connReset();
+    this.dropKeyWaits?.();
     this.unacked = 0;
     this.unackedBytes = 0;
     clearTimeout(this.ackTimer);
@@ -246,14 +250,8 @@ export class Chat extends Connection {
     const before = new Map(this.peers);
     this.peers = new Map();
     for (const m of Array.isArray(msg.members) ? msg.members : []) {
-      const known = before.get(m?.key_id) ?? this.former.get(m?.key_id);
-      if (known && known.member.publicKey === m.public_key) {
-        known.member = { ...known.member, name: String(m.name), admin: !!m.admin };
-        this.peers.set(m.key_id, known);
-        this.former.delete(m.key_id);
-      } else {
-        await this.addPeer(m);
-      }
+      this.former.delete(m?.key_id);
+      this.addPeer(m);
     }
     // Whoever went while we were away must not open what we send next.
     let gone = false;
@@ -268,6 +266,7 @@ export class Chat extends Connection {
       const sender = id.split(' ')[0];
       if (!this.peers.has(sender) && !this.former.has(sender)) this.chains.delete(id);
     }
+    for (const k of this.keys.keys()) if (!this.peers.has(k) && !this.former.has(k)) this.keys.delete(k);
     this.away = new Set((Array.isArray(msg.away) ? msg.away : []).filter((k) => this.peers.has(k)));
     this.otherEndpoint = this.me.admin && this.peers.has(this.identity.keyId);
     this.joined = true;
@@ -284,20 +283,22 @@ export class Chat extends Connection {
   /** Keeps a departed member's keys for a while: its earlier frames may still be replayed. */
   remember(keyId, peer) {
     this.former.set(keyId, peer);
-    while (this.former.size > MAX_FORMER) this.former.delete(this.former.keys().next().value);
+    while (this.former.size > MAX_FORMER) {
+      const oldest = this.former.keys().next().value;
+      this.former.delete(oldest);
+      this.keys.delete(oldest);
+    }
   }
 
-  async addPeer(member) {
-    try {
-      const peer = await c.importPeer(member.public_key);
-      if (peer.keyId !== member.key_id) throw new Error(t('reject.key_id_mismatch'));
-      const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin, publicKey: member.public_key };
-      this.peers.set(member.key_id, { member: entry, ...peer });
-      return true;
-    } catch {
+  /** Lists a member (its public key is fetched when first needed: keys.js). */
+  addPeer(member) {
+    if (typeof member?.key_id !== 'string' || !/^[0-9a-f]{64}$/.test(member.key_id)) {
       this.hooks.rejected?.({ fromName: String(member?.name), reason: t('reject.unusable_key') });
       return false;
     }
+    const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin };
+    this.peers.set(member.key_id, { member: entry });
+    return true;
   }
 
   async onJoined(member) {
@@ -308,7 +309,7 @@ export class Chat extends Connection {
     this.former.delete(member.key_id);
     this.away.delete(member.key_id);
     if (member.key_id === this.identity.keyId) this.otherEndpoint = true;
-    if (!(await this.addPeer(member))) return;
+    if (!this.addPeer(member)) return;
     this.hooks.joined?.(this.peers.get(member.key_id).member, again);
     this.hooks.members?.(this.memberList());
   }
@@ -317,6 +318,7 @@ export class Chat extends Connection {
     if (msg.key_id === this.identity.keyId) this.otherEndpoint = false;
     else this.peers.delete(msg.key_id);
     this.former.delete(msg.key_id);
+    this.keys.delete(msg.key_id);
     this.away.delete(msg.key_id);
     for (const id of this.chains.keys()) if (id.startsWith(msg.key_id + ' ')) this.chains.delete(id);
     // Whoever left must not open what comes next.
@@ -418,7 +420,7 @@ export class Chat extends Connection {
 
   async onDirect(msg) {
     try {
-      const peer = this.sender(msg.from);
+      const peer = await this.verifierOf(msg.from);
       const signed = c.canonical.direct(msg, msg.from.key_id);
       if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) {
@@ -440,7 +442,7 @@ export class Chat extends Connection {
 
   async onAll(msg) {
     try {
-      const peer = this.sender(msg.from);
+      const peer = await this.verifierOf(msg.from);
       const signed = c.canonical.all(msg, msg.from.key_id);
       if (!(await c.verify(peer.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
       if (!this.chains.has(`${msg.from.key_id} ${msg.skid}`)) return this.park(msg);
@@ -456,7 +458,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [SenderKeys, Outgoing, Snapshots]) {
+for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }

@@ -6,7 +6,8 @@ import { RECENT_TTL } from './sealing.js';
 const SNAPSHOT_VERSION = 1;
 export const MAX_PENDING = 64; // @all messages waiting for their sender key
 
-const wireMember = (m) => ({ name: m.name, key_id: m.keyId, public_key: m.publicKey, admin: m.admin });
+// Members without their public keys: those are fetched again when needed (keys.js).
+const wireMember = (m) => ({ name: m.name, key_id: m.keyId, admin: m.admin });
 
 export class Snapshots {
   // ------------------------------------------------------------ across reloads
@@ -56,15 +57,15 @@ export class Snapshots {
       const peers = new Map();
       const former = new Map();
       for (const m of state.members || []) {
-        const peer = await c.importPeer(m.public_key).catch(() => null);
-        if (!peer || peer.keyId !== m.key_id) continue;
-        const entry = { name: String(m.name), keyId: m.key_id, admin: !!m.admin, publicKey: m.public_key };
-        (m.former ? former : peers).set(m.key_id, { member: entry, ...peer });
+        if (typeof m?.key_id !== 'string' || !/^[0-9a-f]{64}$/.test(m.key_id)) continue;
+        const entry = { name: String(m.name), keyId: m.key_id, admin: !!m.admin };
+        (m.former ? former : peers).set(m.key_id, { member: entry });
       }
       this.own = own;
       this.chains = chains;
       this.peers = peers;
       this.former = former;
+      this.keys = new Map();
       this.away = new Set(state.away || []);
       this.seen = new Map(state.seen);
       this.pending = (state.pending || []).slice(-MAX_PENDING);

@@ -486,6 +486,20 @@ impl Client {
         Ok(out.events)
     }
 
+    /// Fetches the public keys of `key_ids` that the session lacks (`get_keys`, in batches),
+    /// handling what arrives meanwhile; returns once each is known or refused by the server.
+    pub async fn fetch_keys(&mut self, key_ids: Vec<String>) -> Result<(), ClientError> {
+        for m in self.session.request_keys(key_ids.iter().cloned()) {
+            self.send_msg(&m).await?;
+        }
+        while key_ids.iter().any(|k| self.session.is_asked(k)) {
+            let msg = self.recv_msg().await?;
+            let events = self.process(msg).await?;
+            self.queued.extend(events);
+        }
+        Ok(())
+    }
+
     /// The next event, after opening and verifying.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         loop {
@@ -506,6 +520,7 @@ impl Client {
             .key_id_of(name)
             .ok_or_else(|| SendError::UnknownMember(name.to_string()))?
             .to_string();
+        self.fetch_keys(vec![key.clone()]).await?;
         let msg = self.session.seal_direct(&key, text)?;
         let ClientMsg::Direct(d) = &msg else {
             unreachable!("seal_direct seals a direct message")
@@ -519,6 +534,8 @@ impl Client {
     /// Sends an `@all` message (with the sender-key distributions it needs); returns its id.
     /// Kept until answered, as [`Client::send_direct`].
     pub async fn send_all(&mut self, text: &str) -> Result<String, ClientError> {
+        let missing = self.session.missing_for_all();
+        self.fetch_keys(missing).await?;
         let msgs = self.session.seal_all(text)?;
         let mut id = String::new();
         for m in &msgs {

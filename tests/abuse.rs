@@ -92,6 +92,8 @@ fn a_flood_is_rate_limited_and_others_are_unaffected() {
         let mut bob = server.join("bobby", &k[1]).await;
         wait_joined(&mut alice, "bobby").await;
         let bob_id = k[1].public().key_id().to_string();
+        // Bob's key is given, not fetched: a `get_keys` would take one of the burst's tokens.
+        alice.session_mut().add_keys([k[1].public().clone()]);
         let sealed: Vec<ClientMsg> = (0..30)
             .map(|i| {
                 alice
@@ -154,6 +156,8 @@ fn a_slow_reader_is_cut_while_others_keep_receiving() {
         wait_joined(&mut bob, "carol").await;
         let text = "x".repeat(30_000);
         let count = 600;
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let sealed: Vec<Vec<ClientMsg>> = (0..count)
             .map(|_| alice.session_mut().seal_all(&text).unwrap())
             .collect();
@@ -284,6 +288,8 @@ fn a_busy_prompt_does_not_hold_up_others() {
         // Each direct message to the admin costs the prompt an RSA decryption: as many as one
         // sender may cost it in a minute.
         let count = dyspatcher::console::KEY_OPS_PER_MINUTE as usize;
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let to_admin: Vec<ClientMsg> = (0..count)
             .map(|i| {
                 alice

@@ -336,6 +336,7 @@ fn garbage_wrapped_keys_for_the_admin_cost_a_budget_and_answer_nothing_different
         let admin = admin_key().public().key_id().to_string();
         let floods = dyspatcher::console::KEY_OPS_PER_MINUTE as usize + 80;
         let mut ids = Vec::new();
+        mallory.fetch_keys(vec![admin.clone()]).await.unwrap();
         for i in 0..floods {
             let msg = mallory.session_mut().seal_direct(&admin, "x").unwrap();
             let dyspatcher::protocol::ClientMsg::Direct(mut d) = msg else {

@@ -21,7 +21,6 @@ fn member(id: &Identity, name: &str) -> Member {
     Member {
         name: name.into(),
         key_id: id.public().key_id().into(),
-        public_key: B64.encode(id.public().spki_der()),
         admin: false,
     }
 }
@@ -44,6 +43,9 @@ fn pair() -> (Session, Session) {
     let (mut a, mut b) = (Session::new(alice), Session::new(bob));
     a.join_local("alice", members.clone(), options.clone());
     b.join_local("bobby", members, options);
+    let keys = [a.identity().public().clone(), b.identity().public().clone()];
+    a.add_keys(keys.clone());
+    b.add_keys(keys);
     (a, b)
 }
 

@@ -135,6 +135,8 @@ fn a_newcomer_cannot_open_earlier_all_messages() {
         let mut bob = server.join("bobby", &k[1]).await;
         wait_joined(&mut alice, "bobby").await;
         // Capture what alice sends before carol exists.
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let early = alice.session_mut().seal_all("before carol").unwrap();
         for m in &early {
             alice.send_msg(m).await.unwrap();
@@ -183,6 +185,8 @@ fn after_a_member_leaves_or_is_kicked_all_uses_fresh_sender_keys() {
         let mut carol = server.join("carol", &k[2]).await;
         let dave = server.join("david", &k[3]).await;
         wait_joined(&mut alice, "david").await;
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let first = alice.session_mut().seal_all("to four").unwrap();
         let skid_of = |msgs: &[ClientMsg]| match msgs.last() {
             Some(ClientMsg::All(a)) => a.skid.clone(),
@@ -206,6 +210,8 @@ fn after_a_member_leaves_or_is_kicked_all_uses_fresh_sender_keys() {
             .await
             .unwrap();
         assert_eq!(wait_left(&mut alice, "carol").await, "left");
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let second = alice.session_mut().seal_all("carol gone").unwrap();
         assert_ne!(skid_of(&first), skid_of(&second));
         assert!(!given(&second).contains(&k[2].public().key_id().to_string()));
@@ -215,6 +221,8 @@ fn after_a_member_leaves_or_is_kicked_all_uses_fresh_sender_keys() {
         server.prompt("/kick david");
         assert_eq!(wait_left(&mut alice, "david").await, "kicked");
         drop(dave);
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let third = alice.session_mut().seal_all("david gone").unwrap();
         assert_ne!(skid_of(&second), skid_of(&third));
         assert!(!given(&third).contains(&k[3].public().key_id().to_string()));
@@ -238,6 +246,8 @@ fn a_message_before_its_sender_key_opens_once_the_key_comes() {
         wait_joined(&mut alice, "bobby").await;
         // Alice sends the message but holds back the distribution, as when she had not yet seen
         // bob join: bob must ask, and alice answers.
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let msgs = alice.session_mut().seal_all("asked for").unwrap();
         let (dist, msg): (Vec<_>, Vec<_>) = msgs
             .into_iter()
@@ -275,6 +285,7 @@ fn altered_signatures_and_ciphertexts_are_rejected() {
             bytes[0] ^= 1;
             b64.encode(bytes)
         };
+        alice.fetch_keys(vec![bob_id.clone()]).await.unwrap();
         let ClientMsg::Direct(mut d) = alice.session_mut().seal_direct(&bob_id, "x").unwrap()
         else {
             panic!()
@@ -287,6 +298,8 @@ fn altered_signatures_and_ciphertexts_are_rejected() {
         };
         d.ciphertext = flip(&d.ciphertext);
         alice.send_msg(&ClientMsg::Direct(d)).await.unwrap();
+        let everyone = alice.session().missing_for_all();
+        alice.fetch_keys(everyone).await.unwrap();
         let mut msgs = alice.session_mut().seal_all("z").unwrap();
         if let Some(ClientMsg::All(a)) = msgs.last_mut() {
             a.ciphertext = flip(&a.ciphertext);
@@ -317,6 +330,10 @@ fn a_replayed_id_is_dropped() {
         let mut alice = server.join("alice", &k[0]).await;
         let mut bob = server.join("bobby", &k[1]).await;
         wait_joined(&mut alice, "bobby").await;
+        alice
+            .fetch_keys(vec![k[1].public().key_id().to_string()])
+            .await
+            .unwrap();
         let msg = alice
             .session_mut()
             .seal_direct(k[1].public().key_id(), "once")

@@ -4,12 +4,9 @@ use dyspatcher::protocol::{AllIn, ClientMsg, Member, Options, Sender, SenderKeyI
 use dyspatcher::session::{Event, Session};
 
 fn member(s: &Session, name: &str) -> Member {
-    use base64::Engine;
     Member {
         name: name.into(),
         key_id: s.key_id().into(),
-        public_key: base64::engine::general_purpose::STANDARD
-            .encode(s.identity().public().spki_der()),
         admin: false,
     }
 }
@@ -27,6 +24,9 @@ fn pair() -> (Session, Session) {
     };
     a.join_local("alice", members.clone(), options.clone());
     b.join_local("bobby", members, options);
+    let keys = [k[0].public().clone(), k[1].public().clone()];
+    a.add_keys(keys.clone());
+    b.add_keys(keys);
     (a, b)
 }
 

@@ -23,11 +23,9 @@ pub fn keys() -> (Arc<Identity>, Arc<Identity>) {
 
 /// The member `name` with key `id`, as a welcome lists it.
 pub fn member(name: &str, id: &Identity) -> Member {
-    use base64::Engine;
     Member {
         name: name.into(),
         key_id: id.public().key_id().into(),
-        public_key: base64::engine::general_purpose::STANDARD.encode(id.public().spki_der()),
         admin: false,
     }
 }
@@ -46,6 +44,8 @@ pub fn joined(me: &Arc<Identity>, name: &str, alice: &Identity, bob: &Identity) 
         vec![member("alice", alice), member("bobby", bob)],
         options,
     );
+    // The keys a client would have fetched with `get_keys`.
+    s.add_keys([alice.public().clone(), bob.public().clone()]);
     s
 }
 

@@ -224,6 +224,7 @@ impl Run<'_> {
             sessions: !self.plan.raw,
             expect_members: a.members + 1,
             churn: churn.as_ref(),
+            pid: self.pid,
         };
         let cpu_joins = self.pid.and_then(proc::cpu_seconds);
         let joined = members::join_all(&spec, &self.ex, &shared).await?;
@@ -232,9 +233,11 @@ impl Run<'_> {
             _ => None,
         };
         report.join_wall = joined.wall;
-        report.welcome_bytes = joined.welcome_bytes;
         report.join_each = Summary::of(&joined.each);
         report.join_server = Summary::of(&joined.server_part);
+        report.join_cpu_first = joined.cpu_first;
+        report.join_cpu_last = joined.cpu_last;
+        report.welcome_bytes = joined.welcome_bytes;
         let mut full = Vec::new();
         for (i, role, task) in joined.full {
             let limit = Duration::from_secs(30);
@@ -409,6 +412,7 @@ impl Run<'_> {
                 keys: &keys,
                 threads: client_threads(),
             };
+            messages::fetch_keys(&mut senders, &sealing).await?;
             let sealed = messages::seal(&mut senders, &sealing)?;
             for ((i, _, mut client), sealed) in senders.into_iter().zip(sealed) {
                 let Sealed {

@@ -46,9 +46,17 @@ pub struct Joined {
     pub each: Vec<Duration>,
     /// Each light join: join sent to welcome received (the server's part).
     pub server_part: Vec<Duration>,
-    /// The largest welcome a light member received, in bytes (its JSON).
+    /// Server CPU seconds over the first and the last [`TAIL_JOINS`] joins (or all, if fewer).
+    pub cpu_first: Option<f64>,
+    /// See `cpu_first`.
+    pub cpu_last: Option<f64>,
+    /// Bytes of the last welcome a light member read (the whole member list).
     pub welcome_bytes: Option<usize>,
 }
+
+/// Joins at each end of the run whose server CPU is measured apart: what a join costs in an
+/// empty room and in a full one.
+pub const TAIL_JOINS: usize = 250;
 
 /// A full member's task: its client, once it has seen everyone join.
 pub type Ready = Task<Result<Client, BenchError>>;
@@ -69,6 +77,8 @@ pub struct JoinSpec<'a> {
     pub expect_members: usize,
     /// Where receivers who may be cut register their sockets.
     pub churn: Option<&'a Arc<Churn>>,
+    /// The server's process id, to read its CPU time at the first and last joins.
+    pub pid: Option<u32>,
 }
 
 /// A light member's connection.
@@ -99,7 +109,7 @@ pub struct LightJoin {
     pub server_part: Option<Duration>,
     /// The welcome, read when resuming.
     pub welcome: Option<Welcome>,
-    /// The welcome's size in bytes (its JSON), when it joined.
+    /// The welcome's size in bytes, when it joined.
     pub welcome_bytes: Option<usize>,
 }
 
@@ -121,10 +131,25 @@ pub async fn join_all(
         wall: Duration::ZERO,
         each: Vec::new(),
         server_part: Vec::new(),
+        cpu_first: None,
+        cpu_last: None,
         welcome_bytes: None,
     };
+    let cpu = || spec.pid.and_then(super::proc::cpu_seconds);
+    let tail = TAIL_JOINS.min(spec.members);
+    let mut first_from = None;
+    let mut last_from = None;
     let start = Instant::now();
     for i in 0..spec.members {
+        if i == 0 {
+            first_from = cpu();
+        }
+        if i == tail {
+            joined.cpu_first = first_from.zip(cpu()).map(|(a, b)| b - a);
+        }
+        if i == spec.members - tail {
+            last_from = cpu();
+        }
         let role = (spec.role)(i);
         let key = spec.keys.get(i).cloned();
         let began = Instant::now();
@@ -153,10 +178,10 @@ pub async fn join_all(
         )
         .await?;
         joined.each.push(began.elapsed());
+        joined.welcome_bytes = j.welcome_bytes.or(joined.welcome_bytes);
         if let Some(t) = j.server_part {
             joined.server_part.push(t);
         }
-        joined.welcome_bytes = joined.welcome_bytes.max(j.welcome_bytes);
         if role == Role::Sender {
             joined.writers.push((i, j.light.writer.clone()));
         }
@@ -171,6 +196,11 @@ pub async fn join_all(
         joined.receivers.push(ex.spawn(task));
     }
     joined.wall = start.elapsed();
+    let end = cpu();
+    if tail == spec.members {
+        joined.cpu_first = first_from.zip(end).map(|(a, b)| b - a);
+    }
+    joined.cpu_last = last_from.zip(end).map(|(a, b)| b - a);
     Ok(joined)
 }
 
@@ -228,21 +258,22 @@ pub async fn join_light(
     )
     .await
     .map_err(|e| fail(e.to_string()))?;
-    let (welcome, welcome_bytes) = loop {
+    let welcome_bytes;
+    let welcome = loop {
         let (op, p) = reader.next().await.map_err(|e| fail(e.to_string()))?;
         if op != OP_TEXT {
             continue;
         }
         if p.starts_with(br#"{"type":"welcome""#) {
+            welcome_bytes = p.len();
             // The member list is parsed only when resuming: a thousand joins would cost more.
-            let parsed = match since {
+            break match since {
                 Some(_) => Some(
                     serde_json::from_slice::<Welcome>(p)
                         .map_err(|e| fail(format!("unreadable welcome: {e}")))?,
                 ),
                 None => None,
             };
-            break (parsed, Some(p.len()));
         }
         if p.starts_with(br#"{"type":"error""#) {
             return Err(fail(String::from_utf8_lossy(p).into_owned()));
@@ -253,7 +284,7 @@ pub async fn join_light(
         socket,
         server_part: Some(sent.elapsed()),
         welcome,
-        welcome_bytes,
+        welcome_bytes: Some(welcome_bytes),
     })
 }
 

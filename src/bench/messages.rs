@@ -64,6 +64,37 @@ pub struct Sent {
     pub error: Option<String>,
 }
 
+/// Fetches, for each sender, the public keys its messages need (the member list carries none):
+/// its recipients' for direct messages, everyone's for `@all`.
+pub async fn fetch_keys(
+    senders: &mut [(usize, Role, Client)],
+    plan: &Sealing<'_>,
+) -> Result<(), BenchError> {
+    for (s, _, client) in senders.iter_mut() {
+        let wanted: Vec<String> = if plan.recipient.is_empty() {
+            client.session().missing_for_all()
+        } else {
+            let mut w: Vec<String> = (*s..plan.total)
+                .step_by(plan.senders)
+                .filter_map(|i| plan.recipient.get(i))
+                .map(|&r| plan.keys[r as usize].clone())
+                .collect();
+            w.sort();
+            w.dedup();
+            w
+        };
+        let what = format!("{} fetching keys", members::name(*s));
+        super::within(Duration::from_secs(60), &what, async {
+            client
+                .fetch_keys(wanted)
+                .await
+                .map_err(|e| BenchError::Run(format!("{what}: {e}")))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// Seals every sender's messages, senders spread over threads.
 pub fn seal(
     senders: &mut [(usize, Role, Client)],

@@ -81,7 +81,11 @@ pub struct LoadReport {
     pub join_server: Option<Summary>,
     /// Server CPU seconds spent during the joins.
     pub join_server_cpu: Option<f64>,
-    /// The largest welcome a member received (the last to join), bytes.
+    /// Server CPU seconds over the first `TAIL_JOINS` joins.
+    pub join_cpu_first: Option<f64>,
+    /// Server CPU seconds over the last `TAIL_JOINS` joins.
+    pub join_cpu_last: Option<f64>,
+    /// Bytes of the last light member's welcome.
     pub welcome_bytes: Option<usize>,
     /// The rate limit of a server started for the run.
     pub rate_limit: Option<RateLimit>,
@@ -168,6 +172,35 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Server CPU per join in ms, over `TAIL_JOINS` joins (or all, if fewer).
+    fn join_cpu_each_ms(&self, cpu: Option<f64>) -> Option<f64> {
+        let n = super::members::TAIL_JOINS
+            .min(self.plan.args.members)
+            .max(1);
+        cpu.map(|c| c * 1000.0 / n as f64)
+    }
+
+    /// The line on what joins cost the server at each end of the run, and the last welcome.
+    fn fmt_join_cpu(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Some(first), Some(last)) = (
+            self.join_cpu_each_ms(self.join_cpu_first),
+            self.join_cpu_each_ms(self.join_cpu_last),
+        ) else {
+            return Ok(());
+        };
+        let n = super::members::TAIL_JOINS.min(self.plan.args.members);
+        write!(
+            f,
+            "join CPU     server {first:.3} ms per join over the first {n}, {last:.3} ms over the last {n}"
+        )?;
+        if let Some(b) = self.welcome_bytes {
+            write!(f, "; the last welcome {b} bytes")?;
+        }
+        writeln!(f)
+    }
+}
+
+impl LoadReport {
     /// An empty report for `plan`.
     pub fn new(plan: &Plan, url: &str) -> Self {
         Self {
@@ -180,6 +213,8 @@ impl LoadReport {
             join_each: None,
             join_server: None,
             join_server_cpu: None,
+            join_cpu_first: None,
+            join_cpu_last: None,
             welcome_bytes: None,
             rate_limit: None,
             sent: 0,
@@ -394,14 +429,7 @@ impl fmt::Display for LoadReport {
             )?;
         }
         writeln!(f)?;
-        if self.join_server_cpu.is_some() || self.welcome_bytes.is_some() {
-            writeln!(
-                f,
-                "             server CPU {} ms per join; the largest welcome {} bytes",
-                opt(self.server_ms_per_join(), 3),
-                self.welcome_bytes.map_or("-".into(), |b| b.to_string())
-            )?;
-        }
+        self.fmt_join_cpu(f)?;
         if let Some(r) = self.rate_limit {
             writeln!(f, "rate limit   {r}")?;
         }
@@ -432,7 +460,7 @@ impl fmt::Display for LoadReport {
             "result: members={} senders={} mode={mode} rate={} seconds={} bytes={} kind={} \
              join_s={:.3} join_cpu_s={} idle_kib={} joined_kib={} per_member_kib={} peak_kib={} sent={} \
              expected={} delivered={} lost={} dup={} dps={} p50_ms={} p99_ms={} max_ms={} \
-             server_cpu_s={} server_us={} server_us_msg={} join_cpu_ms={} welcome_bytes={} \
+             server_cpu_s={} server_us={} server_us_msg={} join_cpu_ms={} \
              rate_limit={} client_us={} prompt={} errors={} closed={}",
             a.members,
             self.plan.senders,
@@ -459,7 +487,6 @@ impl fmt::Display for LoadReport {
             opt(self.server_us_per_delivery(), 3),
             opt(self.server_us_per_message(), 3),
             opt(self.server_ms_per_join(), 3),
-            self.welcome_bytes.map_or("-".into(), |b| b.to_string()),
             match self.rate_limit {
                 Some(RateLimit::Default(r)) => format!("default_{r}"),
                 Some(RateLimit::Raised { limit, .. }) => limit.to_string(),
@@ -469,6 +496,13 @@ impl fmt::Display for LoadReport {
             self.prompt_all_lines.map_or("-".into(), |n| n.to_string()),
             self.errors.values().sum::<u64>(),
             self.closed
+        )?;
+        write!(
+            f,
+            " join_first_ms={} join_last_ms={} welcome_bytes={}",
+            opt(self.join_cpu_each_ms(self.join_cpu_first), 3),
+            opt(self.join_cpu_each_ms(self.join_cpu_last), 3),
+            self.welcome_bytes.map_or("-".into(), |b| b.to_string()),
         )?;
         let (rejoin, replay) = self.back_times();
         let ms_of = |s: Option<Summary>, pick: fn(&Summary) -> Duration| {

@@ -68,6 +68,7 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
                     "all",
                     "sender_key",
                     "key_request",
+                    "get_keys",
                 ]
                 .contains(&t.kind.as_str()) =>
             {

@@ -243,8 +243,10 @@ impl Endpoint {
                 // Users who joined while the admin's key was being made get their welcome now.
                 if let Some(text) = self.welcome.clone() {
                     for m in members.iter().filter(|m| !m.admin) {
-                        if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
-                            self.send(msg).await;
+                        if let Ok(msgs) = self.session.queue_direct(&m.key_id, &text) {
+                            for msg in msgs {
+                                self.send(msg).await;
+                            }
                         }
                     }
                 }
@@ -256,8 +258,10 @@ impl Endpoint {
                 self.out
                     .notice(format!("{} ({}) joined", m.name, &m.key_id[..12]));
                 if let Some(text) = self.welcome.clone() {
-                    if let Ok(msg) = self.session.seal_direct(&m.key_id, &text) {
-                        self.send(msg).await;
+                    if let Ok(msgs) = self.session.queue_direct(&m.key_id, &text) {
+                        for msg in msgs {
+                            self.send(msg).await;
+                        }
                     }
                 }
             }
@@ -321,6 +325,10 @@ impl Endpoint {
                 };
                 self.out.notice(text)
             }
+            Event::NotSent { to, reason } => {
+                let to = self.session.name_of(&to).unwrap_or(&to).to_string();
+                self.out.show(format!("! not sent to {to}: {reason}"))
+            }
             Event::Ack(_) => {}
         }
     }
@@ -368,14 +376,12 @@ impl Endpoint {
     async fn say(&mut self, to: Option<String>, text: &str) {
         let name = self.session.name().unwrap_or("ADMIN").to_string();
         let (msgs, shown_to) = match &to {
-            None => (self.session.seal_all(text), "@all".to_string()),
+            // Sent once the keys it needs are fetched (at once when they are known).
+            None => (self.session.queue_all(text), "@all".to_string()),
             Some(target) => {
                 let key = self.session.key_id_of(target).map(str::to_string);
                 match key {
-                    Some(k) => (
-                        self.session.seal_direct(&k, text).map(|m| vec![m]),
-                        target.clone(),
-                    ),
+                    Some(k) => (self.session.queue_direct(&k, text), target.clone()),
                     None => {
                         self.out.reply(format!(
                             "no member named {target}; /users lists who is here"

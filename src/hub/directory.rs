@@ -40,6 +40,8 @@ pub struct Member {
     pub name: String,
     /// The member as listed to clients, encoded once.
     pub json: Box<serde_json::value::RawValue>,
+    /// Its public key (SPKI DER, base64), answered to `get_keys`.
+    pub public_key: std::sync::Arc<str>,
     /// Whether this is the admin.
     pub admin: bool,
     /// Its seats.

@@ -99,13 +99,16 @@ impl Hub {
         let wire = WireMember {
             name: name.clone(),
             key_id: key.key_id().to_string(),
-            public_key: base64::engine::general_purpose::STANDARD.encode(key.spki_der()),
             admin,
         };
+        self.left_keys.forget(key.key_id());
         self.dir.add_member(Member {
             key_id: key.key_id().to_string(),
             name,
             json: protocol::encoded_member(&wire),
+            public_key: base64::engine::general_purpose::STANDARD
+                .encode(key.spki_der())
+                .into(),
             admin,
             seats: Vec::new(),
         });
@@ -370,6 +373,9 @@ impl Hub {
         let Some((member, seats)) = self.dir.remove_member(key_id) else {
             return;
         };
+        // What it sent before it left may still be on its way to someone who must verify it.
+        self.left_keys
+            .keep(key_id, member.public_key.clone(), Instant::now());
         for (id, seat) in seats {
             self.boxes.close(id);
             if let (Some((_, outbox)), Some((code, why))) = (seat.conn, close) {

@@ -18,6 +18,7 @@ use crate::ws::{self, Frame};
 mod bans;
 mod credit;
 mod directory;
+mod keys;
 mod mailbox;
 mod membership;
 mod moderate;
@@ -27,6 +28,7 @@ mod route;
 pub use bans::DEFAULT_KICK_MINUTES;
 pub use credit::{Budget, Credit, HUB_QUEUE_BYTES};
 pub use directory::{ConnId, Kind};
+pub use keys::{check_get_keys, LEFT_KEYS_KEPT};
 pub use outbox::{is_join_notice, Closed, Controls, Frames, Item, Outbox, Payload, PushError};
 
 use directory::Directory;
@@ -146,6 +148,8 @@ pub struct Hub {
     /// When away seats expire, in order (the grace period is the same for all).
     expiries: VecDeque<(Instant, SeatId, u64)>,
     console_dropped: u64,
+    /// Keys of members who left lately, still answered to `get_keys`.
+    left_keys: keys::LeftKeys,
 }
 
 /// The payload of a server message, encoded once.
@@ -248,7 +252,9 @@ impl Hub {
     /// A hub with no members.
     pub fn new(settings: HubSettings, allow: Option<Arc<AllowList>>) -> Self {
         let boxes = Mailboxes::new(settings.mailbox_bytes, settings.mailbox_total);
+        let left_keys = keys::LeftKeys::new(settings.away_grace);
         Self {
+            left_keys,
             settings,
             allow,
             dir: Directory::default(),
@@ -321,6 +327,7 @@ impl Hub {
         self.slow.clear();
         self.expiries.clear();
         self.console_dropped = 0;
+        self.left_keys = keys::LeftKeys::new(self.settings.away_grace);
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.
@@ -450,6 +457,7 @@ impl Hub {
             ClientMsg::All(a) => self.all(seat, a),
             ClientMsg::SenderKey(k) => self.sender_key(seat, k),
             ClientMsg::KeyRequest { to, skid, n } => self.key_request(seat, to, skid, n),
+            ClientMsg::GetKeys { key_ids } => self.get_keys(seat, key_ids),
         };
         if let Err(refusal) = result {
             self.refuse(conn, refusal);

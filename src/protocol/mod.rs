@@ -25,6 +25,8 @@ pub const MAX_CIPHERTEXT_B64: usize = (MAX_TEXT + 16).div_ceil(3) * 4;
 pub const MAX_RSA_B64: usize = 512usize.div_ceil(3) * 4;
 /// Largest number of wrapped keys in one `sender_key` message.
 pub const MAX_SENDER_KEY_ENTRIES: usize = 256;
+/// Largest number of key IDs in one `get_keys` message.
+pub const MAX_GET_KEYS: usize = 256;
 /// How far a message timestamp may be from the server's clock, in milliseconds.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// How long message ids are remembered to refuse replays, in milliseconds.
@@ -36,15 +38,14 @@ pub const DEFAULT_KICK_MINUTES: u64 = 10;
 /// Words no user may take as a name.
 pub const RESERVED_NAMES: [&str; 5] = ["admin", "all", "everyone", "server", "system"];
 
-/// A member as listed to clients.
+/// A member as listed to clients: no public key (a client asks for the keys it needs with
+/// `get_keys`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Member {
     /// Display name.
     pub name: String,
     /// Full key ID.
     pub key_id: String,
-    /// SPKI DER, base64.
-    pub public_key: String,
     /// Whether this is the admin.
     pub admin: bool,
 }
@@ -166,6 +167,11 @@ pub enum ClientMsg {
         skid: String,
         /// The chain index of the message that could not be opened.
         n: u32,
+    },
+    /// Asks for members' public keys (answered with `keys`).
+    GetKeys {
+        /// Key IDs, 1 to [`MAX_GET_KEYS`].
+        key_ids: Vec<String>,
     },
 }
 
@@ -435,6 +441,13 @@ pub enum ServerMsg {
     Ack {
         /// Its id.
         id: String,
+    },
+    /// The answer to `get_keys`: the public keys the server knows, and the key IDs it does not.
+    Keys {
+        /// SPKI DER, base64, by key ID.
+        keys: BTreeMap<String, String>,
+        /// Asked-for key IDs of no member this client sees (nor of one who left lately).
+        unknown: Vec<String>,
     },
     /// A notice from the server.
     Notice {

@@ -178,13 +178,11 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
     let alice = Member {
         name: "alice".into(),
         key_id: "k1".into(),
-        public_key: "cGs=".into(),
         admin: false,
     };
     let admin = Member {
         name: "ADMIN".into(),
         key_id: "k0".into(),
-        public_key: "cGs=".into(),
         admin: true,
     };
     let options = Options {

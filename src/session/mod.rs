@@ -17,8 +17,11 @@ use crate::protocol::{
 };
 use crate::replay::Seen;
 
+mod keys;
 mod open;
 mod seal;
+
+pub use keys::{KEY_ASK_TTL, MAX_DEFERRED, MAX_WAITING, MAX_WAITING_BYTES};
 
 /// `@all` messages kept while waiting for their sender key.
 const MAX_PENDING: usize = 64;
@@ -142,6 +145,13 @@ pub enum Event {
     },
     /// The server accepted a message of ours.
     Ack(String),
+    /// A message queued while the keys it needed were fetched could not be sent.
+    NotSent {
+        /// Whom it was for (a key ID, or `@all`).
+        to: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What handling one server message produced.
@@ -171,11 +181,12 @@ pub enum SendError {
     /// `@all` is disabled for us.
     #[error("@all is disabled on this server")]
     AllDisabled,
-}
-
-struct Peer {
-    member: Member,
-    key: PublicIdentity,
+    /// The recipient's public key is not known yet: fetch it with `get_keys` first.
+    #[error("the public key of {0} is not known yet")]
+    NoKey(String),
+    /// Too many messages already wait for keys.
+    #[error("too many messages are waiting for public keys")]
+    Busy,
 }
 
 struct OwnSenderKey {
@@ -216,7 +227,15 @@ pub struct Session {
     admin: bool,
     offset_ms: i64,
     options: Option<Options>,
-    peers: HashMap<String, Peer>,
+    peers: HashMap<String, Member>,
+    /// Public keys fetched and checked against their key IDs, parsed once.
+    keys: HashMap<String, PublicIdentity>,
+    /// Key IDs asked for with `get_keys` and not answered yet, with when.
+    asked: HashMap<String, Instant>,
+    /// Messages waiting for their sender's public key, in order of arrival.
+    waiting: VecDeque<(Instant, ServerMsg)>,
+    /// Messages of ours waiting for their recipients' public keys, in order.
+    deferred: VecDeque<keys::Deferred>,
     other_endpoint: bool,
     /// Members that are away (their connection ended; they are still members).
     away: HashSet<String>,
@@ -239,6 +258,7 @@ fn unb64(s: &str) -> Result<Vec<u8>, String> {
 impl Session {
     /// A session for `me`, not yet joined.
     pub fn new(me: Arc<Identity>) -> Self {
+        let own_key = (me.public().key_id().to_string(), me.public().clone());
         Self {
             me,
             name: None,
@@ -246,6 +266,10 @@ impl Session {
             offset_ms: 0,
             options: None,
             peers: HashMap::new(),
+            keys: HashMap::from([own_key]),
+            asked: HashMap::new(),
+            waiting: VecDeque::new(),
+            deferred: VecDeque::new(),
             other_endpoint: false,
             away: HashSet::new(),
             own: OwnSenderKey::fresh(),
@@ -279,7 +303,7 @@ impl Session {
 
     /// The members we see, sorted by name.
     pub fn members(&self) -> Vec<&Member> {
-        let mut list: Vec<&Member> = self.peers.values().map(|p| &p.member).collect();
+        let mut list: Vec<&Member> = self.peers.values().collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
@@ -293,13 +317,13 @@ impl Session {
     pub fn key_id_of(&self, name: &str) -> Option<&str> {
         self.peers
             .values()
-            .find(|p| p.member.name == name)
-            .map(|p| p.member.key_id.as_str())
+            .find(|p| p.name == name)
+            .map(|p| p.key_id.as_str())
     }
 
     /// The name of the member with `key_id`.
     pub fn name_of(&self, key_id: &str) -> Option<&str> {
-        self.peers.get(key_id).map(|p| p.member.name.as_str())
+        self.peers.get(key_id).map(|p| p.name.as_str())
     }
 
     /// The current time on the server's clock.
@@ -326,8 +350,18 @@ impl Session {
         self.welcome(name.to_string(), true, members, Vec::new(), false, options)
     }
 
-    /// Handles one message from the server.
+    /// Handles one message from the server. A message whose sender's public key is not known
+    /// yet waits for it (and asks for it); what waited comes out when the `keys` answer does.
     pub fn handle(&mut self, msg: ServerMsg) -> Output {
+        if self.must_wait(&msg) {
+            self.wait_for_key(msg)
+        } else {
+            self.handle_now(msg)
+        }
+    }
+
+    /// Handles one message whose sender's key, if it needs one, is known.
+    fn handle_now(&mut self, msg: ServerMsg) -> Output {
         match msg {
             ServerMsg::Challenge { .. } => Output::default(),
             ServerMsg::Welcome {
@@ -372,6 +406,7 @@ impl Session {
             ServerMsg::Delivery { id, to, state } => single(Event::Delivery { id, to, state }),
             ServerMsg::Gap { dropped, kinds, .. } => single(Event::Gap { dropped, kinds }),
             ServerMsg::Ack { id } => single(Event::Ack(id)),
+            ServerMsg::Keys { keys, unknown } => self.keys_answer(keys, unknown),
             ServerMsg::Notice { code, text, until } => single(Event::Notice {
                 code: code.as_str().to_string(),
                 text,
@@ -408,8 +443,11 @@ impl Session {
         let before: Vec<String> = self.peers.keys().cloned().collect();
         self.peers.clear();
         for m in &members {
-            self.add_peer(m.clone());
+            self.peers.insert(m.key_id.clone(), m.clone());
         }
+        let me = self.key_id().to_string();
+        self.keys
+            .retain(|k, _| *k == me || self.peers.contains_key(k));
         // A new membership: everyone forgot our old sender key. A resumed one: whoever we knew
         // and is gone left while we were away, and must not open what comes next.
         let someone_left = before.iter().any(|k| !self.peers.contains_key(k));
@@ -432,21 +470,6 @@ impl Session {
         })
     }
 
-    fn add_peer(&mut self, member: Member) -> bool {
-        let Ok(key) = unb64(&member.public_key)
-            .map_err(|_| CryptoError::NotRsaPublicKey)
-            .and_then(|der| PublicIdentity::from_spki_der(&der))
-        else {
-            return false;
-        };
-        if key.key_id() != member.key_id {
-            return false;
-        }
-        self.peers
-            .insert(member.key_id.clone(), Peer { member, key });
-        true
-    }
-
     fn joined(&mut self, member: Member) -> Output {
         // A known key joining again (the admin's web seat) must be given our sender key again.
         self.own.given.remove(&member.key_id);
@@ -454,12 +477,7 @@ impl Session {
         if member.key_id == self.key_id() {
             self.other_endpoint = true;
         }
-        if !self.add_peer(member.clone()) {
-            return single(Event::Rejected {
-                from_name: member.name,
-                reason: "the server announced an unusable public key".into(),
-            });
-        }
+        self.peers.insert(member.key_id.clone(), member.clone());
         single(Event::Joined(member))
     }
 
@@ -469,6 +487,7 @@ impl Session {
             self.other_endpoint = false;
         } else {
             self.peers.remove(&key_id);
+            self.keys.remove(&key_id);
         }
         self.chains.retain(|(sender, _), _| *sender != key_id);
         // Whoever leaves must not be able to open what comes next.

@@ -17,10 +17,12 @@ impl Session {
     }
 
     pub(super) fn sender_key(&self, key_id: &str) -> Result<&PublicIdentity, String> {
-        self.peers
+        if !self.peers.contains_key(key_id) && key_id != self.key_id() {
+            return Err("sender is not a known member".to_string());
+        }
+        self.keys
             .get(key_id)
-            .map(|p| &p.key)
-            .ok_or_else(|| "sender is not a known member".to_string())
+            .ok_or_else(|| "the sender's public key is not known".to_string())
     }
 
     pub(super) fn open_direct(&mut self, d: DirectIn) -> Output {
@@ -115,14 +117,17 @@ impl Session {
     /// When the oldest pending `@all` message is due to be given up on: call
     /// [`Session::expire_pending`] then (nothing to do before, so no need to wake).
     pub fn pending_due(&self) -> Option<Instant> {
-        self.pending
+        let pending = self
+            .pending
             .front()
-            .map(|(t, _)| *t + PENDING_TTL + Duration::from_millis(1))
+            .map(|(t, _)| *t + PENDING_TTL + Duration::from_millis(1));
+        [pending, self.keys_due()].into_iter().flatten().min()
     }
 
     /// Reports pending `@all` messages whose sender key never came. Call now and then.
     pub fn expire_pending(&mut self) -> Output {
         let mut out = Output::default();
+        self.expire_keys(&mut out);
         while self
             .pending
             .front()

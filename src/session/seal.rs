@@ -10,18 +10,18 @@ impl Session {
         if self.name.is_none() {
             return Err(SendError::NotJoined);
         }
+        if !self.peers.contains_key(to_key_id) {
+            return Err(SendError::UnknownMember(to_key_id.to_string()));
+        }
         let recipient = self
-            .peers
+            .keys
             .get(to_key_id)
-            .ok_or_else(|| SendError::UnknownMember(to_key_id.to_string()))?;
+            .ok_or_else(|| SendError::NoKey(to_key_id.to_string()))?;
         let key = zeroize::Zeroizing::new(crypto::random_bytes::<{ crypto::KEY_LEN }>());
         let (iv, ct) = crypto::aes_seal(&key, text.as_bytes());
         let (iv, ciphertext) = (b64(&iv), b64(&ct));
         let mut keys = std::collections::BTreeMap::new();
-        keys.insert(
-            to_key_id.to_string(),
-            b64(&recipient.key.wrap(key.as_slice())),
-        );
+        keys.insert(to_key_id.to_string(), b64(&recipient.wrap(key.as_slice())));
         if to_key_id != self.key_id() {
             let own = b64(&self.me.public().wrap(key.as_slice()));
             keys.insert(self.key_id().to_string(), own);
@@ -47,13 +47,12 @@ impl Session {
         if options.disable_all && !self.admin {
             return Err(SendError::AllDisabled);
         }
+        // Members whose key is not known are not given our sender key now: they get it with a
+        // later message, once their key is fetched (`missing_for_all`, `queue_all`).
         let lacking: Vec<String> = self
-            .peers
-            .keys()
-            .filter(|k| {
-                (*k != self.key_id() || self.other_endpoint) && !self.own.given.contains(*k)
-            })
-            .cloned()
+            .lacking_sender_key()
+            .into_iter()
+            .filter(|k| self.keys.contains_key(k))
             .collect();
         let mut out = self.distribution(&lacking, self.own.n, self.own.chain.clone());
         self.own.given.extend(lacking);
@@ -85,6 +84,17 @@ impl Session {
         Ok(out)
     }
 
+    /// The members who do not hold our current sender key.
+    pub(super) fn lacking_sender_key(&self) -> Vec<String> {
+        self.peers
+            .keys()
+            .filter(|k| {
+                (*k != self.key_id() || self.other_endpoint) && !self.own.given.contains(*k)
+            })
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn distribution(
         &mut self,
         to: &[String],
@@ -110,9 +120,9 @@ impl Session {
                 let keys = chunk
                     .iter()
                     .filter_map(|k| {
-                        self.peers
+                        self.keys
                             .get(k)
-                            .map(|p| (k.clone(), b64(&p.key.wrap(chain.bytes()))))
+                            .map(|p| (k.clone(), b64(&p.wrap(chain.bytes()))))
                     })
                     .collect();
                 ClientMsg::SenderKey(SenderKeyOut {
@@ -127,7 +137,8 @@ impl Session {
     }
 
     pub(super) fn answer_key_request(&mut self, from: &str, skid: &str, n: u32) -> Output {
-        if skid != self.own.skid || !self.peers.contains_key(from) {
+        if skid != self.own.skid || !self.peers.contains_key(from) || !self.keys.contains_key(from)
+        {
             return Output::default();
         }
         let now = Instant::now();

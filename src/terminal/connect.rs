@@ -419,6 +419,10 @@ pub fn print_event(client: &Client, event: Event, sent: &HashMap<String, (String
                 kinds.join(", ")
             )
         }
+        Event::NotSent { to, reason } => {
+            let to = client.session().name_of(&to).unwrap_or(&to).to_string();
+            println!("[{now}] ! not sent to {to}: {reason}")
+        }
         Event::Welcome { .. } | Event::Ack(_) => {}
     }
 }

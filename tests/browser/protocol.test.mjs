@@ -12,7 +12,16 @@ before(async () => {
   for (const name of ['alice', 'bobby', 'carol']) ids[name] = await c.generateIdentity(2048);
 });
 
-const member = (ch) => ({ name: ch.name, key_id: ch.identity.keyId, public_key: ch.identity.publicB64, admin: false });
+const member = (ch) => ({ name: ch.name, key_id: ch.identity.keyId, admin: false });
+
+/** The server's answer to `get_keys`: the keys of the test's identities, the others unknown. */
+function keysAnswer(msg) {
+  const known = new Map(Object.values(ids).map((id) => [id.keyId, id.publicB64]));
+  const keys = {};
+  const unknown = [];
+  for (const k of msg.key_ids) (known.has(k) ? (keys[k] = known.get(k)) : unknown.push(k));
+  return { type: 'keys', keys, unknown };
+}
 
 /**
  * Endpoints joined to one relay that numbers every frame per member (`seq`), acknowledges
@@ -24,6 +33,7 @@ class Relay {
     this.chats = new Map(); // name -> chat
     this.queue = [];
     this.accepted = new Set(); // message ids the "server" took
+    this.tamper = (answer) => answer; // what a hostile server does to `keys` answers
   }
 
   /** A Chat with a fake open socket; `state`/`save` as for a reload. */
@@ -49,6 +59,7 @@ class Relay {
     clearInterval(chat.sweeper);
     chat.events = events;
     chat.sent = [];
+    chat.asked = []; // key IDs it asked for with get_keys
     chat.seqOut = 0; // the relay's numbering of frames for this member
     this.connect(chat);
     return chat;
@@ -60,6 +71,12 @@ class Relay {
       readyState: 1,
       send: (text) => {
         const msg = JSON.parse(text);
+        // Answered at once, on the connection, as the server does (no seq); `tamper` may alter it.
+        if (msg.type === 'get_keys') {
+          chat.asked.push(...msg.key_ids);
+          queueMicrotask(() => chat.receiveNow(JSON.stringify(this.tamper(keysAnswer(msg)))));
+          return;
+        }
         chat.sent.push(msg);
         this.queue.push({ from: chat, msg });
       },
@@ -260,7 +277,7 @@ test('"joined" for a known key (the admin web seat) makes the next @all give the
   await alice.sendAll('one');
   await relay.deliver();
   alice.sent.length = 0;
-  const member = { name: 'bobby', key_id: bobby.identity.keyId, public_key: bobby.identity.publicB64, admin: false };
+  const member = { name: 'bobby', key_id: bobby.identity.keyId, admin: false };
   await alice.receive(JSON.stringify({ type: 'joined', member }));
   await alice.sendAll('two');
   assert.deepEqual(alice.sent.map((m) => m.type), ['sender_key', 'all']);
@@ -640,4 +657,55 @@ test('the bounds of receiving chains come from the welcome\u2019s limits', async
   // Nonsense limits fall back to the defaults.
   await relay.welcome(bobby, true, { limits: { max_jump: -1, max_skipped: 'x' } });
   assert.deepEqual([bobby.limit('max_jump'), bobby.limit('max_skipped')], [2000, 1000]);
+});
+
+test('public keys are fetched only when needed, once, and a key that does not match its key ID is refused', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  const carol = await relay.add('carol');
+  // Joining asked for nothing: the member list has no keys and nobody has spoken.
+  assert.deepEqual([alice.asked, bobby.asked, carol.asked], [[], [], []]);
+  await alice.sendAll('hello');
+  // Alice needed bob's and carol's keys to wrap her sender key; asked in one batch.
+  assert.deepEqual(alice.asked.sort(), [bobby.identity.keyId, carol.identity.keyId].sort());
+  await relay.deliver();
+  // Each receiver fetched alice's key only, once, to verify her.
+  assert.deepEqual(bobby.asked, [alice.identity.keyId]);
+  assert.deepEqual(carol.asked, [alice.identity.keyId]);
+  await alice.sendAll('again');
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), ['hello', 'again']);
+  assert.deepEqual(bobby.asked, [alice.identity.keyId], 'a key is kept, not fetched again');
+  // A server that hands out carol's key under bob's key ID: refused and reported; bob's
+  // message to carol is not shown as verified.
+  relay.tamper = (answer) => {
+    const keys = Object.fromEntries(Object.keys(answer.keys).map((k) => [k, ids.alice.publicB64]));
+    return { ...answer, keys };
+  };
+  await bobby.sendDirect(carol.identity.keyId, 'forged?').catch(() => {});
+  assert.deepEqual(bobby.sent.filter((m) => m.type === 'direct'), [], 'nothing sealed for a key that does not match');
+  assert.equal(bobby.events.rejected.length, 1);
+  assert.match(bobby.events.rejected[0].reason, /key ID does not match/);
+  relay.tamper = (answer) => answer;
+  await bobby.sendDirect(carol.identity.keyId, 'fine');
+  await relay.deliver();
+  assert.deepEqual(texts(carol), ['hello', 'again', 'fine']);
+});
+
+test('a sender whose key the server does not know cannot be verified: the message is refused', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = await relay.add('bobby');
+  relay.tamper = (answer) => ({ type: 'keys', keys: {}, unknown: Object.keys(answer.keys) });
+  const refused = await alice.sendDirect(bobby.identity.keyId, 'who am I').catch((e) => e);
+  assert.match(String(refused?.message), /no longer here/);
+  assert.equal(alice.sent.filter((m) => m.type === 'direct').length, 0, 'no key for bob: not sent');
+  relay.tamper = (answer) => answer;
+  await alice.sendDirect(bobby.identity.keyId, 'who am I');
+  relay.tamper = (answer) => ({ type: 'keys', keys: {}, unknown: Object.keys(answer.keys) });
+  await relay.deliver();
+  assert.deepEqual(texts(bobby), []);
+  assert.equal(bobby.events.rejected.length, 1);
+  assert.match(bobby.events.rejected[0].reason, /never came/);
 });
