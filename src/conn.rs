@@ -374,3 +374,31 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     // The writer sends the close frame and ends the connection.
     future::pending::<()>().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_moved_later_expires_at_the_new_time_and_not_before() {
+        smol::block_on(async {
+            let start = Instant::now();
+            // The timer is set for the first deadline; the wait asks for a later one: the timer
+            // fires early, is moved once, and the wait ends only at the later deadline.
+            let mut d = Deadline::new(start + Duration::from_millis(20));
+            let due = start + Duration::from_millis(120);
+            assert_eq!(d.run(due, future::pending::<()>()).await, None);
+            assert!(Instant::now() >= due);
+            // A wait that ends first gives its output; the deadline is kept for the next.
+            assert_eq!(
+                d.run(due + Duration::from_secs(60), async { 7 }).await,
+                Some(7)
+            );
+            // An earlier deadline than the timer's moves the timer back.
+            let mut d = Deadline::new(Instant::now() + Duration::from_secs(60));
+            let soon = Instant::now() + Duration::from_millis(20);
+            assert_eq!(d.run(soon, future::pending::<()>()).await, None);
+            assert!(Instant::now() >= soon);
+        });
+    }
+}
