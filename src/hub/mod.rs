@@ -22,6 +22,7 @@ mod keys;
 mod mailbox;
 mod membership;
 mod moderate;
+mod notices;
 mod outbox;
 mod route;
 
@@ -150,6 +151,8 @@ pub struct Hub {
     console_dropped: u64,
     /// Keys of members who left lately, still answered to `get_keys`.
     left_keys: keys::LeftKeys,
+    /// Join notices waiting to go together.
+    joins: notices::PendingJoins,
 }
 
 /// The payload of a server message, encoded once.
@@ -221,10 +224,14 @@ impl Refusal {
 /// Runs the hub until `Shutdown` (or every sender is gone).
 pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
     loop {
-        let next = match hub.expiries.front() {
-            // Nobody is away: sleep until something happens.
+        let due = [hub.expiries.front().map(|e| e.0), hub.joins.due()]
+            .into_iter()
+            .flatten()
+            .min();
+        let next = match due {
+            // Nobody is away and no notice waits: sleep until something happens.
             None => Some(events.recv().await),
-            Some(&(at, ..)) => {
+            Some(at) => {
                 future::or(async { Some(events.recv().await) }, async {
                     smol::Timer::at(at).await;
                     None
@@ -234,7 +241,10 @@ pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
         };
         let mut stop = false;
         match next {
-            None => hub.expire(Instant::now()),
+            None => {
+                hub.flush_joins();
+                hub.expire(Instant::now());
+            }
             Some(Err(_)) => break,
             Some(Ok(event)) => {
                 stop = matches!(event, Event::Shutdown | Event::Panic);
@@ -255,6 +265,7 @@ impl Hub {
         let left_keys = keys::LeftKeys::new(settings.away_grace);
         Self {
             left_keys,
+            joins: notices::PendingJoins::default(),
             settings,
             allow,
             dir: Directory::default(),
@@ -268,6 +279,11 @@ impl Hub {
     }
 
     fn handle(&mut self, event: Event) {
+        // Whatever happens next, the members who joined are announced first; another join may
+        // still go with them.
+        if !matches!(event, Event::Join { console: false, .. }) {
+            self.flush_joins();
+        }
         match event {
             Event::Join {
                 conn,
@@ -328,6 +344,7 @@ impl Hub {
         self.expiries.clear();
         self.console_dropped = 0;
         self.left_keys = keys::LeftKeys::new(self.settings.away_grace);
+        self.joins = notices::PendingJoins::default();
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.

@@ -376,7 +376,13 @@ impl Session {
                 self.offset_ms = time.saturating_sub(protocol::now_ms());
                 self.welcome(you.name, you.admin, members, away, resumed, options)
             }
-            ServerMsg::Joined { member } => self.joined(member),
+            ServerMsg::Joined { member, members } => {
+                let mut out = Output::default();
+                for m in member.into_iter().chain(members) {
+                    out.events.extend(self.joined(m).events);
+                }
+                out
+            }
             ServerMsg::Left {
                 key_id,
                 name,
