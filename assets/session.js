@@ -197,7 +197,8 @@ export class Chat extends Connection {
       case 'welcome':
         return this.onWelcome(msg);
       case 'joined':
-        return this.onJoined(msg.member);
+        // One member, or several who joined together (`members`, in order).
+        return this.onJoinedAll(msg.member ? [msg.member] : Array.isArray(msg.members) ? msg.members : []);
       case 'left':
         return this.onLeft(msg);
       case 'presence':
@@ -313,6 +314,10 @@ export class Chat extends Connection {
     const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin };
     this.peers.set(member.key_id, { member: entry });
     return true;
+  }
+
+  async onJoinedAll(members) {
+    for (const m of members) await this.onJoined(m);
   }
 
   async onJoined(member) {

@@ -20,6 +20,7 @@ use crate::ws::{self, Frame, FrameReader, Incoming};
 mod checks;
 mod gate;
 mod page;
+mod race;
 mod writer;
 
 pub use checks::{check_join, parse, Bucket, ByteRate};
@@ -33,6 +34,43 @@ pub(crate) async fn timeout<T>(d: Duration, f: impl std::future::Future<Output =
         None
     })
     .await
+}
+
+/// A deadline for a loop of waits, moved forward without touching the reactor each time: a new
+/// timer for every frame read (or a timer set anew) is two timer operations and a wake-up of the
+/// thread waiting on the reactor per frame. The timer stays at an earlier deadline and, when it
+/// fires before the current one, is set once to it.
+struct Deadline {
+    timer: smol::Timer,
+    at: Instant,
+}
+
+impl Deadline {
+    fn new(at: Instant) -> Self {
+        Self {
+            timer: smol::Timer::at(at),
+            at,
+        }
+    }
+
+    /// Runs `f`, giving up once `due` has passed.
+    async fn run<T>(&mut self, due: Instant, f: impl std::future::Future<Output = T>) -> Option<T> {
+        if due < self.at {
+            self.timer.set_at(due);
+            self.at = due;
+        }
+        let expired = async {
+            loop {
+                (&mut self.timer).await;
+                if Instant::now() >= due {
+                    return None;
+                }
+                self.timer.set_at(due);
+                self.at = due;
+            }
+        };
+        future::or(async { Some(f.await) }, expired).await
+    }
 }
 
 /// Serves HTTP on `stream` until it upgrades to a chat session or closes.
@@ -147,7 +185,7 @@ async fn session_halves<R, W>(
         &mut joined,
     );
     let write = writer::write_loop(writer, frames, controls, ctx.limits.ping_interval);
-    future::or(read, write).await;
+    race::race(read, write).await;
     if joined {
         let _ = ctx.hub.send(hub::Event::Gone { conn }).await;
     }
@@ -228,13 +266,14 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     let mut chunk_acks = ByteRate::new(protocol::CHUNK_ACKS_PER_SEC, protocol::CHUNK_ACKS_PER_SEC);
     let mut last_rate_error: Option<Instant> = None;
     let join_deadline = Instant::now() + ctx.limits.join_timeout;
+    let mut deadline = Deadline::new(join_deadline);
     let (code, reason) = loop {
-        let wait = if *joined {
-            ctx.limits.idle_timeout
+        let due = if *joined {
+            Instant::now() + ctx.limits.idle_timeout
         } else {
-            join_deadline.saturating_duration_since(Instant::now())
+            join_deadline
         };
-        let incoming = match timeout(wait, frames.next()).await {
+        let incoming = match deadline.run(due, frames.next()).await {
             None if *joined => break (close::IDLE, "idle timeout".to_string()),
             None => {
                 send_error(
@@ -355,4 +394,32 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, r: Reading<'_>, joined: &mut
     outbox.close(code, &reason);
     // The writer sends the close frame and ends the connection.
     future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_moved_later_expires_at_the_new_time_and_not_before() {
+        smol::block_on(async {
+            let start = Instant::now();
+            // The timer is set for the first deadline; the wait asks for a later one: the timer
+            // fires early, is moved once, and the wait ends only at the later deadline.
+            let mut d = Deadline::new(start + Duration::from_millis(20));
+            let due = start + Duration::from_millis(120);
+            assert_eq!(d.run(due, future::pending::<()>()).await, None);
+            assert!(Instant::now() >= due);
+            // A wait that ends first gives its output; the deadline is kept for the next.
+            assert_eq!(
+                d.run(due + Duration::from_secs(60), async { 7 }).await,
+                Some(7)
+            );
+            // An earlier deadline than the timer's moves the timer back.
+            let mut d = Deadline::new(Instant::now() + Duration::from_secs(60));
+            let soon = Instant::now() + Duration::from_millis(20);
+            assert_eq!(d.run(soon, future::pending::<()>()).await, None);
+            assert!(Instant::now() >= soon);
+        });
+    }
 }

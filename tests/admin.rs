@@ -205,7 +205,8 @@ fn only_admin_hides_users_from_each_other() {
             .collect();
         assert_eq!(names, ["ADMIN", "bobby"]);
         assert!(bob.session().options().unwrap().disable_all);
-        // The admin sees everyone.
+        // The admin sees everyone (once the prompt has heard of bob's join).
+        server.output_containing("bobby (").await;
         server.prompt("/users");
         let users = server.output_containing("online, 0 away:").await;
         assert!(

@@ -249,3 +249,46 @@ fn a_direct_message_from_a_sender_whose_key_is_not_fetched_waits_for_it_then_ver
         }
     });
 }
+
+#[test]
+fn members_who_join_together_are_announced_once_each_in_order() {
+    smol::block_on(async {
+        let server = start(|_| {});
+        server.admin_ready().await;
+        let k = keys(5);
+        let mut alice = raw(&server).await;
+        raw_join(&mut alice, "alice", &k[0], &k[0]).await;
+        let names = ["bobby", "carol", "david", "erika"];
+        let mut others = Vec::new();
+        for (name, key) in names.iter().zip(&k[1..]) {
+            let mut ws = raw(&server).await;
+            let welcome = raw_join(&mut ws, name, key, key).await;
+            assert_eq!(welcome["type"], "welcome");
+            others.push(ws);
+        }
+        // One `joined` each, or several in one (`members`): each newcomer once, in order.
+        let mut heard = Vec::new();
+        while heard.len() < names.len() {
+            let v = raw_next(&mut alice).await;
+            assert_eq!(v["type"], "joined", "{v}");
+            match (v.get("member"), v.get("members")) {
+                (Some(m), None) => heard.push(m["name"].as_str().unwrap().to_string()),
+                (None, Some(list)) => heard.extend(
+                    list.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m["name"].as_str().unwrap().to_string()),
+                ),
+                _ => panic!("{v}"),
+            }
+        }
+        assert_eq!(heard, names);
+        // The last to join heard of nobody: its welcome listed everyone.
+        raw_send(
+            others.last_mut().unwrap(),
+            json!({"type": "get_keys", "key_ids": [k[0].public().key_id()]}).to_string(),
+        )
+        .await;
+        assert_eq!(raw_next(others.last_mut().unwrap()).await["type"], "keys");
+    });
+}

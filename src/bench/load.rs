@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use smol::{Executor, Task};
 
 use super::churn::Churn;
+use super::limits::{self, RateLimit};
 use super::members::{self, JoinSpec, Role};
 use super::messages::{self, id_bytes, send, text_of, Fake, Outgoing, Sealed, Sealing, Sent};
 use super::proc::{self, ChildServer, Launch};
@@ -38,9 +39,19 @@ pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
         std::process::id(),
         crypto::random_id()
     ));
+    let rate_limit = RateLimit::for_plan(plan);
     let child = match &a.url {
         Some(_) => None,
-        None => Some(start_child(plan, &keys_dir, &transcript, 100_000, &[])?),
+        None => {
+            limits::ensure_open_files(a.members)?;
+            Some(start_child(
+                plan,
+                &keys_dir,
+                &transcript,
+                rate_limit.flag(),
+                &[],
+            )?)
+        }
     };
     let (url, fingerprint) = match (&a.url, &child) {
         (Some(url), _) => (url.clone(), a.fingerprint.clone()),
@@ -71,6 +82,7 @@ pub fn run(plan: &Plan) -> Result<LoadReport, BenchError> {
         };
         smol::block_on(run.drive())
     })?;
+    report.rate_limit = (child.is_some() && !a.bare).then_some(rate_limit);
     if let Some(child) = child {
         report.server_stopped = Some(child.stop(Duration::from_secs(10)));
         report.transcript_all_lines = proc::count_lines(&transcript, " → @all: ");
@@ -107,13 +119,13 @@ pub(super) fn client_threads() -> usize {
         .clamp(1, 4)
 }
 
-/// Starts the server for `plan` in a child process, with `--rate-limit rate_limit` and `extra`
-/// flags.
+/// Starts the server for `plan` in a child process, with `--rate-limit rate_limit` (if not the
+/// default) and `extra` flags.
 pub(super) fn start_child(
     plan: &Plan,
     keys_dir: &std::path::Path,
     transcript: &std::path::Path,
-    rate_limit: u32,
+    rate_limit: Option<u32>,
     extra: &[String],
 ) -> Result<ChildServer, BenchError> {
     let a = &plan.args;
@@ -131,8 +143,6 @@ pub(super) fn start_child(
         args.extend([
             "--admin-private-key".into(),
             admin.display().to_string(),
-            "--rate-limit".into(),
-            rate_limit.to_string(),
             // Members join as fast as the server lets them: the join gate is not measured here.
             "--join-rate".into(),
             "100000".into(),
@@ -143,6 +153,9 @@ pub(super) fn start_child(
         ]);
         if a.tls {
             args.push("--ssl-self-signed".into());
+        }
+        if let Some(rate) = rate_limit {
+            args.extend(["--rate-limit".into(), rate.to_string()]);
         }
         for (flag, value) in [
             ("--mailbox-bytes", a.mailbox_bytes),

@@ -14,6 +14,7 @@
 
 mod churn;
 pub mod files;
+mod limits;
 mod load;
 mod members;
 mod messages;
@@ -70,8 +71,8 @@ pub struct BenchArgs {
     /// folder of cached member keys (default ~/.cache/dyspatcher/bench-keys)
     #[argh(option)]
     pub keys_dir: Option<PathBuf>,
-    /// size of the member keys in bits (default 2048)
-    #[argh(option, default = "2048")]
+    /// size of the member keys in bits (default 4096, what browsers make; 2048 to compare)
+    #[argh(option, default = "4096")]
     pub bits: usize,
     /// start the server with a self-signed certificate and connect over wss://
     #[argh(switch)]

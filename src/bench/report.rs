@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::churn::Back;
+use super::limits::RateLimit;
 use super::proc::Memory;
 use super::tally::{self, Tally};
 use super::{Mode, Plan};
@@ -89,6 +90,8 @@ pub struct LoadReport {
     pub join_cpu_last: Option<f64>,
     /// Bytes of the last light member's welcome.
     pub welcome_bytes: Option<usize>,
+    /// The rate limit of a server started for the run.
+    pub rate_limit: Option<RateLimit>,
     /// Messages sent.
     pub sent: u64,
     /// Worst lateness of a send against its schedule.
@@ -216,6 +219,7 @@ impl LoadReport {
             join_cpu_first: None,
             join_cpu_last: None,
             welcome_bytes: None,
+            rate_limit: None,
             sent: 0,
             send_lag_max: Duration::ZERO,
             late_sends: 0,
@@ -353,6 +357,18 @@ impl LoadReport {
         per_delivery(self.server_cpu, self.delivered)
     }
 
+    /// Server CPU microseconds per message sent (a direct message is one delivery; an `@all`
+    /// is one per member).
+    pub fn server_us_per_message(&self) -> Option<f64> {
+        per_delivery(self.server_cpu, self.sent)
+    }
+
+    /// Server CPU milliseconds per join, over the joins.
+    pub fn server_ms_per_join(&self) -> Option<f64> {
+        let members = self.plan.args.members;
+        (members > 0).then_some(self.join_server_cpu? * 1e3 / members as f64)
+    }
+
     fn client_us_per_delivery(&self) -> Option<f64> {
         per_delivery(self.client_cpu, self.delivered)
     }
@@ -418,6 +434,9 @@ impl fmt::Display for LoadReport {
         }
         writeln!(f)?;
         self.fmt_join_cpu(f)?;
+        if let Some(r) = self.rate_limit {
+            writeln!(f, "rate limit   {r}")?;
+        }
         if let (Some(idle), Some(joined)) = (self.idle, self.joined) {
             writeln!(
                 f,
@@ -445,7 +464,8 @@ impl fmt::Display for LoadReport {
             "result: members={} senders={} mode={mode} rate={} seconds={} bytes={} kind={} \
              join_s={:.3} join_cpu_s={} idle_kib={} joined_kib={} per_member_kib={} peak_kib={} sent={} \
              expected={} delivered={} lost={} dup={} dps={} p50_ms={} p99_ms={} max_ms={} \
-             server_cpu_s={} server_us={} client_us={} prompt={} errors={} closed={}",
+             server_cpu_s={} server_us={} server_us_msg={} join_cpu_ms={} \
+             rate_limit={} client_us={} prompt={} errors={} closed={}",
             a.members,
             self.plan.senders,
             a.rate,
@@ -469,6 +489,13 @@ impl fmt::Display for LoadReport {
             opt(self.latency_ms(1.0), 2),
             opt(self.server_cpu, 2),
             opt(self.server_us_per_delivery(), 3),
+            opt(self.server_us_per_message(), 3),
+            opt(self.server_ms_per_join(), 3),
+            match self.rate_limit {
+                Some(RateLimit::Default(r)) => format!("default_{r}"),
+                Some(RateLimit::Raised { limit, .. }) => limit.to_string(),
+                None => "-".into(),
+            },
             opt(self.client_us_per_delivery(), 3),
             self.prompt_all_lines.map_or("-".into(), |n| n.to_string()),
             self.errors.values().sum::<u64>(),
@@ -567,8 +594,9 @@ impl LoadReport {
         if let Some(cpu) = self.server_cpu {
             writeln!(
                 f,
-                "server CPU   {cpu:.2} s: {} µs per delivery",
-                opt(self.server_us_per_delivery(), 3)
+                "server CPU   {cpu:.2} s: {} µs per delivery, {} µs per message",
+                opt(self.server_us_per_delivery(), 3),
+                opt(self.server_us_per_message(), 3)
             )?;
         }
         if let Some(cpu) = self.client_cpu {

@@ -63,6 +63,11 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// The id of the newest seat: seats made later have higher ids.
+    pub fn newest_seat(&self) -> SeatId {
+        self.next_seat
+    }
+
     /// The seat a connection holds.
     pub fn seat_of(&self, conn: ConnId) -> Option<SeatId> {
         self.by_conn.get(&conn).copied()

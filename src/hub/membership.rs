@@ -16,8 +16,8 @@ use super::{
 use crate::allowlist::AllowList;
 use crate::crypto::PublicIdentity;
 use crate::protocol::{
-    self, close, ErrorCode, JoinedOut, LeftReason, Limits, Member as WireMember, NoticeCode,
-    Options, Presence, ServerMsg, WelcomeOut,
+    self, close, ErrorCode, LeftReason, Limits, Member as WireMember, NoticeCode, Options,
+    Presence, ServerMsg, WelcomeOut,
 };
 use crate::ws;
 
@@ -130,6 +130,10 @@ impl Hub {
         resume: Option<protocol::Resume>,
     ) -> Result<(), Refusal> {
         let key_id = key.key_id().to_string();
+        if self.dir.members.contains_key(&key_id) {
+            // A resume, a takeover or the admin's web seat: told after the joins waiting.
+            self.flush_joins();
+        }
         if console {
             self.dir.admin_key_id = Some(key_id.clone());
             self.add_member(&key, self.settings.admin_name.clone(), true);
@@ -216,20 +220,6 @@ impl Hub {
             self.announce_presence(seat, Presence::Online);
         }
         Ok(())
-    }
-
-    /// Tells everyone who sees the member that `seat` joined (the admin's prompt included, when
-    /// `seat` is the admin's web seat).
-    fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
-        let Some(member) = self.dir.members.get(key_id) else {
-            return;
-        };
-        let payload: Payload = serde_json::to_vec(&JoinedOut {
-            member: &member.json,
-        })
-        .expect("joined encodes")
-        .into();
-        self.tell_seats(key_id, Some(seat), &payload, "joined");
     }
 
     /// Tells who needs to know that `seat` came back or went away: everyone who sees a user;

@@ -23,6 +23,7 @@ mod keys;
 mod mailbox;
 mod membership;
 mod moderate;
+mod notices;
 mod outbox;
 mod route;
 
@@ -156,6 +157,8 @@ pub struct Hub {
     files: files::Transfers,
     /// Keys of members who left lately, still answered to `get_keys`.
     left_keys: keys::LeftKeys,
+    /// Join notices waiting to go together.
+    joins: notices::PendingJoins,
 }
 
 /// The payload of a server message, encoded once.
@@ -227,14 +230,17 @@ impl Refusal {
 /// Runs the hub until `Shutdown` (or every sender is gone).
 pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
     loop {
-        let away = hub.expiries.front().map(|&(at, ..)| at);
-        let idle = hub.files.next_deadline(hub.settings.file_idle);
-        let wake = match (away, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let next = match wake {
-            // Nobody is away and no file is in flight: sleep until something happens.
+        let due = [
+            hub.expiries.front().map(|e| e.0),
+            hub.joins.due(),
+            hub.files.next_deadline(hub.settings.file_idle),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let next = match due {
+            // Nobody is away, no notice waits and no file is in flight: sleep until something
+            // happens.
             None => Some(events.recv().await),
             Some(at) => {
                 future::or(async { Some(events.recv().await) }, async {
@@ -247,6 +253,7 @@ pub async fn run(mut hub: Hub, events: async_channel::Receiver<Event>) {
         let mut stop = false;
         match next {
             None => {
+                hub.flush_joins();
                 hub.expire(Instant::now());
                 hub.expire_files(Instant::now());
             }
@@ -270,6 +277,7 @@ impl Hub {
         let left_keys = keys::LeftKeys::new(settings.away_grace);
         Self {
             left_keys,
+            joins: notices::PendingJoins::default(),
             settings,
             allow,
             dir: Directory::default(),
@@ -284,6 +292,11 @@ impl Hub {
     }
 
     fn handle(&mut self, event: Event) {
+        // Whatever happens next, the members who joined are announced first; another join may
+        // still go with them.
+        if !matches!(event, Event::Join { console: false, .. }) {
+            self.flush_joins();
+        }
         match event {
             Event::Join {
                 conn,
@@ -346,6 +359,7 @@ impl Hub {
         self.console_dropped = 0;
         self.files = files::Transfers::default();
         self.left_keys = keys::LeftKeys::new(self.settings.away_grace);
+        self.joins = notices::PendingJoins::default();
     }
 
     /// Sends a sequenced frame to `seat` and keeps it in its mailbox until acknowledged.

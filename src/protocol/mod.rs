@@ -409,10 +409,15 @@ pub enum ServerMsg {
         /// The server's clock, ms since the epoch.
         time: i64,
     },
-    /// Someone joined (or the admin's web seat connected).
+    /// Someone joined (or the admin's web seat connected): `member`; or several who joined
+    /// within 50 ms of one another: `members`, in order.
     Joined {
-        /// Who.
-        member: Member,
+        /// Who, when one joined.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        member: Option<Member>,
+        /// Who, when several joined together.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        members: Vec<Member>,
     },
     /// Someone went away.
     Left {
@@ -559,6 +564,15 @@ pub struct WelcomeOut<'a> {
 pub struct JoinedOut<'a> {
     /// Who.
     pub member: &'a RawValue,
+}
+
+/// `joined` for several members at once, kept encoded. Same JSON as [`ServerMsg::Joined`] with
+/// `members`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "joined")]
+pub struct JoinedManyOut<'a> {
+    /// Who, in order.
+    pub members: Vec<&'a RawValue>,
 }
 
 /// A member encoded once, to embed in `welcome` and `joined`.

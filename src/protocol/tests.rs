@@ -216,7 +216,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
     .unwrap();
     let typed = ServerMsg::Welcome {
         you: alice.clone(),
-        members: vec![admin, alice.clone()],
+        members: vec![admin.clone(), alice.clone()],
         away: vec!["k1".into()],
         resumed: true,
         seq: 7,
@@ -231,8 +231,22 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
     let joined = serde_json::to_string(&JoinedOut { member: &a }).unwrap();
     assert_eq!(
         joined,
-        serde_json::to_string(&ServerMsg::Joined { member: alice }).unwrap()
+        serde_json::to_string(&ServerMsg::Joined {
+            member: Some(alice.clone()),
+            members: vec![],
+        })
+        .unwrap()
     );
+    let many = serde_json::to_string(&JoinedManyOut {
+        members: vec![&b, &a],
+    })
+    .unwrap();
+    let typed = ServerMsg::Joined {
+        member: None,
+        members: vec![admin, alice],
+    };
+    assert_eq!(many, serde_json::to_string(&typed).unwrap());
+    assert_eq!(serde_json::from_str::<ServerMsg>(&many).unwrap(), typed);
 }
 
 #[test]

@@ -93,6 +93,16 @@ const CONSOLE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Longest wait at shutdown for connections to write their close frames.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+/// Threads that run the connections' tasks (and wait on the sockets when idle). One: a second
+/// worker made each socket event a wake-up of the other thread (a futex call and a context switch)
+/// and the two handed the reactor back and forth, which cost more than the second core gave
+/// (see BENCHMARKS.md, *Direct messages*). RSA work is not on it: the admin's endpoint has its own
+/// thread, and a join's proof is checked in about 0.1 ms.
+const WORKERS: usize = 1;
+/// Events that may wait for the hub. The channel takes its slots up front (about 250 bytes
+/// each); what waits is bounded in bytes anyway (`hub::HUB_QUEUE_BYTES`), and a reader that finds
+/// the channel full waits like one over the byte budget.
+const HUB_EVENTS: usize = 256;
 
 impl Ctx {
     /// Tells the operator `text` about something `from` caused, unless too many such lines were
@@ -186,7 +196,7 @@ impl Running {
 
     /// Waits until the server has stopped (after `/quit` or [`Running::shutdown`]).
     pub fn wait(mut self) {
-        let _ = smol::block_on(self.done.recv());
+        let _ = park_on(self.done.recv());
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -287,7 +297,7 @@ impl Bound {
             _ => None,
         };
         let (out, output) = console::Output::new(transcript);
-        let (hub_tx, hub_rx) = async_channel::bounded(4096);
+        let (hub_tx, hub_rx) = async_channel::bounded(HUB_EVENTS);
         let (panic, pressed) = crate::panic::Button::new(config.panic.is_some());
         let ctx = Arc::new(Ctx {
             hub: hub_tx,
@@ -361,7 +371,7 @@ impl Bound {
         std::thread::Builder::new()
             .name("dyspatcher-admin".into())
             .spawn(move || {
-                smol::block_on(console::run(
+                park_on(console::run(
                     console_config,
                     console_ctx,
                     prompt_rx,
@@ -431,9 +441,7 @@ fn spawn_threads(
     out: console::Output,
     done_tx: async_channel::Sender<()>,
 ) -> Vec<JoinHandle<()>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8);
+    let workers = WORKERS;
     let (quit_tx, quit_rx) = async_channel::bounded::<()>(1);
     let mut threads = Vec::new();
     for i in 0..workers {
@@ -453,7 +461,7 @@ fn spawn_threads(
         std::thread::Builder::new()
             .name("dyspatcher-stop".into())
             .spawn(move || {
-                smol::block_on(async {
+                park_on(async {
                     let _ = stop_rx.recv().await;
                     ctx.stopping.store(true, Ordering::SeqCst);
                     out.notice("the server is stopping".to_string());
@@ -505,6 +513,15 @@ fn start_tunnel(
     ));
     *ctx.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel);
     Ok(())
+}
+
+/// Runs `f` to its end on the calling thread without ever waiting on the sockets. `smol::block_on`
+/// makes the thread that calls it wait on the I/O reactor whenever the reactor is free: a thread
+/// that only waits for a channel (the stopper, the caller of [`Running::wait`]) or works apart
+/// (the admin's endpoint) would then receive the sockets' events and hand each to the worker
+/// through a wake-up of another thread, a futex call and a context switch per event.
+fn park_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::block_on(f)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -117,22 +117,25 @@ impl Session {
             .collect()
     }
 
-    /// Keeps `msg` waiting when its sender's key is being fetched (or must be), or when an
-    /// earlier message about the same member waits; gives it back otherwise.
-    // The message given back is the one given: no allocation to make the error smaller.
-    #[allow(clippy::result_large_err)]
-    pub(super) fn hold_for_key(&mut self, msg: ServerMsg) -> Result<Output, ServerMsg> {
-        let Some(who) = concerns(&msg) else {
-            return Err(msg);
+    /// Whether `msg` must wait: its sender's key is being fetched (or must be), or an earlier
+    /// message about the same member waits.
+    pub(super) fn must_wait(&self, msg: &ServerMsg) -> bool {
+        let Some(who) = concerns(msg) else {
+            return false;
         };
-        let behind = self.waiting.iter().any(|(_, w)| concerns(w) == Some(who));
-        let needs = signer(&msg).is_some_and(|s| {
+        self.needs_key(msg) || self.waiting.iter().any(|(_, w)| concerns(w) == Some(who))
+    }
+
+    fn needs_key(&self, msg: &ServerMsg) -> bool {
+        signer(msg).is_some_and(|s| {
             !self.keys.contains_key(s) && (self.peers.contains_key(s) || self.asked.contains_key(s))
-        });
-        if !behind && !needs {
-            return Err(msg);
-        }
-        let who = who.to_string();
+        })
+    }
+
+    /// Keeps `msg` waiting (see [`Session::must_wait`]), asking for its sender's key if need be.
+    pub(super) fn wait_for_key(&mut self, msg: ServerMsg) -> Output {
+        let needs = self.needs_key(&msg);
+        let who = concerns(&msg).unwrap_or_default().to_string();
         let mut out = Output::default();
         let size = |m: &ServerMsg| waiting_size(m);
         let mut bytes = self.waiting.iter().map(|(_, w)| size(w)).sum::<usize>() + size(&msg);
@@ -150,7 +153,7 @@ impl Session {
             out.send.extend(self.request_keys([who]));
         }
         self.waiting.push_back((Instant::now(), msg));
-        Ok(out)
+        out
     }
 
     /// Takes a `keys` answer: checks and keeps each key asked for, then handles the messages

@@ -373,9 +373,10 @@ impl Session {
     /// Handles one message from the server. A message whose sender's public key is not known
     /// yet waits for it (and asks for it); what waited comes out when the `keys` answer does.
     pub fn handle(&mut self, msg: ServerMsg) -> Output {
-        match self.hold_for_key(msg) {
-            Ok(out) => out,
-            Err(msg) => self.handle_now(msg),
+        if self.must_wait(&msg) {
+            self.wait_for_key(msg)
+        } else {
+            self.handle_now(msg)
         }
     }
 
@@ -397,7 +398,13 @@ impl Session {
                 self.offset_ms = time.saturating_sub(protocol::now_ms());
                 self.welcome(you.name, you.admin, members, away, resumed, options)
             }
-            ServerMsg::Joined { member } => self.joined(member),
+            ServerMsg::Joined { member, members } => {
+                let mut out = Output::default();
+                for m in member.into_iter().chain(members) {
+                    out.events.extend(self.joined(m).events);
+                }
+                out
+            }
             ServerMsg::Left {
                 key_id,
                 name,

@@ -109,7 +109,7 @@ fn close_code_of(payload: &[u8]) -> Result<Option<u16>, WsError> {
 }
 
 /// Reads client frames, enforcing masking and a maximum message size. Bytes are read in chunks
-/// (a frame usually takes two reads, a burst of frames fewer), and the chunk buffer is given back
+/// (a frame of up to 4 KiB usually takes one read, a burst of frames fewer), and the chunk buffer is given back
 /// whenever it is used up, so an idle connection holds none. A fragmented message is kept across
 /// the control frames that may come between its fragments (RFC 6455 §5.4).
 pub struct FrameReader<R> {
@@ -124,8 +124,15 @@ pub struct FrameReader<R> {
     end: usize,
 }
 
-/// Bytes asked for per read once a frame has started.
+/// Bytes asked for per read.
 const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    /// Where a connection with nothing buffered reads into (no connection holds a buffer while
+    /// it waits). `poll_read` is not re-entered on one thread, so one per thread serves them all.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `inner`; messages over `max` bytes are refused.
@@ -177,14 +184,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn want(&mut self, n: usize) -> io::Result<()> {
         while self.end - self.at < n {
             if self.at == self.end {
-                let mut first = [0u8; 16];
-                let got = self.inner.read(&mut first).await?;
+                let got = self.read_fresh(n).await?;
                 if got == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
-                self.buf.clear();
-                self.buf.resize(READ_CHUNK.max(n), 0);
-                self.buf[..got].copy_from_slice(&first[..got]);
                 (self.at, self.end) = (0, got);
                 continue;
             }
@@ -202,6 +205,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.end += got;
         }
         Ok(())
+    }
+
+    /// With nothing buffered: waits for bytes without holding a buffer, then reads up to a chunk
+    /// at once into the thread's scratch buffer and moves them to a buffer of at least `n` bytes.
+    /// A whole small frame is one read, and an idle connection holds no buffer.
+    async fn read_fresh(&mut self, n: usize) -> io::Result<usize> {
+        let (inner, buf) = (&mut self.inner, &mut self.buf);
+        std::future::poll_fn(|cx| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let got =
+                    std::task::ready!(std::pin::Pin::new(&mut *inner).poll_read(cx, scratch))?;
+                if got == 0 {
+                    return std::task::Poll::Ready(Ok(0));
+                }
+                buf.clear();
+                buf.extend_from_slice(&scratch[..got]);
+                buf.resize(READ_CHUNK.max(n), 0);
+                std::task::Poll::Ready(Ok(got))
+            })
+        })
+        .await
     }
 
     /// Takes `n` bytes that [`Self::want`] made available.

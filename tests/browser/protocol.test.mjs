@@ -710,3 +710,12 @@ test('a sender whose key the server does not know cannot be verified: the messag
   assert.equal(bobby.events.rejected.length, 1);
   assert.match(bobby.events.rejected[0].reason, /never came/);
 });
+
+test('a "joined" with several members (joined together) adds each of them', async () => {
+  const relay = new Relay();
+  const alice = await relay.add('alice');
+  const bobby = relay.endpoint('bobby');
+  const carol = relay.endpoint('carol');
+  await relay.frame(alice, { type: 'joined', members: [member(bobby), member(carol)] });
+  assert.deepEqual(alice.memberList().map((m) => m.name), ['alice', 'bobby', 'carol']);
+});

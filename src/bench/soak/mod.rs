@@ -169,7 +169,7 @@ pub fn run(plan: &Plan) -> Result<SoakReport, BenchError> {
     .iter()
     .flat_map(|(f, v)| [f.to_string(), v.clone()])
     .collect::<Vec<_>>();
-    let child = start_child(plan, &keys_dir, &transcript, RATE_LIMIT, &extra)?;
+    let child = start_child(plan, &keys_dir, &transcript, Some(RATE_LIMIT), &extra)?;
     let admin_dir = keys_dir.join(format!("admin-{}", a.bits));
     let admin = crate::keycache::load_or_make(&admin_dir, 1, a.bits)?
         .pop()

@@ -1,0 +1,97 @@
+//! Join notices, batched: members who join within [`JOIN_NOTICE_WAIT`] of one another are told
+//! to everyone in one `joined` frame (`members`, a list) instead of one frame each, so that a
+//! crowd arriving costs each member one frame, one mailbox entry and one acknowledgement per
+//! batch. Anything else the hub does first sends the notices waiting, so no frame about a new
+//! member can overtake its `joined`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use super::mailbox::SeatId;
+use super::{Hub, Payload};
+use crate::protocol::{JoinedManyOut, JoinedOut};
+
+/// How long a join notice may wait for others to go with it.
+pub const JOIN_NOTICE_WAIT: Duration = Duration::from_millis(50);
+
+/// Join notices not sent yet: each member's key ID, the seat that joined (its own seats are
+/// not told; for the admin's web seat, the prompt is), and the newest seat then (seats made
+/// later had it in their welcome).
+#[derive(Default)]
+pub struct PendingJoins {
+    list: Vec<(String, SeatId, SeatId)>,
+    due: Option<Instant>,
+}
+
+impl PendingJoins {
+    /// When the notices waiting must go.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+}
+
+impl Hub {
+    /// Tells everyone who sees the member that `seat` joined, with the others who join within
+    /// [`JOIN_NOTICE_WAIT`].
+    pub(super) fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
+        let newest = self.dir.newest_seat();
+        self.joins.list.push((key_id.to_string(), seat, newest));
+        self.joins
+            .due
+            .get_or_insert_with(|| Instant::now() + JOIN_NOTICE_WAIT);
+    }
+
+    /// Sends the join notices waiting, one frame per seat: the members it sees, in order.
+    pub(super) fn flush_joins(&mut self) {
+        self.joins.due = None;
+        let list = std::mem::take(&mut self.joins.list);
+        if list.is_empty() {
+            return;
+        }
+        let joined: Vec<(String, SeatId, SeatId, Box<RawValue>)> = list
+            .into_iter()
+            .filter_map(|(k, s, newest)| {
+                let json = self.dir.members.get(&k)?.json.clone();
+                Some((k, s, newest, json))
+            })
+            .collect();
+        // Which of them each seat hears of; seats with the same list share one payload.
+        let mut payloads: HashMap<Vec<usize>, Payload> = HashMap::new();
+        let seats: Vec<(SeatId, Vec<usize>)> = self
+            .dir
+            .seats
+            .iter()
+            .map(|(&id, s)| {
+                let heard = joined
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (k, seat, newest, _))| {
+                        id != *seat && id <= *newest && self.can_see(&s.key_id, k)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                (id, heard)
+            })
+            .filter(|(_, heard): &(SeatId, Vec<usize>)| !heard.is_empty())
+            .collect();
+        for (seat, heard) in seats {
+            let payload = payloads
+                .entry(heard)
+                .or_insert_with_key(|heard| {
+                    let bytes = match heard[..] {
+                        [one] => serde_json::to_vec(&JoinedOut {
+                            member: &joined[one].3,
+                        }),
+                        _ => serde_json::to_vec(&JoinedManyOut {
+                            members: heard.iter().map(|&i| &*joined[i].3).collect(),
+                        }),
+                    };
+                    bytes.expect("joined encodes").into()
+                })
+                .clone();
+            self.deliver(seat, &payload, "joined", None);
+        }
+    }
+}
