@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::mailbox::SeatId;
-use super::{Hub, Payload};
+use super::{Hub, Kind, Payload};
 use crate::protocol::{JoinedManyOut, JoinedOut};
 
 /// How long a join notice may wait for others to go with it, in a room of fewer than
@@ -48,6 +48,19 @@ impl Hub {
     /// Tells everyone who sees the member that `seat` joined, with the others who join within
     /// [`JOIN_NOTICE_WAIT`].
     pub(super) fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
+        // The prompt is in this process: it costs no write to tell it at once, and the admin
+        // may write to the newcomer straight away.
+        if let (Some(console), Some(m)) = (
+            self.dir.admin_seat(Kind::Console),
+            self.dir.members.get(key_id),
+        ) {
+            if console != seat {
+                let payload: Payload = serde_json::to_vec(&JoinedOut { member: &m.json })
+                    .expect("joined encodes")
+                    .into();
+                self.deliver(console, &payload, "joined", None);
+            }
+        }
         let newest = self.dir.newest_seat();
         let wait = join_notice_wait(self.dir.members.len());
         self.joins.list.push((key_id.to_string(), seat, newest));
@@ -74,6 +87,7 @@ impl Hub {
             .dir
             .seats
             .iter()
+            .filter(|(_, s)| s.kind != Kind::Console)
             .map(|(&id, s)| {
                 let heard = joined
                     .iter()
