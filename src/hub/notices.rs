@@ -10,11 +10,23 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::mailbox::SeatId;
-use super::{Hub, Payload};
+use super::{Hub, Kind, Payload};
 use crate::protocol::{JoinedManyOut, JoinedOut};
 
-/// How long a join notice may wait for others to go with it.
+/// How long a join notice may wait for others to go with it, in a room of fewer than
+/// [`MEMBERS_PER_STEP`] members.
 pub const JOIN_NOTICE_WAIT: Duration = Duration::from_millis(50);
+/// Each this many members lets a join notice wait [`JOIN_NOTICE_WAIT`] longer: in a crowd every
+/// batch wakes every member's connection, so batches grow with the room.
+pub const MEMBERS_PER_STEP: usize = 250;
+/// The longest a join notice waits, however large the room.
+pub const JOIN_NOTICE_WAIT_MAX: Duration = Duration::from_millis(500);
+
+/// How long a join notice may wait in a room of `members`.
+pub fn join_notice_wait(members: usize) -> Duration {
+    let steps = 1 + members / MEMBERS_PER_STEP;
+    (JOIN_NOTICE_WAIT * steps as u32).min(JOIN_NOTICE_WAIT_MAX)
+}
 
 /// Join notices not sent yet: each member's key ID, the seat that joined (its own seats are
 /// not told; for the admin's web seat, the prompt is), and the newest seat then (seats made
@@ -36,11 +48,23 @@ impl Hub {
     /// Tells everyone who sees the member that `seat` joined, with the others who join within
     /// [`JOIN_NOTICE_WAIT`].
     pub(super) fn announce_joined(&mut self, key_id: &str, seat: SeatId) {
+        // The prompt is in this process: it costs no write to tell it at once, and the admin
+        // may write to the newcomer straight away.
+        if let (Some(console), Some(m)) = (
+            self.dir.admin_seat(Kind::Console),
+            self.dir.members.get(key_id),
+        ) {
+            if console != seat {
+                let payload: Payload = serde_json::to_vec(&JoinedOut { member: &m.json })
+                    .expect("joined encodes")
+                    .into();
+                self.deliver(console, &payload, "joined", None);
+            }
+        }
         let newest = self.dir.newest_seat();
+        let wait = join_notice_wait(self.dir.members.len());
         self.joins.list.push((key_id.to_string(), seat, newest));
-        self.joins
-            .due
-            .get_or_insert_with(|| Instant::now() + JOIN_NOTICE_WAIT);
+        self.joins.due.get_or_insert_with(|| Instant::now() + wait);
     }
 
     /// Sends the join notices waiting, one frame per seat: the members it sees, in order.
@@ -63,6 +87,7 @@ impl Hub {
             .dir
             .seats
             .iter()
+            .filter(|(_, s)| s.kind != Kind::Console)
             .map(|(&id, s)| {
                 let heard = joined
                     .iter()
@@ -93,5 +118,20 @@ impl Hub {
                 .clone();
             self.deliver(seat, &payload, "joined", None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_notices_wait_longer_in_larger_rooms_up_to_a_bound() {
+        assert_eq!(join_notice_wait(0), Duration::from_millis(50));
+        assert_eq!(join_notice_wait(249), Duration::from_millis(50));
+        assert_eq!(join_notice_wait(250), Duration::from_millis(100));
+        assert_eq!(join_notice_wait(2000), Duration::from_millis(450));
+        assert_eq!(join_notice_wait(2250), JOIN_NOTICE_WAIT_MAX);
+        assert_eq!(join_notice_wait(100_000), JOIN_NOTICE_WAIT_MAX);
     }
 }
