@@ -122,14 +122,14 @@ pub fn run(session: &mut Session, cmd: &GroupCommand) -> Result<(Vec<ClientMsg>,
         GroupCommand::Add(g, n) => {
             let id = group_id(session, g)?;
             (
-                vec![session.group_add(&id, n).map_err(e)?],
+                session.group_add(&id, n).map_err(e)?,
                 format!("{n} added to #{g}"),
             )
         }
         GroupCommand::Remove(g, n) => {
             let id = group_id(session, g)?;
-            let msg = session.group_remove(&id, n).map_err(e)?;
-            (vec![msg], format!("{n} removed from #{g}"))
+            let msgs = session.group_remove(&id, n).map_err(e)?;
+            (msgs, format!("{n} removed from #{g}"))
         }
         GroupCommand::Owner(g, n) => {
             let id = group_id(session, g)?;

@@ -151,7 +151,8 @@ impl Session {
             .map_err(|_| "not signed by its owner".to_string())
     }
 
-    /// Accepts `r` if it passes [`Self::check_roster`]; the warning otherwise.
+    /// Accepts `r` if it passes [`Self::check_roster`]; the warning otherwise. A roster that
+    /// hands us the group makes us send its name (the owner's to send).
     pub(super) fn receive_roster(&mut self, r: Roster) -> Output {
         if let Err(reason) = self.check_roster(&r) {
             let reason = format!("a roster for {} was refused: {reason}", short(&r.group));
@@ -160,7 +161,30 @@ impl Session {
                 reason,
             }));
         }
-        self.accept_roster(r)
+        let me = self.key_id().to_string();
+        let was_owner = self
+            .groups
+            .get(&r.group)
+            .is_none_or(|g| g.roster.owner == me);
+        let group = r.group.clone();
+        let now_owner = r.owner == me;
+        let mut out = self.accept_roster(r);
+        if now_owner && !was_owner {
+            out.send.extend(self.resend_info(&group));
+        }
+        out
+    }
+
+    /// The group's name sealed for the current epoch, when we own it and know it: the owner
+    /// sends it after each change, so that newcomers learn it.
+    fn resend_info(&mut self, group: &str) -> Vec<ClientMsg> {
+        let info = self.groups.get(group).and_then(|g| g.info.clone());
+        match info {
+            Some(info) => self
+                .seal_group_plain(group, &GroupPlain::Info { info })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     /// Takes a verified roster (or one we signed ourselves): new epoch, fresh sender key.
@@ -240,6 +264,7 @@ impl Session {
             let members: Vec<String> = g.verified_members().cloned().collect();
             if let Ok(msg) = self.sign_roster(group, &me, members) {
                 out.send.push(msg);
+                out.send.extend(self.resend_info(group));
             }
         }
         out
@@ -318,13 +343,14 @@ impl Session {
         }
         let group = crypto::random_id();
         let mut out = vec![self.sign_roster(&group, &me, members)?];
-        let info = GroupPlain::Info {
-            info: GroupInfo {
-                name: name.to_string(),
-                topic: String::new(),
-            },
+        let info = GroupInfo {
+            name: name.to_string(),
+            topic: String::new(),
         };
-        out.extend(self.seal_group_plain(&group, &info)?);
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.info = Some(info.clone());
+        }
+        out.extend(self.seal_group_plain(&group, &GroupPlain::Info { info })?);
         Ok(out)
     }
 
@@ -343,21 +369,27 @@ impl Session {
             name: name.into(),
             topic: topic.into(),
         };
+        if let Some(g) = self.groups.get_mut(group) {
+            g.info = Some(info.clone());
+        }
         self.seal_group_plain(group, &GroupPlain::Info { info })
     }
 
-    /// Adds the member called `name` (owner only): a new epoch.
-    pub fn group_add(&mut self, group: &str, name: &str) -> Result<ClientMsg, SendError> {
+    /// Adds the member called `name` (owner only): a new epoch, then the group's name sealed
+    /// for it.
+    pub fn group_add(&mut self, group: &str, name: &str) -> Result<Vec<ClientMsg>, SendError> {
         let key = self.member_key(name)?;
         let g = self.owned(group)?;
         let mut members: Vec<String> = g.verified_members().cloned().collect();
         members.push(key);
         let owner = g.roster.owner.clone();
-        self.sign_roster(group, &owner, members)
+        let mut out = vec![self.sign_roster(group, &owner, members)?];
+        out.extend(self.resend_info(group));
+        Ok(out)
     }
 
-    /// Removes the member called `name` (owner only): a new epoch.
-    pub fn group_remove(&mut self, group: &str, name: &str) -> Result<ClientMsg, SendError> {
+    /// Removes the member called `name` (owner only): a new epoch, then the group's name.
+    pub fn group_remove(&mut self, group: &str, name: &str) -> Result<Vec<ClientMsg>, SendError> {
         let key = self.member_key(name)?;
         let g = self.owned(group)?;
         if key == g.roster.owner || !g.roster.lists(&key) {
@@ -369,7 +401,9 @@ impl Session {
             .cloned()
             .collect();
         let owner = g.roster.owner.clone();
-        self.sign_roster(group, &owner, members)
+        let mut out = vec![self.sign_roster(group, &owner, members)?];
+        out.extend(self.resend_info(group));
+        Ok(out)
     }
 
     /// Hands the group to the member called `name` (owner only): a new epoch, same members.
