@@ -90,6 +90,11 @@ pub fn keys_needed(session: &Session, cmd: &GroupCommand) -> Vec<String> {
         GroupCommand::Say { group, .. } => group_id(session, group)
             .map(|g| session.missing_for_group(&g))
             .unwrap_or_default(),
+        GroupCommand::Add(_, name) => session
+            .key_id_of(name)
+            .filter(|k| !session.has_key(k))
+            .map(|k| vec![k.to_string()])
+            .unwrap_or_default(),
         GroupCommand::Create { members, .. } => members
             .iter()
             .filter_map(|n| session.key_id_of(n))
