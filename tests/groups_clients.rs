@@ -118,3 +118,20 @@ fn a_group_between_rust_clients() {
         );
     });
 }
+
+#[test]
+fn a_group_the_server_refuses_to_create_is_forgotten() {
+    let server = start(|c| c.limits.groups.limits.max_group_size = 2);
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(3);
+        let mut alice = server.join("alice", &k[0]).await;
+        server.join("bobby", &k[1]).await;
+        server.join("carol", &k[2]).await;
+        wait_joined(&mut alice, "carol").await;
+        cmd(&mut alice, "/group create big bobby carol").await;
+        let gone = group_event(&mut alice, |e| matches!(e, GroupEvent::Gone { .. })).await;
+        assert!(matches!(gone, GroupEvent::Gone { why, .. } if why.contains("refused")));
+        assert!(alice.session().groups().is_empty());
+    });
+}

@@ -48,6 +48,8 @@ fn settings() -> HubSettings {
         mailbox_total: 1024 * 1024,
         away_grace: Duration::from_secs(60),
         max_away: 16,
+        max_file: dyspatcher::protocol::DEFAULT_MAX_FILE,
+        file_idle: Duration::from_secs(60),
     }
 }
 

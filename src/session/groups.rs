@@ -266,6 +266,24 @@ impl Session {
         out
     }
 
+    /// The server refused something about `group` (an error naming it): a group we just
+    /// created (epoch 1, ours) does not exist; it is forgotten.
+    pub(super) fn group_refused(&mut self, group: &str) -> Output {
+        let me = self.key_id().to_string();
+        let ours_new = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.roster.epoch == 1 && g.roster.owner == me);
+        if !ours_new {
+            return Output::default();
+        }
+        self.groups.remove(group);
+        single(Event::Group(GroupEvent::Gone {
+            group: group.to_string(),
+            why: "the server refused to create the group".into(),
+        }))
+    }
+
     /// The group was deleted on the server.
     pub(super) fn group_deleted(&mut self, group: String, by: protocol::DeletedBy) -> Output {
         if self.groups.remove(&group).is_none() {

@@ -509,12 +509,19 @@ impl Session {
                 message,
                 id,
                 until,
-            } => single(Event::Error {
-                code,
-                message,
-                id,
-                until,
-            }),
+            } => {
+                let mut out = id
+                    .as_deref()
+                    .map(|g| self.group_refused(g))
+                    .unwrap_or_default();
+                out.events.push(Event::Error {
+                    code,
+                    message,
+                    id,
+                    until,
+                });
+                out
+            }
         }
     }
 
