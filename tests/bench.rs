@@ -210,6 +210,28 @@ fn raw_frames_against_the_bare_relay() {
 }
 
 #[test]
+fn group_fan_out_from_a_child_server_reaches_every_member() {
+    let exe = env!("CARGO_BIN_EXE_dyspatcher");
+    let r = load(&[
+        "--server-command",
+        exe,
+        "--members",
+        "5",
+        "--senders",
+        "2",
+        "--rate",
+        "40",
+        "--seconds",
+        "1",
+        "--raw",
+        "--mode",
+        "group",
+    ]);
+    assert_complete(&r, 40, 4);
+    assert!(r.to_string().contains("group msg/s"));
+}
+
+#[test]
 fn a_child_server_over_tls_with_its_prompt_and_transcript() {
     let exe = env!("CARGO_BIN_EXE_dyspatcher");
     let r = load(&[
@@ -267,6 +289,11 @@ fn bad_options_name_the_option() {
         (vec!["--url", "ws://192.0.2.1:8080/ws"], "--remote"),
         (vec!["--url", "http://127.0.0.1/"], "--url"),
         (vec!["--bare", "--mode", "direct"], "--mode direct"),
+        (vec!["--mode", "group"], "--mode group: with --raw"),
+        (
+            vec!["--mode", "group", "--raw", "--members", "257"],
+            "--mode group: at most 256",
+        ),
         (
             vec!["--members", "4", "--senders", "3", "--audit", "2"],
             "--audit",

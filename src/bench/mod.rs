@@ -55,8 +55,9 @@ pub struct BenchArgs {
     /// bytes of text in each message (default 100)
     #[argh(option, default = "100")]
     pub bytes: usize,
-    /// all: every message to everyone; direct: each to one member; file: 16 MiB files between
-    /// members, their throughput, the server's CPU and memory, and chat alongside (default all)
+    /// all: every message to everyone; direct: each to one member; group: every message to a
+    /// private group of all the members (with --raw); file: 16 MiB files between members, their
+    /// throughput, the server's CPU and memory, and chat alongside (default all)
     #[argh(option, default = "Mode::All")]
     pub mode: Mode,
     /// the server's WebSocket URL (default: start a server in a child process)
@@ -134,7 +135,12 @@ pub enum Mode {
     Direct,
     /// Files (see `files`).
     File,
+    /// To a private group of every member (raw frames only).
+    Group,
 }
+
+/// The id of the group `--mode group` creates.
+pub const BENCH_GROUP: &str = "0123456789abcdef0123456789abcdef";
 
 impl FromStr for Mode {
     type Err = String;
@@ -143,7 +149,8 @@ impl FromStr for Mode {
             "all" => Ok(Mode::All),
             "direct" => Ok(Mode::Direct),
             "file" => Ok(Mode::File),
-            other => Err(format!("`{other}`: expected all, direct or file")),
+            "group" => Ok(Mode::Group),
+            other => Err(format!("`{other}`: expected all, direct, group or file")),
         }
     }
 }
@@ -255,6 +262,17 @@ impl Plan {
             return Err(opt_err(
                 "--mode direct: a bare relay only sends every frame to everyone",
             ));
+        }
+        if a.mode == Mode::Group && (!a.raw || a.bare || a.url.is_some()) {
+            return Err(opt_err(
+                "--mode group: with --raw, against a server started here (not --bare or --url)",
+            ));
+        }
+        if a.mode == Mode::Group && a.members > crate::protocol::MAX_GROUP_SIZE_BOUND {
+            return Err(opt_err(format!(
+                "--mode group: at most {} members (the largest group)",
+                crate::protocol::MAX_GROUP_SIZE_BOUND
+            )));
         }
         if a.bare && a.tls {
             return Err(opt_err("--tls: the bare relay serves plain WebSocket only"));

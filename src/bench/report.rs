@@ -409,6 +409,7 @@ impl fmt::Display for LoadReport {
             Mode::All => "@all",
             Mode::Direct => "direct",
             Mode::File => "file",
+            Mode::Group => "group",
         };
         writeln!(
             f,

@@ -37,6 +37,7 @@ impl Session {
         }
         let ts = self.now();
         let out = match to {
+            Destination::Group(_) => return Err(SendError::GroupFiles),
             Destination::Direct(to) => {
                 if !self.peers.contains_key(to) {
                     return Err(SendError::UnknownMember(to.clone()));
@@ -75,6 +76,7 @@ impl Session {
                     keys: Some(keys),
                     skid: None,
                     n: None,
+                    epoch: None,
                     signature: b64(&self.me.sign(&signed)),
                 };
                 vec![ClientMsg::File(f)]
@@ -106,6 +108,7 @@ impl Session {
                     keys: None,
                     skid: Some(skid),
                     n: Some(n),
+                    epoch: None,
                     signature: b64(&self.me.sign(&signed)),
                 }));
                 out
