@@ -7,6 +7,7 @@
 import * as c from './crypto.js';
 import { Connection } from './connection.js';
 import { Files } from './files.js';
+import { GroupKeys } from './groupkeys.js';
 import { GROUP_ID, Groups } from './groups.js';
 import { t } from './i18n/i18n.js';
 import { PublicKeys } from './keys.js';
@@ -490,7 +491,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, Groups]) {
+for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, Groups, GroupKeys]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }
