@@ -183,6 +183,10 @@ export function groupNotice(e) {
       // A group we do not know has no conversation: the warning goes to the one open.
       return warning(t('group.ev.refused', { group: name, reason: e.reason }), group(key) ? key : undefined);
     case 'server_refused':
+      if (S.view === 'group' && shown?.mode === 'create') {
+        fail(new Error(t('group.ev.server_refused', { group: name, reason: e.reason })));
+        $('group-body').querySelector('button[type="submit"]').disabled = false;
+      }
       return warning(t('group.ev.server_refused', { group: name, reason: e.reason }), group(key) ? key : undefined);
     default:
       return undefined;
