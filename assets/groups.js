@@ -269,12 +269,21 @@ export class Groups {
     this.groupEvent({ kind: 'deleted', group: g.id, by: msg.by === 'admin' ? 'admin' : 'owner' });
   }
 
-  /** The welcome's rosters: a later one than we accepted is judged as any other. */
+  /**
+   * The welcome's rosters: a later one than we accepted is judged as any other; a group we are in
+   * that the server no longer routes us in is over for us (excluding needs only its word).
+   */
   async welcomeGroups(list) {
     this.groupsInit();
-    for (const r of Array.isArray(list) ? list : []) {
+    if (!Array.isArray(list)) return;
+    for (const r of list) {
       const g = this.groups.get(r?.group);
       if (!g || r.epoch > g.roster.epoch) await this.takeRoster(r);
+    }
+    for (const g of this.groups.values()) {
+      if (g.out || list.some((r) => r?.group === g.id)) continue;
+      g.out = 'left';
+      g.own = null;
     }
   }
 

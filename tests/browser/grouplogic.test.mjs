@@ -298,3 +298,57 @@ test('groups, their keys and chains survive a snapshot and restore', async () =>
   assert.equal(again.groups.get(group).roster.epoch, 1);
   assert.equal(again.groupChains.size, bobby.groupChains.size);
 });
+
+test('refusals: a non-member\'s message, a non-owner\'s name, the server\'s error, limits, the owner leaving first', async () => {
+  const { relay, alice, bobby, carol, group } = await threeInAGroup();
+  const david = await relay.add('david');
+  // david (not on the roster) writes to the group anyway, the server routing it: refused.
+  david.groupsInit();
+  david.groups.set(group, { ...alice.groups.get(group), own: null, excluded: new Map(), out: null });
+  await david.sendGroup(group, 'let me in');
+  await relay.deliver();
+  assert.ok(!texts(bobby, group).includes('let me in'));
+  assert.match(bobby.events.rejected.at(-1).reason, /not on the group/);
+  // bobby (not the owner) sends a name: ignored, the owner's stays.
+  await bobby.enqueue(() => bobby.sealGroup(group, { info: { name: 'hijacked', topic: '' } }));
+  await relay.deliver();
+  assert.equal(carol.groups.get(group).name, 'medics');
+  // A body that is neither text nor info: refused.
+  await bobby.enqueue(() => bobby.sealGroup(group, { what: 1 }));
+  await relay.deliver();
+  assert.match(carol.events.rejected.at(-1).reason, /cannot be read/);
+  // The server refuses a roster: said, nothing changed.
+  const n = alice.events.groupEvents.length;
+  await alice.changeMembers(group, { remove: [carol.identity.keyId] });
+  relay.queue = [];
+  await alice.receive(JSON.stringify({ type: 'error', code: 'stale_epoch', message: 'epoch 2 is not current + 1', id: group }));
+  assert.deepEqual(kinds(alice).slice(n), ['server_refused']);
+  assert.equal(epochOf(alice, group), 1);
+  // Limits and rules checked before anything is sent.
+  alice.limits.max_group_size = 2;
+  await assert.rejects(alice.changeMembers(group, { add: [david.identity.keyId] }), /at most 2 members/);
+  await assert.rejects(alice.leaveGroup(group), /Hand the group over/);
+  await assert.rejects(bobby.changeMembers(group, { remove: [carol.identity.keyId] }), /Only the group/);
+});
+
+test('a welcome that no longer routes us in a group ends it for us; a later roster in it is judged', async () => {
+  const { relay, alice, bobby, carol, group } = await threeInAGroup();
+  await alice.changeMembers(group, { remove: [carol.identity.keyId] });
+  const later = [];
+  await relay.deliver((to, m) => {
+    if (m.type !== 'group_roster' || (to !== bobby && to !== carol)) return true;
+    if (to === bobby) later.push(m.roster);
+    return false;
+  });
+  assert.equal(carol.groups.get(group).out, null);
+  assert.equal(epochOf(bobby, group), 1);
+  // bobby comes back: the welcome carries epoch 2, accepted as any roster would be.
+  await bobby.receive(JSON.stringify({ type: 'welcome', you: { name: 'bobby', key_id: bobby.identity.keyId }, members: [...relay.chats.values()].map(member), away: [], resumed: true, seq: 0, options: {}, limits: {}, time: Date.now(), groups: later }));
+  assert.equal(epochOf(bobby, group), 2);
+  assert.ok(kinds(bobby).includes('removed'));
+  // carol comes back: the welcome lists no group for her.
+  await carol.receive(JSON.stringify({ type: 'welcome', you: { name: 'carol', key_id: carol.identity.keyId }, members: [...relay.chats.values()].map(member), away: [], resumed: true, seq: 0, options: {}, limits: {}, time: Date.now(), groups: [] }));
+  assert.equal(carol.groups.get(group).out, 'left');
+  await assert.rejects(carol.sendGroup(group, 'still here?'), /not a member/);
+});
+
