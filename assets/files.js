@@ -405,8 +405,8 @@ export class Files {
     const reason = ['cancelled', 'timeout', 'sender_gone', 'mailbox_full', 'deleted'].includes(msg.reason) ? msg.reason : 'cancelled';
     const by = typeof msg.by === 'string' ? this.nameOf(msg.by) : '';
     const text = t(`file.cancel.${reason}`, { name: tr.meta.name, by });
-    // For @all, one recipient's cancel ends nothing for the others: the server says when it ends.
-    if (tr.own && tr.to === 'all' && reason === 'cancelled') {
+    // For @all and a group, one recipient's cancel ends nothing for the others: the server says when it ends.
+    if (tr.own && (tr.to === 'all' || GROUP_ID.test(tr.to)) && reason === 'cancelled') {
       tr.note = text;
       this.changed(tr);
       return;
