@@ -121,6 +121,7 @@ export class Groups {
     const me = this.identity.keyId;
     const before = g ? new Set(g.roster.members) : new Set();
     const oldOwner = g?.roster.owner;
+    const gone = new Set(g?.excluded.keys() ?? []); // already said to have left
     if (!g) {
       g = { id: r.group, roster: r, name: '', topic: '', creator: r.owner, own: null, excluded: new Map(), out: null };
       this.groups.set(r.group, g);
@@ -145,7 +146,7 @@ export class Groups {
       return;
     }
     for (const k of r.members) if (!before.has(k)) this.groupEvent({ kind: 'added', group: r.group, who: this.nameOf(k), by, self: k === me });
-    for (const k of before) if (!r.members.includes(k)) this.groupEvent({ kind: 'removed', group: r.group, who: this.nameOf(k), by, self: k === me });
+    for (const k of before) if (!r.members.includes(k) && !gone.has(k)) this.groupEvent({ kind: 'removed', group: r.group, who: this.nameOf(k), by, self: k === me });
     if (oldOwner && oldOwner !== r.owner) this.groupEvent({ kind: 'owner', group: r.group, who: this.nameOf(r.owner), by, self: r.owner === me });
   }
 

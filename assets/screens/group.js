@@ -97,7 +97,9 @@ export function showRoster(id) {
   body.push(el('p', { class: 'hint', text: `${t('group.created_by', { name: who(g.creator) })} \u00b7 ${t('group.epoch', { epoch: g.epoch, owner: who(g.owner) })}` }));
   if (g.out) body.push(el('p', { class: 'conv-warning', text: `\u26a0 ${t(`group.out_${g.out}`)}` }));
   body.push(el('h3', { text: t('list.members', { n: g.members.length }) }));
-  const rows = g.members.map((k) => {
+  // The owner first, then by name.
+  const order = [...g.members].sort((a, b) => (b === g.owner) - (a === g.owner) || who(a).localeCompare(who(b)));
+  const rows = order.map((k) => {
     const actions = [];
     if (owner && k !== me) {
       actions.push(button(t('group.remove'), () => S.chat.changeMembers(id, { remove: [k] }), t('group.remove_label', { name: who(k) })));
@@ -122,8 +124,7 @@ export function showRoster(id) {
   body.push(errorLine());
   if (owner) {
     const outside = S.members.map((m) => m.keyId).filter((k) => k !== me && !g.members.includes(k));
-    body.push(el('h3', { text: t('group.add_title') }));
-    body.push(pickList(outside, t('group.pick')));
+    body.push(pickList(outside, t('group.add_title')));
     if (outside.length) body.push(el('div', { class: 'row' }, button(t('group.add'), () => S.chat.changeMembers(id, { add: picked() }), null, 'primary')));
   }
   if (!g.out) {
