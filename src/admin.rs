@@ -64,6 +64,10 @@ Commands:
   /ban NAME             remove NAME and refuse their key until /unban
   /unban NAME           let a kicked or banned NAME join again
   /bans                 list who is kicked or banned, and until when
+  /groups               list the private groups: ids, sizes, member names (never their
+                        names, topics or content: the server cannot read those)
+  /group delete ID      delete a group on the server (its members are told); the first
+                        characters of the id are enough
   /key public|private   print the admin's public or private key (/k pub, /k pri)
   /allowlist, /a        list the allow list and who of it is connected
   /reload               re-read the allow list now
@@ -98,6 +102,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
     }
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or_default();
+    if cmd == "/group" {
+        return match words.collect::<Vec<_>>()[..] {
+            ["delete", id] => Ok(Command::Moderate(hub::Moderation::GroupDelete(
+                id.to_ascii_lowercase(),
+            ))),
+            _ => Err("usage: /group delete ID (the first characters of the id)".into()),
+        };
+    }
     if cmd == "/kick" {
         return parse_kick(words.collect());
     }
@@ -110,6 +122,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/ban", None) => return Err("usage: /ban NAME".into()),
         ("/unban", None) => return Err("usage: /unban NAME".into()),
         ("/bans", None) => Command::Moderate(hub::Moderation::List),
+        ("/groups", None) => Command::Moderate(hub::Moderation::Groups),
         ("/key" | "/k", Some("public" | "pub")) => Command::KeyPublic,
         ("/key" | "/k", Some("private" | "pri")) => Command::KeyPrivate,
         ("/key" | "/k", _) => return Err("usage: /key public, or /key private".into()),
@@ -122,7 +135,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ("/cancel", None) => Command::CancelFiles,
         (
             "/users" | "/u" | "/allowlist" | "/a" | "/reload" | "/help" | "/h" | "/quit" | "/q"
-            | "/bans" | "/panic" | "/cancel",
+            | "/bans" | "/panic" | "/cancel" | "/groups",
             Some(_),
         ) => return Err(format!("{cmd}: too many words; /help lists the commands")),
         _ if cmd.starts_with('/') => {

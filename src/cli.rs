@@ -110,6 +110,15 @@ pub struct Args {
     /// stored on disk)
     #[argh(option)]
     pub max_file_mb: Option<u64>,
+    /// who may create private groups: users (anyone, the default), admin, or off
+    #[argh(option)]
+    pub groups: Option<String>,
+    /// most groups one member may be in (default 16)
+    #[argh(option)]
+    pub max_groups: Option<usize>,
+    /// most members of one group, its owner included (default 64, at most 256)
+    #[argh(option)]
+    pub max_group_size: Option<usize>,
     /// tell browsers to store nothing on the device (no key, no name, no history)
     #[argh(switch)]
     pub no_remember: bool,

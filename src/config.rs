@@ -125,6 +125,9 @@ pub struct Limits {
     pub max_file: u64,
     /// A file transfer with no chunk for this long is cancelled.
     pub file_idle: Duration,
+    /// Who may create groups, and their limits (`--groups`, `--max-groups`,
+    /// `--max-group-size`).
+    pub groups: crate::hub::GroupSettings,
 }
 
 impl Default for Limits {
@@ -145,6 +148,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_file: protocol::DEFAULT_MAX_FILE,
             file_idle: Duration::from_secs(protocol::FILE_IDLE_SECS),
+            groups: crate::hub::GroupSettings::default(),
         }
     }
 }
@@ -183,6 +187,30 @@ fn bounds_from_args(args: &Args, limits: &mut Limits) -> Result<(), ConfigError>
             ));
         }
         limits.max_file = mb << 20;
+    }
+    if let Some(policy) = &args.groups {
+        limits.groups.policy = protocol::GroupPolicy::parse(policy).ok_or(ConfigError::Bound(
+            "groups",
+            "must be users, admin or off".into(),
+        ))?;
+    }
+    if let Some(n) = args.max_groups {
+        if !(1..=protocol::MAX_GROUPS_BOUND).contains(&n) {
+            return Err(ConfigError::Bound(
+                "max-groups",
+                format!("must be between 1 and {}", protocol::MAX_GROUPS_BOUND),
+            ));
+        }
+        limits.groups.limits.max_groups = n;
+    }
+    if let Some(n) = args.max_group_size {
+        if !(2..=protocol::MAX_GROUP_SIZE_BOUND).contains(&n) {
+            return Err(ConfigError::Bound(
+                "max-group-size",
+                format!("must be between 2 and {}", protocol::MAX_GROUP_SIZE_BOUND),
+            ));
+        }
+        limits.groups.limits.max_group_size = n;
     }
     if let Some(secs) = args.away_grace {
         if secs > MAX_AWAY_GRACE_SECS {

@@ -171,6 +171,7 @@ fn disable_all_stops_users_but_not_the_admin() {
                 disable_all: false,
                 only_admin: false,
                 remember: true,
+                groups: Default::default(),
             },
         );
         for m in sneaky.seal_all("forced").unwrap() {

@@ -31,6 +31,7 @@ fn options() -> Options {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     }
 }
 
@@ -116,6 +117,7 @@ fn a_welcome_with_a_clock_at_the_end_of_i64_is_survived() {
             options: options(),
             limits: Limits::new(20, 40, 1024 * 1024, 60),
             time,
+            groups: Vec::new(),
         };
         b.handle(welcome);
         // Every message is now far from bob's idea of the server's clock: refused, not a panic.
@@ -146,6 +148,7 @@ fn a_sender_key_chain_at_its_last_index_is_refused_not_overflowed() {
         commitment: k.commitment.clone(),
         signature: B64.encode(a.identity().sign(&key_bytes)),
         wrapped: k.keys[b.key_id()].clone(),
+        group: None,
     });
     assert!(b.handle(key).events.is_empty(), "the sender key is taken");
     let all_bytes = protocol::all_bytes(&m.id, m.ts, a.key_id(), &m.skid, n, &m.iv, &m.ciphertext);

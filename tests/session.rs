@@ -21,6 +21,7 @@ fn pair() -> (Session, Session) {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     };
     a.join_local("alice", members.clone(), options.clone());
     b.join_local("bobby", members, options);
@@ -46,6 +47,7 @@ fn relay(from: &Session, to: &Session, msgs: &[ClientMsg]) -> Vec<ServerMsg> {
                     commitment: k.commitment.clone(),
                     signature: k.signature.clone(),
                     wrapped: w.clone(),
+                    group: None,
                 })
             }),
             ClientMsg::All(a) => Some(ServerMsg::All(AllIn {
@@ -110,7 +112,7 @@ fn key_requests_are_answered_for_recent_messages_of_current_members_only() {
     // Bob gets the message without the key: he keeps it and asks.
     let out = b.handle(all[0].clone());
     assert!(out.events.is_empty());
-    let [ClientMsg::KeyRequest { to, skid, n }] = &out.send[..] else {
+    let [ClientMsg::KeyRequest { to, skid, n, .. }] = &out.send[..] else {
         panic!("{:?}", out.send)
     };
     assert_eq!((to.as_str(), *n), (a.key_id(), 0));
@@ -121,6 +123,7 @@ fn key_requests_are_answered_for_recent_messages_of_current_members_only() {
         },
         skid: skid.clone(),
         n: *n,
+        group: None,
     };
     let answer = a.handle(request.clone()).send;
     assert_eq!(answer.len(), 1);
@@ -134,6 +137,7 @@ fn key_requests_are_answered_for_recent_messages_of_current_members_only() {
         },
         skid: skid.clone(),
         n: 0,
+        group: None,
     };
     assert!(a.handle(stranger).send.is_empty());
     // Once bob has left and alice rotated, the old key is never handed out again.

@@ -31,6 +31,7 @@ fn sessions(n: usize) -> Vec<Session> {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     };
     for (s, name) in all.iter_mut().zip(names) {
         s.join_local(name, members.clone(), options.clone());

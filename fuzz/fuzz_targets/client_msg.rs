@@ -41,6 +41,7 @@ fn settings() -> HubSettings {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
         rate_per_sec: 1000,
         burst: 1000,
         mailbox_bytes: 64 * 1024,

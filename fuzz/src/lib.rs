@@ -38,6 +38,7 @@ pub fn joined(me: &Arc<Identity>, name: &str, alice: &Identity, bob: &Identity) 
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     };
     s.join_local(
         name,

@@ -101,6 +101,9 @@ pub fn parse(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
                     "chunk",
                     "file_cancel",
                     "get_keys",
+                    "group_roster",
+                    "group_leave",
+                    "group",
                 ]
                 .contains(&t.kind.as_str()) =>
             {

@@ -370,7 +370,7 @@ impl Endpoint {
             }
             Ok(Command::Users) => self.out.reply(admin::users(&self.session)),
             Ok(Command::Moderate(action)) => {
-                let listing = action == hub::Moderation::List;
+                let listing = matches!(action, hub::Moderation::List | hub::Moderation::Groups);
                 let (reply, answer) = async_channel::bounded(1);
                 let _ = self
                     .ctx

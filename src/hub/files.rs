@@ -109,8 +109,12 @@ impl Hub {
             ));
         }
         let (from, via, own) = self.sender(seat);
-        let to_all = f.to == "all";
-        let targets = if to_all {
+        // A file to a group is relayed like one to `all`, to the group's members only.
+        let to_group = protocol::is_hex(&f.to, 32);
+        let to_all = f.to == "all" || to_group;
+        let targets = if to_group {
+            self.file_to_group_checks(seat, &f)?
+        } else if to_all {
             self.file_to_all_checks(seat, &f)?
         } else {
             self.file_direct_checks(seat, &own, &f)?
@@ -128,6 +132,7 @@ impl Hub {
             key: None,
             skid: f.skid,
             n: f.n,
+            epoch: f.epoch,
             signature: f.signature,
             via,
         };
@@ -238,6 +243,32 @@ impl Hub {
             .iter()
             .filter(|(_, s)| &s.key_id != own)
             .map(|(&t, _)| t)
+            .collect())
+    }
+
+    fn file_to_group_checks(&self, seat: SeatId, f: &FileOut) -> Result<Vec<SeatId>, Refusal> {
+        if !f.skid.as_deref().is_some_and(|s| protocol::is_hex(s, 32)) || f.n.is_none() {
+            return Err(refuse(
+                ErrorCode::BadField,
+                "a file to a group needs skid (32 hex characters), n and epoch",
+                &f.id,
+            ));
+        }
+        let Some(epoch) = f.epoch else {
+            return Err(refuse(
+                ErrorCode::BadField,
+                "a file to a group needs skid (32 hex characters), n and epoch",
+                &f.id,
+            ));
+        };
+        self.routed_in(seat, &f.to, &f.id)?;
+        self.current_epoch(&f.to, epoch, &f.id)?;
+        let own = &self.dir.seats[&seat].key_id;
+        // Not copied to the sender's other endpoint, as for `all`.
+        Ok(self
+            .group_seats(&f.to, seat)
+            .into_iter()
+            .filter(|t| &self.dir.seats[t].key_id != own)
             .collect())
     }
 

@@ -274,6 +274,7 @@ impl Hub {
             disable_all: !admin && (self.settings.disable_all || self.settings.only_admin),
             only_admin: self.settings.only_admin,
             remember: self.settings.remember,
+            groups: self.settings.groups.policy,
         };
         let mut limits = Limits::new(
             self.settings.rate_per_sec,
@@ -283,6 +284,7 @@ impl Hub {
         )
         .with_max_file(self.settings.max_file);
         limits.files.file_idle_secs = self.settings.file_idle.as_secs();
+        limits.groups = self.settings.groups.limits;
         let welcome = WelcomeOut {
             you: &me.json,
             members,
@@ -293,6 +295,7 @@ impl Hub {
             options: &options,
             limits: &limits,
             time: protocol::now_ms(),
+            groups: self.rosters_of(&me.key_id),
         };
         ws::text_frame(&serde_json::to_vec(&welcome).expect("welcome encodes"))
     }
@@ -405,6 +408,7 @@ impl Hub {
             reason,
         });
         self.tell_others(key_id, &payload, "left");
+        self.groups_member_gone(key_id);
     }
 
     /// Ends the admin's web seat; only the prompt is told.
@@ -440,6 +444,8 @@ impl Hub {
                     Err(format!("{name} is neither kicked nor banned"))
                 }
             }
+            Moderation::Groups => Ok(self.list_groups()),
+            Moderation::GroupDelete(prefix) => self.admin_delete_group(&prefix),
             Moderation::List => {
                 let list = self.bans.list(now);
                 if list.is_empty() {

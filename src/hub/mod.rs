@@ -19,6 +19,7 @@ mod bans;
 mod credit;
 mod directory;
 mod files;
+mod groups;
 mod keys;
 mod mailbox;
 mod membership;
@@ -109,6 +110,19 @@ pub enum Moderation {
     Unban(String),
     /// List kicks and bans in force.
     List,
+    /// List the groups: ids, sizes, member names.
+    Groups,
+    /// Delete the group whose id starts with this.
+    GroupDelete(String),
+}
+
+/// Who may create groups and how large they may be.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupSettings {
+    /// `--groups`.
+    pub policy: crate::protocol::GroupPolicy,
+    /// `--max-group-size`, `--max-groups`.
+    pub limits: crate::protocol::GroupLimits,
 }
 
 /// Settings the hub needs.
@@ -138,6 +152,8 @@ pub struct HubSettings {
     pub max_file: u64,
     /// A transfer with no chunk for this long is cancelled.
     pub file_idle: Duration,
+    /// Groups.
+    pub groups: GroupSettings,
 }
 
 /// The hub's state. Run it with [`run`].
@@ -154,6 +170,7 @@ pub struct Hub {
     expiries: VecDeque<(Instant, SeatId, u64)>,
     console_dropped: u64,
     files: files::Transfers,
+    groups: groups::Groups,
     /// Keys of members who left lately, still answered to `get_keys`.
     left_keys: keys::LeftKeys,
 }
@@ -280,6 +297,7 @@ impl Hub {
             expiries: VecDeque::new(),
             console_dropped: 0,
             files: files::Transfers::default(),
+            groups: groups::Groups::default(),
         }
     }
 
@@ -345,6 +363,7 @@ impl Hub {
         self.expiries.clear();
         self.console_dropped = 0;
         self.files = files::Transfers::default();
+        self.groups = groups::Groups::default();
         self.left_keys = keys::LeftKeys::new(self.settings.away_grace);
     }
 
@@ -477,7 +496,12 @@ impl Hub {
             ClientMsg::Direct(d) => self.direct(seat, d),
             ClientMsg::All(a) => self.all(seat, a),
             ClientMsg::SenderKey(k) => self.sender_key(seat, k),
-            ClientMsg::KeyRequest { to, skid, n } => self.key_request(seat, to, skid, n),
+            ClientMsg::KeyRequest { to, skid, n, group } => {
+                self.key_request(seat, to, skid, n, group)
+            }
+            ClientMsg::GroupRoster { roster } => self.group_roster(seat, roster),
+            ClientMsg::GroupLeave { group } => self.group_leave(seat, group),
+            ClientMsg::Group(m) => self.group_msg(seat, m),
             ClientMsg::GetKeys { key_ids } => self.get_keys(seat, key_ids),
         };
         if let Err(refusal) = result {

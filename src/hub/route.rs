@@ -207,8 +207,18 @@ impl Hub {
         {
             return bad(&m);
         }
+        if let Some(at) = &k.group {
+            self.routed_in(seat, &at.group, &at.group)?;
+            self.current_epoch(&at.group, at.epoch, &at.group)?;
+        }
         let (from, _, _) = self.sender(seat);
         for (key_id, wrapped) in k.keys {
+            // A group sender key reaches only members routed in the group.
+            if let Some(at) = &k.group {
+                if !self.is_routed(&at.group, &key_id) {
+                    continue;
+                }
+            }
             let targets = self.reachable(seat, &key_id);
             if targets.is_empty() {
                 continue;
@@ -220,6 +230,7 @@ impl Hub {
                 commitment: k.commitment.clone(),
                 signature: k.signature.clone(),
                 wrapped,
+                group: k.group.clone(),
             }));
             for t in targets {
                 self.deliver(t, &payload, "sender_key", None);
@@ -234,7 +245,17 @@ impl Hub {
         to: String,
         skid: String,
         n: u32,
+        group: Option<String>,
     ) -> Result<(), Refusal> {
+        if let Some(g) = &group {
+            self.routed_in(seat, g, g)?;
+            if !self.is_routed(g, &to) {
+                return Err(Refusal::new(
+                    ErrorCode::UnknownRecipient,
+                    "no such member in this group",
+                ));
+            }
+        }
         if !protocol::is_hex(&skid, 32) {
             return Err(Refusal::new(
                 ErrorCode::BadField,
@@ -246,7 +267,12 @@ impl Hub {
             return Err(Refusal::new(ErrorCode::UnknownRecipient, "no such member"));
         }
         let (from, _, _) = self.sender(seat);
-        let payload = payload_of(&ServerMsg::KeyRequest { from, skid, n });
+        let payload = payload_of(&ServerMsg::KeyRequest {
+            from,
+            skid,
+            n,
+            group,
+        });
         for t in targets {
             self.deliver(t, &payload, "key_request", None);
         }

@@ -58,6 +58,16 @@ pub enum ErrorCode {
     TooManyFiles,
     /// An away recipient's mailbox cannot hold the file.
     MailboxFull,
+    /// A group the server does not have.
+    UnknownGroup,
+    /// A group frame from a member not routed in that group.
+    NotInGroup,
+    /// A roster's epoch is not current + 1, or a group frame's is not the current one.
+    StaleEpoch,
+    /// A roster over `limits.max_group_size`.
+    GroupTooLarge,
+    /// A roster would put a member in more than `limits.max_groups` groups.
+    TooManyGroups,
 }
 
 impl ErrorCode {
@@ -90,6 +100,11 @@ impl ErrorCode {
             Self::FileWindow => "file_window",
             Self::TooManyFiles => "too_many_files",
             Self::MailboxFull => "mailbox_full",
+            Self::UnknownGroup => "unknown_group",
+            Self::NotInGroup => "not_in_group",
+            Self::StaleEpoch => "stale_epoch",
+            Self::GroupTooLarge => "group_too_large",
+            Self::TooManyGroups => "too_many_groups",
         }
     }
 

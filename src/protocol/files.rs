@@ -169,6 +169,9 @@ pub struct FileOut {
     /// To `all`: the chain index.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub n: Option<u32>,
+    /// To a group: its current epoch.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub epoch: Option<u32>,
     /// Signature over the manifest bytes, base64.
     pub signature: String,
 }
@@ -214,6 +217,9 @@ pub struct FileIn {
     /// To `all`: the chain index.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub n: Option<u32>,
+    /// To a group: the epoch it was sent in.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub epoch: Option<u32>,
     /// Signature, base64.
     pub signature: String,
     /// Which admin endpoint sent it, for files from the admin.

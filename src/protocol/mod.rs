@@ -70,6 +70,9 @@ pub struct Options {
     pub only_admin: bool,
     /// Whether clients may keep their identity and state on the device (`--no-remember` off).
     pub remember: bool,
+    /// Who may create groups.
+    #[serde(default)]
+    pub groups: GroupPolicy,
 }
 
 /// Limits a client must respect.
@@ -100,6 +103,9 @@ pub struct Limits {
     /// The limits of files.
     #[serde(flatten)]
     pub files: FileLimits,
+    /// The limits of groups.
+    #[serde(flatten, default)]
+    pub groups: GroupLimits,
 }
 
 impl Limits {
@@ -118,6 +124,7 @@ impl Limits {
             max_skipped: MAX_SKIPPED,
             max_jump: MAX_JUMP,
             files: FileLimits::default(),
+            groups: GroupLimits::default(),
         }
     }
 
@@ -182,6 +189,9 @@ pub enum ClientMsg {
         skid: String,
         /// The chain index of the message that could not be opened.
         n: u32,
+        /// For a group sender key: the group.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        group: Option<String>,
     },
     /// A file's manifest (to a member or to `all`); its chunks follow.
     File(FileOut),
@@ -197,6 +207,18 @@ pub enum ClientMsg {
         /// Key IDs, 1 to [`MAX_GET_KEYS`].
         key_ids: Vec<String>,
     },
+    /// Creates or changes a group.
+    GroupRoster {
+        /// The signed roster.
+        roster: Roster,
+    },
+    /// Leaves a group.
+    GroupLeave {
+        /// The group id.
+        group: String,
+    },
+    /// A message to a group.
+    Group(GroupOut),
 }
 
 /// What the admin's web seat asks of the server about members.
@@ -372,6 +394,9 @@ pub struct SenderKeyOut {
     pub signature: String,
     /// The chain key wrapped for each member, by key ID.
     pub keys: BTreeMap<String, String>,
+    /// For a group sender key: the group and epoch.
+    #[serde(flatten, default)]
+    pub group: Option<GroupAt>,
 }
 
 /// Messages the server sends.
@@ -408,6 +433,9 @@ pub enum ServerMsg {
         limits: Limits,
         /// The server's clock, ms since the epoch.
         time: i64,
+        /// The rosters of the groups this member is routed in.
+        #[serde(default)]
+        groups: Vec<Roster>,
     },
     /// Someone joined (or the admin's web seat connected).
     Joined {
@@ -466,6 +494,9 @@ pub enum ServerMsg {
         skid: String,
         /// Chain index of the message it could not open.
         n: u32,
+        /// For a group sender key: the group.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        group: Option<String>,
     },
     /// A file's manifest for this client.
     File(FileIn),
@@ -512,6 +543,31 @@ pub enum ServerMsg {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         until: Option<i64>,
     },
+    /// A roster for a group this member is in or was just removed from.
+    GroupRoster {
+        /// The signed roster.
+        roster: Roster,
+        /// Key ID of who sent it.
+        by: String,
+    },
+    /// A member is no longer routed in a group.
+    GroupLeft {
+        /// The group id.
+        group: String,
+        /// Who.
+        key_id: String,
+        /// Why.
+        reason: GroupLeftReason,
+    },
+    /// A group was deleted.
+    GroupDeleted {
+        /// The group id.
+        group: String,
+        /// By whom.
+        by: DeletedBy,
+    },
+    /// A group message.
+    Group(GroupIn),
     /// The client's last message was refused.
     Error {
         /// Machine-readable code (see `ErrorCode`).
@@ -550,6 +606,8 @@ pub struct WelcomeOut<'a> {
     pub limits: &'a Limits,
     /// The server's clock, ms since the epoch.
     pub time: i64,
+    /// The rosters of the groups this member is routed in.
+    pub groups: Vec<&'a Roster>,
 }
 
 /// `joined` as the server writes it, with the member kept encoded. Same JSON as
@@ -630,14 +688,19 @@ pub struct SenderKeyIn {
     pub signature: String,
     /// The chain key wrapped for this recipient, base64.
     pub wrapped: String,
+    /// For a group sender key: the group and epoch.
+    #[serde(flatten, default)]
+    pub group: Option<GroupAt>,
 }
 
 mod canonical;
 mod codes;
 mod files;
+mod groups;
 #[cfg(test)]
 mod tests;
 
 pub use canonical::*;
 pub use codes::*;
 pub use files::*;
+pub use groups::*;

@@ -25,6 +25,11 @@ fn error_codes_as_str_are_their_wire_names() {
         ErrorCode::DuplicateId,
         ErrorCode::Stale,
         ErrorCode::RateLimited,
+        ErrorCode::UnknownGroup,
+        ErrorCode::NotInGroup,
+        ErrorCode::StaleEpoch,
+        ErrorCode::GroupTooLarge,
+        ErrorCode::TooManyGroups,
     ] {
         assert_eq!(
             serde_json::to_value(code).unwrap(),
@@ -199,6 +204,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     };
     let limits = Limits::new(20, 40, 1 << 20, 600);
     let (a, b) = (encoded_member(&alice), encoded_member(&admin));
@@ -212,6 +218,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
         options: &options,
         limits: &limits,
         time: 5,
+        groups: Vec::new(),
     })
     .unwrap();
     let typed = ServerMsg::Welcome {
@@ -224,6 +231,7 @@ fn welcome_and_joined_as_written_are_what_clients_parse() {
         options,
         limits,
         time: 5,
+        groups: Vec::new(),
     };
     assert_eq!(written, serde_json::to_string(&typed).unwrap());
     assert_eq!(serde_json::from_str::<ServerMsg>(&written).unwrap(), typed);
@@ -258,4 +266,96 @@ fn encodings() {
     assert!(is_hex("00ff", 4));
     assert!(!is_hex("00FF", 4));
     assert!(!is_hex("00f", 4));
+}
+
+fn a_roster() -> Roster {
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    Roster {
+        group: "0".repeat(32),
+        epoch: 1,
+        owner: a.clone(),
+        members: vec![a, b],
+        signature: "AAAA".into(),
+    }
+}
+
+#[test]
+fn roster_fields_are_checked_with_a_specific_message() {
+    assert_eq!(a_roster().check_fields(), Ok(()));
+    type Spoil = fn(&mut Roster);
+    let cases: [(Spoil, &str); 8] = [
+        (|r| r.group = "0".repeat(31), "roster.group"),
+        (|r| r.epoch = 0, "roster.epoch"),
+        (|r| r.owner = "A".repeat(64), "roster.owner"),
+        (|r| r.members.clear(), "at least the owner"),
+        (|r| r.members.reverse(), "sorted"),
+        (|r| r.members.push("b".repeat(64)), "without duplicates"),
+        (|r| r.members.remove(0).clear(), "include the owner"),
+        (|r| r.signature = "!".into(), "roster.signature"),
+    ];
+    for (spoil, expected) in cases {
+        let mut r = a_roster();
+        spoil(&mut r);
+        let err = r.check_fields().unwrap_err();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let mut long = a_roster();
+    long.signature = "A".repeat(MAX_RSA_B64 + 4);
+    assert!(long.check_fields().is_err());
+    assert!(a_roster().lists(&"b".repeat(64)));
+    assert!(!a_roster().lists(&"c".repeat(64)));
+}
+
+#[test]
+fn group_frames_round_trip_with_their_optional_fields() {
+    let r = a_roster();
+    let text = serde_json::to_string(&ClientMsg::GroupRoster { roster: r.clone() }).unwrap();
+    assert!(
+        text.starts_with(r#"{"type":"group_roster","roster":{"group":"#),
+        "{text}"
+    );
+    assert_eq!(
+        serde_json::from_str::<ClientMsg>(&text).unwrap(),
+        ClientMsg::GroupRoster { roster: r }
+    );
+    // A sender key without a group is an `@all` one; with one it carries group and epoch.
+    let plain =
+        r#"{"type":"sender_key","skid":"s","n":0,"commitment":"c","signature":"x","keys":{}}"#;
+    let ClientMsg::SenderKey(k) = serde_json::from_str(plain).unwrap() else {
+        panic!()
+    };
+    assert_eq!(k.group, None);
+    assert!(!serde_json::to_string(&k).unwrap().contains("group"));
+    let grouped = r#"{"type":"sender_key","group":"g","epoch":3,"skid":"s","n":0,"commitment":"c","signature":"x","keys":{}}"#;
+    let ClientMsg::SenderKey(k) = serde_json::from_str(grouped).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        k.group,
+        Some(GroupAt {
+            group: "g".into(),
+            epoch: 3
+        })
+    );
+    let left =
+        r#"{"seq":4,"type":"group_left","group":"g","key_id":"k","reason":"removed_from_chat"}"#;
+    assert!(matches!(
+        serde_json::from_str::<ServerMsg>(left).unwrap(),
+        ServerMsg::GroupLeft {
+            reason: GroupLeftReason::RemovedFromChat,
+            ..
+        }
+    ));
+    let plain: GroupPlain = serde_json::from_str(r#"{"info":{"name":"medics"}}"#).unwrap();
+    assert_eq!(
+        plain,
+        GroupPlain::Info {
+            info: GroupInfo {
+                name: "medics".into(),
+                topic: String::new()
+            }
+        }
+    );
+    assert_eq!(GroupPolicy::parse("admin"), Some(GroupPolicy::Admin));
+    assert_eq!(GroupPolicy::parse("everyone"), None);
 }

@@ -336,6 +336,7 @@ impl Bound {
             max_away: config.limits.max_connections,
             max_file: config.limits.max_file,
             file_idle: config.limits.file_idle,
+            groups: config.limits.groups,
         };
         let allow = config.allow_list.as_ref().map(|(_, list, _)| list.clone());
         let hub_task = ex.spawn(hub::run(Hub::new(settings, allow), hub_rx));

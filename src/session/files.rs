@@ -196,6 +196,7 @@ impl Session {
                     keys: Some(keys),
                     skid: None,
                     n: None,
+                    epoch: None,
                     signature: b64(&self.me.sign(&signed)),
                 };
                 vec![ClientMsg::File(f)]
@@ -227,6 +228,7 @@ impl Session {
                     keys: None,
                     skid: Some(skid),
                     n: Some(n),
+                    epoch: None,
                     signature: b64(&self.me.sign(&signed)),
                 }));
                 out

@@ -406,9 +406,17 @@ impl Session {
             ServerMsg::Direct(d) => self.open_direct(d),
             ServerMsg::All(a) => self.receive_all(a),
             ServerMsg::SenderKey(k) => self.receive_sender_key(k),
-            ServerMsg::KeyRequest { from, skid, n } => {
-                self.answer_key_request(&from.key_id, &skid, n)
-            }
+            ServerMsg::KeyRequest {
+                from,
+                skid,
+                n,
+                group: None,
+            } => self.answer_key_request(&from.key_id, &skid, n),
+            ServerMsg::KeyRequest { .. }
+            | ServerMsg::GroupRoster { .. }
+            | ServerMsg::GroupLeft { .. }
+            | ServerMsg::GroupDeleted { .. }
+            | ServerMsg::Group(_) => Output::default(),
             ServerMsg::Presence {
                 key_id,
                 name,

@@ -108,6 +108,7 @@ impl Session {
                 to: a.from.key_id.clone(),
                 skid: a.skid.clone(),
                 n: a.n,
+                group: None,
             });
         }
         self.pending.push_back((Instant::now(), a));

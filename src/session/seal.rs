@@ -140,6 +140,7 @@ impl Session {
                     commitment: commitment.clone(),
                     signature: signature.clone(),
                     keys,
+                    group: None,
                 })
             })
             .collect()

@@ -68,6 +68,7 @@ fn main() {
                     commitment: k.commitment,
                     signature: SIGN.into(),
                     wrapped: k.keys[&bob_id].clone(),
+                    group: None,
                 }))),
                 ClientMsg::All(m) => all_lines.push(json(&ServerMsg::All(AllIn {
                     id: m.id,
