@@ -148,7 +148,7 @@ export class GroupKeys {
     if (this.groupPending.length >= MAX_GROUP_PENDING) this.reject(this.groupPending.shift().msg, t('reject.too_many_waiting'));
     const asked = this.groupPending.some((p) => p.msg.group === msg.group && p.msg.from.key_id === msg.from.key_id && p.msg.skid === msg.skid);
     if (!asked && this.peers.has(msg.from.key_id)) {
-      this.transmit({ type: 'key_request', to: msg.from.key_id, group: msg.group, epoch: msg.epoch, skid: msg.skid, n: msg.n });
+      this.transmit({ type: 'key_request', to: msg.from.key_id, group: msg.group, skid: msg.skid, n: msg.n });
     }
     this.groupPending.push({ t: Date.now(), msg });
   }
@@ -214,7 +214,7 @@ export class GroupKeys {
     const g = this.groupOf(msg);
     const chain = this.groupChains.get(`${g.id} ${msg.epoch} ${msg.from.key_id} ${msg.skid}`);
     if (!chain) {
-      this.transmit({ type: 'key_request', to: msg.from.key_id, group: g.id, epoch: msg.epoch, skid: msg.skid, n: msg.n });
+      this.transmit({ type: 'key_request', to: msg.from.key_id, group: g.id, skid: msg.skid, n: msg.n });
       throw new Error(t('file.err.no_key'));
     }
     return { chain, dest: this.groupDest(g.id) };
