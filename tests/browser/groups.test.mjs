@@ -3,7 +3,8 @@
 // over ownership and leave (the owner's page signs the next roster by itself). Then a server that
 // lies, played by Playwright's WebSocket routing between a page and the real server: an altered
 // roster, an older epoch replayed and a roster signed by someone else, each refused with a
-// visible warning and nothing changed. axe-core finds no violation on the group screens.
+// visible warning and nothing changed; the admin lists groups (ids and sizes, never names) and
+// deletes one. axe-core finds no violation on the group screens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, createPrivateKey, sign } from 'node:crypto';
@@ -245,5 +246,15 @@ test('a lying server: an altered roster, an older epoch and a roster signed by s
   await openRoster(bobby, 'drivers');
   assert.deepEqual((await rosterNames(bobby)).sort(), ['alice', 'bobby', 'carol']);
   await axe(bobby, 'roster screen after refusals');
+
+  // The admin sees the group's id and size at the prompt, never its name, and deletes it.
+  const from = server.output.length;
+  server.write('/groups');
+  await server.waitFor(new RegExp(group.slice(0, 8)), 15000, from);
+  assert.ok(!server.output.slice(from).includes('drivers'));
+  server.write(`/group delete ${group.slice(0, 10)}`);
+  for (const page of [alice, bobby]) await waitNotice(page, group, 'The admin deleted this group.');
+  await bobby.click('#group-back');
+  assert.equal(await bobby.isDisabled('#text'), true);
   assertClean(alice, bobby, carol);
 });
