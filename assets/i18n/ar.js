@@ -410,7 +410,7 @@ export default {
   'group.remove': 'إزالة',
   'group.remove_label': 'إزالة {name} من المجموعة',
   'group.make_owner': 'اجعله المالك',
-  'group.make_owner_label': 'تسليم المجموعة إلى {name}',
+  'group.make_owner_label': 'اجعله المالك: {name}',
   'group.add': 'إضافة',
   'group.add_title': 'إضافة أعضاء',
   'group.leave': 'مغادرة المجموعة',

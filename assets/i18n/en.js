@@ -360,7 +360,7 @@ export default {
   'group.remove': 'Remove',
   'group.remove_label': 'Remove {name} from the group',
   'group.make_owner': 'Make owner',
-  'group.make_owner_label': 'Hand the group over to {name}',
+  'group.make_owner_label': 'Make owner: {name}',
   'group.add': 'Add',
   'group.add_title': 'Add members',
   'group.leave': 'Leave group',

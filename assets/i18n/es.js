@@ -356,7 +356,7 @@ export default {
   'group.remove': 'Quitar',
   'group.remove_label': 'Quitar a {name} del grupo',
   'group.make_owner': 'Hacer propietario',
-  'group.make_owner_label': 'Ceder el grupo a {name}',
+  'group.make_owner_label': 'Hacer propietario: {name}',
   'group.add': 'Añadir',
   'group.add_title': 'Añadir miembros',
   'group.leave': 'Salir del grupo',

@@ -361,7 +361,7 @@ export default {
   'group.remove': 'برداشتن',
   'group.remove_label': 'برداشتن {name} از گروه',
   'group.make_owner': 'مالک کن',
-  'group.make_owner_label': 'سپردن گروه به {name}',
+  'group.make_owner_label': 'مالک کن: {name}',
   'group.add': 'افزودن',
   'group.add_title': 'افزودن اعضا',
   'group.leave': 'ترک گروه',

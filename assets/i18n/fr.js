@@ -357,7 +357,7 @@ export default {
   'group.remove': 'Retirer',
   'group.remove_label': 'Retirer {name} du groupe',
   'group.make_owner': 'Nommer propriétaire',
-  'group.make_owner_label': 'Confier le groupe à {name}',
+  'group.make_owner_label': 'Nommer propriétaire : {name}',
   'group.add': 'Ajouter',
   'group.add_title': 'Ajouter des membres',
   'group.leave': 'Quitter le groupe',

@@ -377,7 +377,7 @@ export default {
   'group.remove': 'Убрать',
   'group.remove_label': 'Убрать {name} из группы',
   'group.make_owner': 'Сделать владельцем',
-  'group.make_owner_label': 'Передать группу {name}',
+  'group.make_owner_label': 'Сделать владельцем: {name}',
   'group.add': 'Добавить',
   'group.add_title': 'Добавить участников',
   'group.leave': 'Выйти из группы',

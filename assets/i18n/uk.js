@@ -377,7 +377,7 @@ export default {
   'group.remove': 'Прибрати',
   'group.remove_label': 'Прибрати {name} з групи',
   'group.make_owner': 'Зробити власником',
-  'group.make_owner_label': 'Передати групу {name}',
+  'group.make_owner_label': 'Зробити власником: {name}',
   'group.add': 'Додати',
   'group.add_title': 'Додати учасників',
   'group.leave': 'Вийти з групи',

@@ -190,6 +190,7 @@ export function showHeader() {
   const g = group(key);
   if (g) return showGroupHeader(g, conv);
   $('group-open').hidden = true;
+  $('conv-title').removeAttribute('dir');
   const m = member(key);
   const all = key === 'all';
   const name = all ? t('list.everyone') : m?.name ?? conv?.name ?? '';
@@ -218,6 +219,8 @@ function showGroupHeader(g, conv) {
   const name = groupName(g.id);
   if (conv) conv.name = name;
   $('conv-title').replaceChildren(name);
+  // A group's name is anyone's text: laid out by its own direction.
+  $('conv-title').dir = 'auto';
   $('conv-icon').replaceChildren(el('span', { class: 'all-icon group-icon', text: '#' }));
   const creator = member(g.creator)?.name ?? g.creator.slice(0, 12);
   $('conv-sub').textContent = [t('list.members', { n: g.members.length }), g.topic].filter(Boolean).join(' · ') || t('group.created_by', { name: creator });

@@ -42,7 +42,7 @@ function item({ key, label, icon, classes, badges = [], detail, conv, disabled =
     el(
       'span',
       { class: 'member-main' },
-      el('span', { class: 'member-name' }, el('span', { class: 'name', text: label }), ...badges),
+      el('span', { class: 'member-name' }, el('span', { class: 'name', dir: 'auto', text: label }), ...badges),
       el('span', { class: 'member-detail' }, ...detail),
       disabled ? null : el('span', { class: 'last', dir: 'auto', text: preview(conv) }),
     ),

@@ -147,7 +147,7 @@ test('create, write, add (no reading before), remove (no reading after), hand ov
 
   // alice hands the group over to bobby.
   await openRoster(alice, 'medics');
-  await alice.getByRole('button', { name: 'Hand the group over to bobby' }).click();
+  await alice.getByRole('button', { name: 'Make owner: bobby' }).click();
   await waitNotice(david, group, 'alice handed the group over to bobby');
   await waitNotice(bobby, group, 'alice handed the group over to you');
   await openRoster(david, 'medics');
