@@ -68,6 +68,8 @@ Commands:
                         names, topics or content: the server cannot read those)
   /group delete ID      delete a group on the server (its members are told); the first
                         characters of the id are enough
+  #GROUP text, /group create|add|remove|owner|leave …   the admin's own groups, as in
+                        dyspatcher connect
   /key public|private   print the admin's public or private key (/k pub, /k pri)
   /allowlist, /a        list the allow list and who of it is connected
   /reload               re-read the allow list now

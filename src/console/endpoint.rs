@@ -353,11 +353,25 @@ impl Endpoint {
             }
             Event::Ack(_) => {}
             Event::File(_) | Event::FileSkipped { .. } => {}
+            Event::Group(g) => self.out.notice(super::describe_group(&self.session, &g)),
         }
     }
 
     /// Runs one prompt line; false means quit.
     async fn command(&mut self, line: &str) -> bool {
+        if let Some(cmd) = super::groups::parse(line) {
+            let done = cmd.and_then(|c| super::groups::run(&mut self.session, &c));
+            match done {
+                Ok((msgs, shown)) => {
+                    for m in msgs {
+                        self.send(m).await;
+                    }
+                    self.out.show(shown);
+                }
+                Err(e) => self.out.reply(format!("not done: {e}")),
+            }
+            return true;
+        }
         match admin::parse(line) {
             Err(e) => self.out.reply(e),
             Ok(Command::Empty) => {}

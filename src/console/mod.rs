@@ -157,6 +157,7 @@ pub fn describe(session: &Session, m: &Opened) -> String {
     };
     let to = match &m.to {
         Destination::All => "@all".to_string(),
+        Destination::Group(g) => format!("#{}", group_label(session, g)),
         Destination::Direct(k) => session
             .name_of(k)
             .unwrap_or(&k[..12.min(k.len())])
@@ -170,6 +171,115 @@ pub fn describe(session: &Session, m: &Opened) -> String {
     )
 }
 
+/// How a group event is shown.
+pub fn describe_group(session: &Session, e: &crate::session::GroupEvent) -> String {
+    use crate::session::GroupEvent as G;
+    match e {
+        G::Roster {
+            group,
+            epoch,
+            new: true,
+            owner,
+            ..
+        } => format!(
+            "you are in group #{} (id {}, epoch {epoch}), created by {owner}",
+            group_label(session, group),
+            &group[..12]
+        ),
+        G::Roster {
+            group,
+            epoch,
+            owner,
+            added,
+            removed,
+            ..
+        } => {
+            let mut what = Vec::new();
+            for n in added {
+                what.push(format!("{n} was added by {owner}"));
+            }
+            for n in removed {
+                what.push(format!("{n} was removed"));
+            }
+            if what.is_empty() {
+                what.push(format!("{owner} is now the owner"));
+            }
+            format!(
+                "group #{} (epoch {epoch}): {}",
+                group_label(session, group),
+                what.join(", ")
+            )
+        }
+        G::Gone { group, why } => format!("group {}: {why}", &group[..12.min(group.len())]),
+        G::Refused { reason, .. } => format!("warning: {reason}"),
+        G::MemberLeft {
+            group,
+            name,
+            reason,
+        } => {
+            let how = match reason {
+                crate::protocol::GroupLeftReason::Left => "left the group",
+                crate::protocol::GroupLeftReason::RemovedFromChat => "left the chat",
+            };
+            format!("group #{}: {name} {how}", group_label(session, group))
+        }
+        G::Info { group, info } => format!(
+            "group {} is called #{}{}",
+            &group[..12],
+            info.name,
+            if info.topic.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", info.topic)
+            }
+        ),
+    }
+}
+
+/// The `/groups` listing of an endpoint: the groups it is in, with their verified members.
+pub fn list_groups(session: &Session) -> String {
+    let mut groups: Vec<(&String, &crate::session::GroupState)> = session.groups().iter().collect();
+    if groups.is_empty() {
+        return "you are in no group".into();
+    }
+    groups.sort_by_key(|(id, _)| group_label(session, id));
+    let mut out = format!("{} group(s):", groups.len());
+    for (id, g) in groups {
+        let names: Vec<String> = g
+            .verified_members()
+            .map(|k| {
+                let n = session.name_of(k).unwrap_or(&k[..12]).to_string();
+                if *k == g.roster.owner {
+                    format!("{n} (owner)")
+                } else {
+                    n
+                }
+            })
+            .collect();
+        out += &format!(
+            "\n  #{}  id {}  epoch {}: {}",
+            group_label(session, id),
+            &id[..12],
+            g.roster.epoch,
+            names.join(", ")
+        );
+    }
+    out
+}
+
+/// How a group is named on screen: its name (from its owner), else the start of its id.
+pub fn group_label(session: &Session, group: &str) -> String {
+    session
+        .groups()
+        .get(group)
+        .and_then(|g| g.info.as_ref())
+        .map_or_else(
+            || group[..12.min(group.len())].to_string(),
+            |i| i.name.clone(),
+        )
+}
+
 mod endpoint;
+pub mod groups;
 
 pub use endpoint::run;

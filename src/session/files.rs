@@ -158,6 +158,7 @@ impl Session {
         }
         let ts = self.now();
         let out = match to {
+            Destination::Group(_) => return Err(SendError::GroupFiles),
             Destination::Direct(to) => {
                 if !self.peers.contains_key(to) {
                     return Err(SendError::UnknownMember(to.clone()));

@@ -30,6 +30,8 @@ fn signer(msg: &ServerMsg) -> Option<&str> {
         ServerMsg::SenderKey(k) => Some(&k.from.key_id),
         ServerMsg::KeyRequest { from, .. } => Some(&from.key_id),
         ServerMsg::File(f) => Some(&f.from.key_id),
+        ServerMsg::Group(g) => Some(&g.from.key_id),
+        ServerMsg::GroupRoster { by, .. } => Some(by),
         _ => None,
     }
 }
@@ -51,6 +53,7 @@ fn waiting_size(msg: &ServerMsg) -> usize {
         ServerMsg::All(a) => a.ciphertext.len() + a.signature.len(),
         ServerMsg::SenderKey(k) => k.signature.len() + k.wrapped.len(),
         ServerMsg::File(f) => f.ciphertext.len() + f.signature.len(),
+        ServerMsg::Group(g) => g.ciphertext.len() + g.signature.len(),
         ServerMsg::Chunk(c) => c.ciphertext.len(),
         _ => 64,
     }
@@ -64,6 +67,7 @@ fn sender_name(msg: &ServerMsg) -> String {
         ServerMsg::KeyRequest { from, .. } => from.name.clone(),
         ServerMsg::File(f) => f.from.name.clone(),
         ServerMsg::Chunk(c) => c.from.name.clone(),
+        ServerMsg::Group(g) => g.from.name.clone(),
         _ => String::new(),
     }
 }

@@ -18,11 +18,13 @@ use crate::protocol::{
 use crate::replay::Seen;
 
 mod files;
+mod groups;
 mod keys;
 mod open;
 mod seal;
 
 pub use files::{FileEvent, FileMeta, OutgoingFile, MAX_INCOMING};
+pub use groups::{GroupEvent, GroupState};
 pub use keys::{KEY_ASK_TTL, MAX_DEFERRED, MAX_WAITING, MAX_WAITING_BYTES};
 
 /// `@all` messages kept while waiting for their sender key.
@@ -43,6 +45,8 @@ pub enum Destination {
     Direct(String),
     /// To everyone.
     All,
+    /// To a group (by id).
+    Group(String),
 }
 
 /// An opened and verified message.
@@ -149,6 +153,8 @@ pub enum Event {
     Ack(String),
     /// Something about a file (see [`FileEvent`]).
     File(FileEvent),
+    /// Something about a group (see [`GroupEvent`]).
+    Group(GroupEvent),
     /// A file of ours to everyone was accepted, but these away members (names) cannot get it.
     FileSkipped {
         /// The file id.
@@ -198,6 +204,18 @@ pub enum SendError {
     /// Too many messages already wait for keys.
     #[error("too many messages are waiting for public keys")]
     Busy,
+    /// No group by that name or id.
+    #[error("no group {0}")]
+    UnknownGroup(String),
+    /// Only the group's owner may do this.
+    #[error("only the group's owner may do this")]
+    NotOwner,
+    /// This client does not send files to groups.
+    #[error("this client does not send files to groups (the web client does)")]
+    GroupFiles,
+    /// A group name must be 1 to 64 bytes (and a topic at most 256).
+    #[error("a group's name is 1 to 64 bytes, its topic at most 256")]
+    BadGroupName,
 }
 
 struct OwnSenderKey {
@@ -258,6 +276,10 @@ pub struct Session {
     chain_serial: u64,
     incoming: HashMap<String, files::Incoming>,
     limits: Option<protocol::Limits>,
+    groups: HashMap<String, GroupState>,
+    /// The (group, epoch) of each receiving chain that is a group's.
+    group_chains: HashMap<(String, String), (String, u32)>,
+    group_pending: VecDeque<protocol::GroupIn>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -293,6 +315,9 @@ impl Session {
             chain_serial: 0,
             incoming: HashMap::new(),
             limits: None,
+            groups: HashMap::new(),
+            group_chains: HashMap::new(),
+            group_pending: VecDeque::new(),
         }
     }
 
@@ -405,18 +430,30 @@ impl Session {
             } => self.left(key_id, name, reason.as_str().to_string()),
             ServerMsg::Direct(d) => self.open_direct(d),
             ServerMsg::All(a) => self.receive_all(a),
-            ServerMsg::SenderKey(k) => self.receive_sender_key(k),
+            ServerMsg::SenderKey(mut k) => match k.group.take() {
+                Some(at) => self.receive_group_key(k, at),
+                None => self.receive_sender_key(k),
+            },
             ServerMsg::KeyRequest {
                 from,
                 skid,
                 n,
                 group: None,
             } => self.answer_key_request(&from.key_id, &skid, n),
-            ServerMsg::KeyRequest { .. }
-            | ServerMsg::GroupRoster { .. }
-            | ServerMsg::GroupLeft { .. }
-            | ServerMsg::GroupDeleted { .. }
-            | ServerMsg::Group(_) => Output::default(),
+            ServerMsg::KeyRequest {
+                from,
+                skid,
+                n,
+                group: Some(group),
+            } => self.answer_group_request(&from.key_id, &group, &skid, n),
+            ServerMsg::GroupRoster { roster, .. } => self.receive_roster(roster),
+            ServerMsg::GroupLeft {
+                group,
+                key_id,
+                reason,
+            } => self.group_left(&group, &key_id, reason),
+            ServerMsg::GroupDeleted { group, by } => self.group_deleted(group, by),
+            ServerMsg::Group(m) => self.receive_group(m),
             ServerMsg::Presence {
                 key_id,
                 name,
@@ -510,6 +547,7 @@ impl Session {
         }
         if !resumed {
             self.chains.clear();
+            self.groups.clear();
         } else {
             self.chains
                 .retain(|(sender, _), _| self.peers.contains_key(sender));

@@ -200,6 +200,9 @@ impl Chat {
 
     /// Acts on one typed line; `Some` when it ends the conversation.
     async fn typed(&mut self, client: &mut Client, line: &str) -> Option<End> {
+        if let Some(cmd) = console::groups::parse(line) {
+            return self.group(client, cmd).await;
+        }
         match admin::parse(line) {
             Ok(Command::Send { to, text }) => {
                 let sent = match &to {
@@ -247,11 +250,45 @@ impl Chat {
                 }
             }
             Ok(Command::Users) => println!("{}", admin::users(client.session())),
+            Ok(Command::Moderate(crate::hub::Moderation::Groups)) => {
+                println!("{}", console::list_groups(client.session()))
+            }
             Ok(Command::Quit) => return Some(End::Quit),
             Ok(Command::Empty) => {}
             Ok(Command::Help) => println!("{HELP}"),
             Ok(_) => println!("not available here; {HELP}"),
             Err(e) => println!("{e}"),
+        }
+        None
+    }
+
+    /// A group command: the keys it needs are fetched, then it is sealed and sent.
+    async fn group(
+        &mut self,
+        client: &mut Client,
+        cmd: Result<console::groups::GroupCommand, String>,
+    ) -> Option<End> {
+        let cmd = match cmd {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                println!("{e}");
+                return None;
+            }
+        };
+        let missing = console::groups::keys_needed(client.session(), &cmd);
+        if let Err(e) = client.fetch_keys(missing).await {
+            return Some(End::Lost(e));
+        }
+        match console::groups::run(client.session_mut(), &cmd) {
+            Ok((msgs, shown)) => {
+                for m in &msgs {
+                    if let Err(e) = client.send_msg(m).await {
+                        return Some(End::Lost(e));
+                    }
+                }
+                println!("[{}] {shown}", now());
+            }
+            Err(e) => println!("not done: {e}"),
         }
         None
     }
@@ -400,7 +437,8 @@ impl Chat {
 }
 
 /// What `/help` says here.
-const HELP: &str = "@NAME text, @all text, /send NAME|all FILE, /cancel, /users, /quit";
+const HELP: &str = "@NAME text, @all text, #GROUP text, /send NAME|all FILE, /cancel, /users, \
+/groups, /group create NAME member…, /group add|remove|owner GROUP NAME, /group leave GROUP, /quit";
 
 /// Shows the desk's lines and sends its messages.
 async fn desk_output(client: &mut Client, out: DeskOutput) -> Result<(), ClientError> {
@@ -471,6 +509,10 @@ pub fn print_event(client: &Client, event: Event, sent: &HashMap<String, (String
             let to = client.session().name_of(&to).unwrap_or(&to).to_string();
             println!("[{now}] ! not sent to {to}: {reason}")
         }
+        Event::Group(g) => println!(
+            "[{now}] * {}",
+            console::describe_group(client.session(), &g)
+        ),
         Event::Welcome { .. } | Event::Ack(_) => {}
         Event::File(_) | Event::FileSkipped { .. } => {}
     }
