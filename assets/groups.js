@@ -307,6 +307,7 @@ export class Groups {
           recent: g.own.recent.filter((r) => now - r.t <= RECENT_TTL).map((r) => ({ n: r.n, ck: b64(r.ck), t: r.t })),
         },
       })),
+      groupPending: (this.groupPending ?? []).map((p) => ({ t: p.t, msg: p.msg })),
       groupChains: [...this.groupChains].map(([id, ch]) => [id, { ck: b64(ch.ck), n: ch.n, skipped: [...ch.skipped].map(([n, mk]) => [n, b64(mk)]) }]),
     };
   }
@@ -328,5 +329,6 @@ export class Groups {
     const chains = new Map((state.groupChains ?? []).map(([id, ch]) => [id, { ck: b(ch.ck), n: ch.n, skipped: new Map(ch.skipped.map(([n, mk]) => [n, b(mk)])) }]));
     this.groups = groups;
     this.groupChains = chains;
+    this.groupPending = (state.groupPending ?? []).slice(-64);
   }
 }

@@ -288,7 +288,7 @@ test('the server saying a member left excludes it at once: the next message uses
 });
 
 test('groups, their keys and chains survive a snapshot and restore', async () => {
-  const { relay, alice, bobby, group } = await threeInAGroup();
+  const { relay, alice, bobby, carol, group } = await threeInAGroup();
   await alice.sendGroup(group, 'kept');
   await relay.deliver();
   const snap = JSON.parse(JSON.stringify(bobby.snapshot()));
@@ -297,6 +297,17 @@ test('groups, their keys and chains survive a snapshot and restore', async () =>
   assert.equal(again.groups.get(group).name, 'medics');
   assert.equal(again.groups.get(group).roster.epoch, 1);
   assert.equal(again.groupChains.size, bobby.groupChains.size);
+  // A message waiting for its sender key when the page reloads still opens once the key comes.
+  await carol.sendGroup(group, 'waited');
+  const held = [];
+  await relay.deliver((to, m) => (to === bobby ? (held.push(m), false) : true));
+  await relay.frame(bobby, held.find((m) => m.type === 'group'));
+  assert.equal(bobby.groupPending.length, 1);
+  const later = relay.endpoint('bobby');
+  await later.restore(JSON.parse(JSON.stringify(bobby.snapshot())));
+  later.joined = true;
+  await later.receive(JSON.stringify({ seq: 1000, ...held.find((m) => m.type === 'sender_key') }));
+  assert.deepEqual(texts(later, group), ['waited']);
 });
 
 test('refusals: a non-member\'s message, a non-owner\'s name, the server\'s error, limits, the owner leaving first', async () => {

@@ -1,17 +1,19 @@
-// Private groups through the real server: four pages create a group, write in it, add a member
+// Private groups through the real server: four pages create a group, write in it (text, a file, a
+// voice note from Chromium's fake microphone), add a member
 // (who cannot read what was written before), remove one (who cannot read what comes after), hand
 // over ownership and leave (the owner's page signs the next roster by itself). Then a server that
 // lies, played by Playwright's WebSocket routing between a page and the real server: an altered
 // roster, an older epoch replayed and a roster signed by someone else, each refused with a
 // visible warning and nothing changed; the admin lists groups (ids and sizes, never names) and
-// deletes one. axe-core finds no violation on the group screens.
+// deletes one. The Rust client (`dyspatcher connect`) in a group with pages: created there,
+// written both ways, handed over, left. axe-core finds no violation on the group screens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, createPrivateKey, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import {
-  startServer, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitMessage, waitMembers, rmSync,
+  startServer, startTerminalClient, launchBrowser, openPage, assertClean, tempDir, opensslKey, joinWithKeys, waitMessage, waitMembers, rmSync,
 } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -23,7 +25,8 @@ before(async () => {
   dir = tempDir();
   keys = { alice: opensslKey(dir, 'alice'), bobby: opensslKey(dir, 'bobby'), carol: opensslKey(dir, 'carol'), david: opensslKey(dir, 'david') };
   server = await startServer();
-  browser = await launchBrowser();
+  // A fake microphone for the voice note.
+  browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required']);
 });
 
 after(async () => {
@@ -117,6 +120,18 @@ test('create, write, add (no reading before), remove (no reading after), hand ov
 
   await writeGroup(bobby, 'medics', 'before david');
   for (const page of [alice, carol]) assert.equal((await waitMessage(page, 'before david')).conversation, group);
+  // A file and a voice note in the group, under the group's sender keys.
+  const plan = { name: 'plan.txt', mimeType: 'text/plain', buffer: Buffer.from('meet at the fountain\n'.repeat(5000)) };
+  await openGroup(alice, 'medics');
+  await alice.setInputFiles('#attach-input', [plan]);
+  for (const page of [bobby, carol]) await page.waitForSelector(`.messages[data-conv="${group}"] .attachment[data-name="plan.txt"][data-state="done"]`, { timeout: 60000 });
+  const [download] = await Promise.all([bobby.waitForEvent('download'), bobby.click('.attachment[data-name="plan.txt"] .file-save')]);
+  assert.deepEqual(readFileSync(await download.path()), plan.buffer);
+  await openGroup(bobby, 'medics');
+  await bobby.click('#record');
+  await bobby.waitForFunction(() => /\b[1-9]\d* /.test(document.getElementById('record-state').textContent));
+  await bobby.click('#record');
+  for (const page of [alice, carol]) await page.waitForSelector(`.messages[data-conv="${group}"] .attachment[data-kind="voice"][data-state="done"] audio`, { timeout: 60000 });
 
   // alice adds david: a new epoch; david gets only the new chains.
   await openRoster(alice, 'medics');
@@ -128,6 +143,7 @@ test('create, write, add (no reading before), remove (no reading after), hand ov
   await writeGroup(carol, 'medics', 'welcome david');
   assert.equal((await waitMessage(david, 'welcome david')).conversation, group);
   assert.equal(await shown(david, 'before david'), false);
+  assert.equal(await david.locator('.attachment').count(), 0);
   // Nothing sealed for epoch 1 ever reached david.
   assert.ok(!frames.david.some((f) => f.group === group && f.epoch === 1));
 
@@ -258,3 +274,42 @@ test('a lying server: an altered roster, an older epoch and a roster signed by s
   assert.equal(await bobby.isDisabled('#text'), true);
   assertClean(alice, bobby, carol);
 });
+
+test('dyspatcher connect in a group with pages: created there, written both ways, handed over, left', { timeout: 240000 }, async (t) => {
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  const bobby = await openPage(browser, server.url, { t, name: 'bobby', viewport: PHONE });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await joinWithKeys(bobby, 'bobby', keys.bobby);
+  const term = startTerminalClient(server, 'carol', ['--key', keys.carol.priv]);
+  t.after(() => term.stop());
+  await alice.waitForSelector(`#member-list .member[data-key="${keys.carol.keyId}"]`);
+  let mark = term.output.length;
+  term.write('/group create medics alice bobby');
+  const [, short] = await term.waitFor(/you are in group #\S+ \(id ([0-9a-f]{12})/, 20000, mark);
+  for (const page of [alice, bobby]) await groupEntry(page, 'medics').waitFor();
+  const group = await alice.evaluate(() => document.querySelector('#member-list .member.group').dataset.key);
+  assert.ok(group.startsWith(short));
+  await waitNotice(bobby, group, 'carol added you to this group (created by carol)');
+
+  mark = term.output.length;
+  await writeGroup(alice, 'medics', 'from the page to the group');
+  await term.waitFor(/alice \([0-9a-f]{12}\) → #medics: from the page to the group/, 20000, mark);
+  term.write('#medics from the terminal to the group');
+  for (const page of [alice, bobby]) assert.equal((await waitMessage(page, 'from the terminal to the group')).conversation, group);
+
+  // The terminal hands the group over to alice, whose page then removes bobby.
+  term.write('/group owner medics alice');
+  await waitNotice(bobby, group, 'carol handed the group over to alice');
+  mark = term.output.length;
+  await openRoster(alice, 'medics');
+  await alice.getByRole('button', { name: 'Remove bobby from the group' }).click();
+  await term.waitFor(/bobby was removed/, 20000, mark);
+  await waitNotice(bobby, group, 'alice removed you from this group');
+
+  // The terminal leaves: alice's page (the owner) signs the roster without it.
+  term.write('/group leave medics');
+  await waitNotice(alice, group, 'carol left the group.');
+  await alice.waitForFunction(() => document.querySelectorAll('#group-body .roster li').length === 1);
+  assertClean(alice, bobby);
+});
+
