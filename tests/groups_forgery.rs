@@ -207,7 +207,7 @@ fn a_group_lives_create_write_add_remove_hand_over_leave() {
         assert!(matches!(&events[0], Event::Message(m) if m.to == Destination::Group(g.clone())));
     }
     // Add david: a new epoch, a fresh chain; what was written before does not open for him.
-    let add = vec![all[0].group_add(&g, "david").unwrap()];
+    let add = all[0].group_add(&g, "david").unwrap();
     let r2 = roster_of(&add);
     assert_eq!(r2.epoch, 2);
     let got = deliver(&mut all, 0, &[1, 2, 3], &add);
@@ -218,12 +218,16 @@ fn a_group_lives_create_write_add_remove_hand_over_leave() {
         texts(&old).is_empty() && !rejected(&old).is_empty(),
         "{old:?}"
     );
+    assert_eq!(
+        entries(&add),
+        ids(&all, &[1, 2, 3]),
+        "the new chain, with the name"
+    );
     let second = all[0].seal_group(&g, "epoch two").unwrap();
-    assert_eq!(entries(&second), ids(&all, &[1, 2, 3]));
     let ClientMsg::Group(m1) = first.last().unwrap() else {
         panic!()
     };
-    let ClientMsg::Group(m2) = second.last().unwrap() else {
+    let ClientMsg::Group(m2) = add.last().unwrap() else {
         panic!()
     };
     assert_ne!(m1.skid, m2.skid, "a new epoch starts a new chain");
@@ -237,14 +241,14 @@ fn a_group_lives_create_write_add_remove_hand_over_leave() {
         assert_eq!(texts(&events), ["bob here"]);
     }
     // Remove carol: she is told she is out, gets no key for what comes after, cannot open it.
-    let remove = vec![all[0].group_remove(&g, "carol").unwrap()];
+    let remove = all[0].group_remove(&g, "carol").unwrap();
     let out = deliver(&mut all, 0, &[1, 2, 3], &remove);
     assert!(out[1]
         .iter()
         .any(|e| matches!(e, Event::Group(GroupEvent::Gone { .. }))));
     assert!(all[2].groups().is_empty());
+    assert_eq!(entries(&remove), ids(&all, &[1, 3]));
     let third = all[0].seal_group(&g, "without carol").unwrap();
-    assert_eq!(entries(&third), ids(&all, &[1, 3]));
     let at_carol = deliver(&mut all, 0, &[2], &third).remove(0);
     assert!(texts(&at_carol).is_empty() && !rejected(&at_carol).is_empty());
     // Hand over to bobby (signed by alice); alice may no longer change it, bobby may.
@@ -264,19 +268,20 @@ fn a_group_lives_create_write_add_remove_hand_over_leave() {
         reason: GroupLeftReason::Left,
     };
     let out = all[1].handle(left.clone());
-    let [ClientMsg::GroupRoster { roster }] = &out.send[..] else {
+    let [ClientMsg::GroupRoster { roster }, ..] = &out.send[..] else {
         panic!("{:?}", out.send)
     };
     assert_eq!((roster.epoch, roster.lists(&david)), (5, false));
+    // With it, the group's name under the new chain, wrapped for alice only.
+    assert_eq!(entries(&out.send), ids(&all, &[0]));
     assert!(warnings(&all[0].handle(left).events).is_empty());
-    let frames = vec![ServerMsg::GroupRoster {
-        roster: roster.clone(),
-        by: all[1].key_id().into(),
-    }];
-    assert!(warnings(&feed(&mut all[0], frames)).is_empty());
+    let got = deliver(&mut all, 1, &[0], &out.send).remove(0);
+    assert!(
+        warnings(&got).is_empty() && rejected(&got).is_empty(),
+        "{got:?}"
+    );
     assert_eq!(all[0].groups()[&g].roster.epoch, 5);
     let last = all[1].seal_group(&g, "just us").unwrap();
-    assert_eq!(entries(&last), ids(&all, &[0]));
     assert_eq!(texts(&deliver(&mut all, 1, &[0], &last)[0]), ["just us"]);
     assert_eq!(r1.epoch, 1);
 }
@@ -319,7 +324,7 @@ fn rosters_the_server_alters_replays_or_signs_itself_are_refused() {
     let msgs = all[1].seal_group(&g, "still three").unwrap();
     assert_eq!(entries(&msgs), ids(&all, &[0, 2]));
     // A real change, then the older epoch replayed.
-    let add = vec![all[0].group_add(&g, "david").unwrap()];
+    let add = all[0].group_add(&g, "david").unwrap();
     deliver(&mut all, 0, &[1], &add);
     let w = warnings(&feed(&mut all[1], to_bob(&r1, &alice)));
     assert!(w[0].contains("older epoch"), "{w:?}");
@@ -379,7 +384,6 @@ fn a_ghost_the_server_routes_to_gets_nothing_it_can_open() {
     let Some(ClientMsg::SenderKey(k)) = all[0]
         .group_add(&g, "david")
         .ok()
-        .and(all[0].seal_group(&g, "epoch two").ok())
         .and_then(|v| v.into_iter().find(|m| matches!(m, ClientMsg::SenderKey(_))))
     else {
         panic!("a sender key")

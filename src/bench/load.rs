@@ -2,6 +2,7 @@
 //! a fixed schedule, wait for what is still on its way, and read the server's CPU and memory
 //! around the timed phase.
 
+use base64::Engine;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -147,6 +148,10 @@ pub(super) fn start_child(
         for (flag, value) in [
             ("--mailbox-bytes", a.mailbox_bytes),
             ("--mailbox-total", a.mailbox_total),
+            (
+                "--max-group-size",
+                (a.mode == Mode::Group).then_some(crate::protocol::MAX_GROUP_SIZE_BOUND),
+            ),
         ] {
             if let Some(v) = value {
                 args.extend([flag.into(), v.to_string()]);
@@ -298,7 +303,7 @@ impl Run<'_> {
         }
         let sent_total: u64 = sent.iter().map(|s| s.count).sum();
         let per_message = match a.mode {
-            Mode::All => (a.members - 1) as u64,
+            Mode::All | Mode::Group => (a.members - 1) as u64,
             Mode::Direct => 1,
         };
         report.expected = sent_total * per_message;
@@ -369,6 +374,9 @@ impl Run<'_> {
             let fake = Fake::new(a.bytes);
             let mut writers = writers;
             writers.sort_by_key(|(i, _)| *i);
+            if a.mode == Mode::Group {
+                self.create_group(&writers).await?;
+            }
             for (s, w) in writers {
                 let mut frames = Vec::new();
                 for i in (s..total).step_by(s_count) {
@@ -377,7 +385,8 @@ impl Run<'_> {
                         let r = recipient[i] as usize;
                         (self.key_id(r), self.key_id(s))
                     });
-                    let json = fake.message(&id, i, i / s_count, to, a.rate);
+                    let group = a.mode == Mode::Group;
+                    let json = fake.message(&id, i, i / s_count, to, a.rate, group);
                     frames.push(wire::client_frame(OP_TEXT, json.as_bytes()));
                     ids.insert(id_bytes(&id), i as u32);
                 }
@@ -482,6 +491,35 @@ impl Run<'_> {
         }
         report.away_full = self.pid.and_then(proc::memory);
         churn.bring_back(members, Duration::from_secs(30)).await;
+    }
+
+    /// `--mode group`: the first sender creates a group of every member (a roster it signs),
+    /// before the timed phase.
+    async fn create_group(&self, writers: &[(usize, Writer)]) -> Result<(), BenchError> {
+        let Some((owner, w)) = writers.first() else {
+            return Ok(());
+        };
+        let mut members: Vec<String> = (0..self.keys.len()).map(|i| self.key_id(i)).collect();
+        members.sort();
+        let group = super::BENCH_GROUP;
+        let bytes = crate::protocol::roster_bytes(group, 1, &self.key_id(*owner), &members);
+        let roster = crate::protocol::Roster {
+            group: group.into(),
+            epoch: 1,
+            owner: self.key_id(*owner),
+            members,
+            signature: base64::engine::general_purpose::STANDARD
+                .encode(self.keys[*owner].sign(&bytes)),
+        };
+        let json = serde_json::to_string(&crate::protocol::ClientMsg::GroupRoster { roster })
+            .expect("a roster encodes");
+        let frame = wire::client_frame(OP_TEXT, json.as_bytes());
+        wire::send(&mut *w.lock().await, &frame)
+            .await
+            .map_err(|e| BenchError::Run(format!("creating the group: {e}")))?;
+        // The hub handles the roster long before the first message of the timed phase.
+        smol::Timer::after(Duration::from_millis(500)).await;
+        Ok(())
     }
 
     fn key_id(&self, member: usize) -> String {

@@ -239,6 +239,7 @@ impl Fake {
         n: usize,
         to: Option<(String, String)>,
         rate: u32,
+        group: bool,
     ) -> String {
         let ts = crate::protocol::now_ms() + (i as u64 * 1000 / u64::from(rate)) as i64;
         let Fake {
@@ -249,6 +250,12 @@ impl Fake {
             wrapped,
             ..
         } = self;
+        if group {
+            let g = super::BENCH_GROUP;
+            return format!(
+                r#"{{"type":"group","group":"{g}","epoch":1,"id":"{id}","ts":{ts},"skid":"{skid}","n":{n},"iv":"{iv}","ciphertext":"{ciphertext}","signature":"{signature}"}}"#
+            );
+        }
         match to {
             None => format!(
                 r#"{{"type":"all","id":"{id}","ts":{ts},"skid":"{skid}","n":{n},"iv":"{iv}","ciphertext":"{ciphertext}","signature":"{signature}"}}"#

@@ -53,7 +53,8 @@ pub struct BenchArgs {
     /// bytes of text in each message (default 100)
     #[argh(option, default = "100")]
     pub bytes: usize,
-    /// all: every message to everyone; direct: each to one member (default all)
+    /// all: every message to everyone; direct: each to one member; group: every message to a
+    /// private group of all the members (with --raw) (default all)
     #[argh(option, default = "Mode::All")]
     pub mode: Mode,
     /// the server's WebSocket URL (default: start a server in a child process)
@@ -129,7 +130,12 @@ pub enum Mode {
     All,
     /// To one member.
     Direct,
+    /// To a private group of every member (raw frames only).
+    Group,
 }
+
+/// The id of the group `--mode group` creates.
+pub const BENCH_GROUP: &str = "0123456789abcdef0123456789abcdef";
 
 impl FromStr for Mode {
     type Err = String;
@@ -137,7 +143,8 @@ impl FromStr for Mode {
         match s {
             "all" => Ok(Mode::All),
             "direct" => Ok(Mode::Direct),
-            other => Err(format!("`{other}`: expected all or direct")),
+            "group" => Ok(Mode::Group),
+            other => Err(format!("`{other}`: expected all, direct or group")),
         }
     }
 }
@@ -249,6 +256,17 @@ impl Plan {
             return Err(opt_err(
                 "--mode direct: a bare relay only sends every frame to everyone",
             ));
+        }
+        if a.mode == Mode::Group && (!a.raw || a.bare || a.url.is_some()) {
+            return Err(opt_err(
+                "--mode group: with --raw, against a server started here (not --bare or --url)",
+            ));
+        }
+        if a.mode == Mode::Group && a.members > crate::protocol::MAX_GROUP_SIZE_BOUND {
+            return Err(opt_err(format!(
+                "--mode group: at most {} members (the largest group)",
+                crate::protocol::MAX_GROUP_SIZE_BOUND
+            )));
         }
         if a.bare && a.tls {
             return Err(opt_err("--tls: the bare relay serves plain WebSocket only"));

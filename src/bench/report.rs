@@ -389,6 +389,7 @@ impl fmt::Display for LoadReport {
         let mode = match a.mode {
             Mode::All => "@all",
             Mode::Direct => "direct",
+            Mode::Group => "group",
         };
         writeln!(
             f,

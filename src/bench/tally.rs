@@ -108,6 +108,8 @@ pub struct Tally {
 
 const ALL: &[u8] = br#""type":"all","id":""#;
 const DIRECT: &[u8] = br#""type":"direct","id":""#;
+const GROUP: &[u8] =
+    br#""type":"group","group":"0123456789abcdef0123456789abcdef","epoch":1,"id":""#;
 const ACK: &[u8] = br#""type":"ack","#;
 const ERROR: &[u8] = br#""type":"error","#;
 const PRESENCE: &[u8] = br#""type":"presence","#;
@@ -154,7 +156,11 @@ impl Tally {
     /// UTF-8 with a 32-character id) and counted by id; opening it is left to the auditors.
     pub fn text(&mut self, p: &[u8], now: Instant, shared: &Shared) {
         let b = body(p);
-        if let Some(rest) = b.strip_prefix(ALL).or_else(|| b.strip_prefix(DIRECT)) {
+        let rest = b
+            .strip_prefix(ALL)
+            .or_else(|| b.strip_prefix(DIRECT))
+            .or_else(|| b.strip_prefix(GROUP));
+        if let Some(rest) = rest {
             let whole = rest.len() > 33
                 && rest[32] == b'"'
                 && p.last() == Some(&b'}')

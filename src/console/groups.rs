@@ -90,6 +90,11 @@ pub fn keys_needed(session: &Session, cmd: &GroupCommand) -> Vec<String> {
         GroupCommand::Say { group, .. } => group_id(session, group)
             .map(|g| session.missing_for_group(&g))
             .unwrap_or_default(),
+        GroupCommand::Add(_, name) => session
+            .key_id_of(name)
+            .filter(|k| !session.has_key(k))
+            .map(|k| vec![k.to_string()])
+            .unwrap_or_default(),
         GroupCommand::Create { members, .. } => members
             .iter()
             .filter_map(|n| session.key_id_of(n))
@@ -122,14 +127,14 @@ pub fn run(session: &mut Session, cmd: &GroupCommand) -> Result<(Vec<ClientMsg>,
         GroupCommand::Add(g, n) => {
             let id = group_id(session, g)?;
             (
-                vec![session.group_add(&id, n).map_err(e)?],
+                session.group_add(&id, n).map_err(e)?,
                 format!("{n} added to #{g}"),
             )
         }
         GroupCommand::Remove(g, n) => {
             let id = group_id(session, g)?;
-            let msg = session.group_remove(&id, n).map_err(e)?;
-            (vec![msg], format!("{n} removed from #{g}"))
+            let msgs = session.group_remove(&id, n).map_err(e)?;
+            (msgs, format!("{n} removed from #{g}"))
         }
         GroupCommand::Owner(g, n) => {
             let id = group_id(session, g)?;

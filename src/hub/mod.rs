@@ -19,6 +19,7 @@ mod bans;
 mod credit;
 mod directory;
 mod files;
+mod group_admin;
 mod groups;
 mod keys;
 mod mailbox;

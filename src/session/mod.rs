@@ -18,6 +18,7 @@ use crate::protocol::{
 use crate::replay::Seen;
 
 mod files;
+mod group_keys;
 mod groups;
 mod keys;
 mod open;

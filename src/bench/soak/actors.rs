@@ -213,7 +213,7 @@ async fn slow_reader(ctx: Arc<Ctx>) -> Result<(), BenchError> {
             let id = ctx.big.id(j);
             let json = ctx
                 .big
-                .message(&id, 0, j, Some((slow_id.clone(), own.clone())), 1);
+                .message(&id, 0, j, Some((slow_id.clone(), own.clone())), 1, false);
             feeder.send(&json).await?;
             waiting.push(format!(r#""id":"{id}""#));
         }

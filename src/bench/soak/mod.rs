@@ -95,7 +95,7 @@ impl Ctx {
         (self.extra_first + i < self.extra_end).then(|| {
             let index = self.extra_first + i;
             let id = self.fake.id(index);
-            let json = self.fake.message(&id, 0, i, None, 1);
+            let json = self.fake.message(&id, 0, i, None, 1, false);
             (index as u32, id, json)
         })
     }

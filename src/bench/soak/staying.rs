@@ -33,7 +33,7 @@ pub(super) async fn send_core(ctx: Arc<Ctx>, s: usize, w: Writer, scheduled: usi
         Timer::at(due).await;
         let id = ctx.fake.id(i);
         let to = core_recipient(i).map(|r| (ctx.key_id(r), ctx.key_id(s)));
-        let json = ctx.fake.message(&id, 0, i / CORE_SENDERS, to, 1);
+        let json = ctx.fake.message(&id, 0, i / CORE_SENDERS, to, 1, false);
         let frame = wire::client_frame(OP_TEXT, json.as_bytes());
         if let Err(e) = wire::send(&mut *w.lock().await, &frame).await {
             ctx.fail(format!("{} (stays) cannot send: {e}", members::name(s)));
