@@ -123,8 +123,9 @@ export class GroupKeys {
       if (body && typeof body.text === 'string') {
         this.hooks.message?.(this.opened(msg, this.groupDest(g.id), body.text));
       } else if (body?.info && typeof body.info === 'object') {
-        // The name and topic come from the owner only: anyone else's are ignored.
-        if (msg.from.key_id === g.roster.owner) this.setInfo(g, body.info, msg.from.key_id);
+        // The name and topic come from the owner only.
+        if (msg.from.key_id !== g.roster.owner) throw new Error(t('group.reject.info'));
+        this.setInfo(g, body.info, msg.from.key_id);
       } else throw new Error(t('group.reject.body'));
     } catch (e) {
       this.reject(msg, e.message);

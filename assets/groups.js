@@ -113,7 +113,13 @@ export class Groups {
     await this.needKeys([signer]);
     const key = this.keyOf(signer);
     if (!key || !(await c.verify(key.verifyKey, groupCanonical.roster(r), r.signature))) return refuse(t('group.refused_signature'));
+    const handedToMe = g && g.roster.owner !== r.owner && r.owner === this.identity.keyId;
     this.applyRoster(g, r, signer, quiet);
+    // A new owner says the group's name under the new epoch, for whoever joins next.
+    const now = this.groups.get(r.group);
+    if (handedToMe && now.name) {
+      await this.sealGroup(r.group, { info: { name: now.name, topic: now.topic } }).catch((e) => this.groupEvent({ kind: 'server_refused', group: r.group, name: now.name, reason: e.message }));
+    }
     return true;
   }
 

@@ -432,6 +432,7 @@ export default {
   'group.reject.epoch': 'كُتبت لنسخة القائمة {epoch}، ولدى هذا الجهاز {current}',
   'group.reject.not_member': 'مرسلها ليس في قائمة المجموعة الموقّعة',
   'group.reject.body': 'رسالة مجموعة لا يمكن قراءتها',
+  'group.reject.info': 'اسم مجموعة أرسله شخص ليس مالكها',
   'group.ev.created_you': 'أنشأت هذه المجموعة.',
   'group.ev.joined': 'أضافك {by} إلى هذه المجموعة (أنشأها {creator}).',
   'group.ev.added': 'أضاف {by} {who}.',

@@ -382,6 +382,7 @@ export default {
   'group.reject.epoch': 'written for roster version {epoch}, this device has {current}',
   'group.reject.not_member': 'its sender is not on the group’s signed roster',
   'group.reject.body': 'a group message that cannot be read',
+  'group.reject.info': 'a group name sent by someone who is not its owner',
   'group.ev.created_you': 'You created this group.',
   'group.ev.joined': '{by} added you to this group (created by {creator}).',
   'group.ev.added': '{who} was added by {by}.',

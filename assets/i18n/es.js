@@ -378,6 +378,7 @@ export default {
   'group.reject.epoch': 'escrito para la versión {epoch} de la lista, este dispositivo tiene {current}',
   'group.reject.not_member': 'su remitente no está en la lista firmada del grupo',
   'group.reject.body': 'un mensaje de grupo que no se puede leer',
+  'group.reject.info': 'un nombre de grupo enviado por alguien que no es su propietario',
   'group.ev.created_you': 'Creaste este grupo.',
   'group.ev.joined': '{by} te añadió a este grupo (creado por {creator}).',
   'group.ev.added': '{by} añadió a {who}.',

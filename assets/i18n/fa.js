@@ -383,6 +383,7 @@ export default {
   'group.reject.epoch': 'برای نسخه‌ی {epoch} فهرست نوشته شده، این دستگاه {current} دارد',
   'group.reject.not_member': 'فرستنده‌اش در فهرست امضاشده‌ی گروه نیست',
   'group.reject.body': 'پیام گروهی که خوانده نمی‌شود',
+  'group.reject.info': 'نام گروهی که کسی جز مالکش فرستاده',
   'group.ev.created_you': 'شما این گروه را ساختید.',
   'group.ev.joined': '{by} شما را به این گروه افزود (ساخته‌ی {creator}).',
   'group.ev.added': '{by} {who} را افزود.',

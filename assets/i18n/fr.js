@@ -379,6 +379,7 @@ export default {
   'group.reject.epoch': 'écrit pour la version {epoch} de la liste, cet appareil a {current}',
   'group.reject.not_member': 'son expéditeur n’est pas sur la liste signée du groupe',
   'group.reject.body': 'un message de groupe illisible',
+  'group.reject.info': 'un nom de groupe envoyé par quelqu’un qui n’en est pas le propriétaire',
   'group.ev.created_you': 'Vous avez créé ce groupe.',
   'group.ev.joined': '{by} vous a ajouté à ce groupe (créé par {creator}).',
   'group.ev.added': '{who} a été ajouté par {by}.',

@@ -399,6 +399,7 @@ export default {
   'group.reject.epoch': 'написано для версии списка {epoch}, на этом устройстве {current}',
   'group.reject.not_member': 'отправителя нет в подписанном списке группы',
   'group.reject.body': 'сообщение группы, которое нельзя прочитать',
+  'group.reject.info': 'название группы от того, кто не её владелец',
   'group.ev.created_you': 'Вы создали эту группу.',
   'group.ev.joined': '{by} добавил(а) вас в эту группу (создал(а) {creator}).',
   'group.ev.added': '{by} добавил(а) {who}.',

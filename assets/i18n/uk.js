@@ -399,6 +399,7 @@ export default {
   'group.reject.epoch': 'написано для версії списку {epoch}, на цьому пристрої {current}',
   'group.reject.not_member': 'відправника немає в підписаному списку групи',
   'group.reject.body': 'повідомлення групи, яке не можна прочитати',
+  'group.reject.info': 'назва групи від того, хто не її власник',
   'group.ev.created_you': 'Ви створили цю групу.',
   'group.ev.joined': '{by} додав(ла) вас до цієї групи (створив(ла) {creator}).',
   'group.ev.added': '{by} додав(ла) {who}.',

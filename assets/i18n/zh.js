@@ -380,6 +380,7 @@ export default {
   'group.reject.epoch': '为名单版本 {epoch} 所写，本设备为 {current}',
   'group.reject.not_member': '发送者不在群组的签名名单上',
   'group.reject.body': '无法读取的群组消息',
+  'group.reject.info': '由非所有者发送的群组名称',
   'group.ev.created_you': '你创建了此群组。',
   'group.ev.joined': '{by} 将你加入了此群组（由 {creator} 创建）。',
   'group.ev.added': '{by} 添加了 {who}。',

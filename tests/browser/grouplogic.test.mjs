@@ -196,7 +196,10 @@ test('an added member reads what comes after, not what was written before; a rem
 test('ownership handed over: the new owner signs the next roster; a leaver is dropped by the owner automatically', async () => {
   const { relay, alice, bobby, carol, group } = await threeInAGroup();
   await alice.handOver(group, bobby.identity.keyId);
-  await relay.deliver();
+  const infos = [];
+  await relay.deliver((to, m) => (m.type === 'group' && infos.push(m), true));
+  // The new owner says the name under the new epoch.
+  assert.ok(infos.some((m) => m.from.key_id === bobby.identity.keyId && m.epoch === 2));
   for (const ch of [alice, bobby, carol]) assert.equal(ch.groups.get(group).roster.owner, bobby.identity.keyId);
   assert.ok(kinds(carol).includes('owner'));
   await assert.rejects(alice.changeMembers(group, { remove: [carol.identity.keyId] }), /owner/);
@@ -320,10 +323,11 @@ test('refusals: a non-member\'s message, a non-owner\'s name, the server\'s erro
   await relay.deliver();
   assert.ok(!texts(bobby, group).includes('let me in'));
   assert.match(bobby.events.rejected.at(-1).reason, /not on the group/);
-  // bobby (not the owner) sends a name: ignored, the owner's stays.
+  // bobby (not the owner) sends a name: refused, the owner's stays.
   await bobby.enqueue(() => bobby.sealGroup(group, { info: { name: 'hijacked', topic: '' } }));
   await relay.deliver();
   assert.equal(carol.groups.get(group).name, 'medics');
+  assert.match(carol.events.rejected.at(-1).reason, /not its owner/);
   // A body that is neither text nor info: refused.
   await bobby.enqueue(() => bobby.sealGroup(group, { what: 1 }));
   await relay.deliver();
