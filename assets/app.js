@@ -9,8 +9,9 @@ import { initAttachments, onTransfer, redrawAttachments } from './screens/attach
 import { renderList } from './screens/list.js';
 import { checkName, generateKeys, initStart, setIdentity, showInsecure, showJoinError, showStart, translateStart } from './screens/start.js';
 import { initVerify, showVerify, stopScan } from './screens/verify.js';
+import { groupNotice, initGroups, redrawGroup, showCreate, showRoster } from './screens/group.js';
 import { Chat, chatUrl, gapText, untilText } from './session.js';
-import { canWriteAll, member, narrow, on, S } from './state.js';
+import { canWriteAll, group, member, narrow, on, S } from './state.js';
 import * as store from './store.js';
 import * as trust from './trust.js';
 import { $, shortId } from './ui.js';
@@ -23,12 +24,13 @@ const NAME_REFUSALS = new Set(['bad_name', 'name_taken']);
 
 // ---------------------------------------------------------------- views
 
-/** Shows 'list', 'conv' or 'verify' (a phone shows one; a desktop shows the list beside). */
+/** Shows 'list', 'conv', 'verify' or 'group' (a phone shows one; a desktop shows the list beside). */
 function showView(view) {
   if (S.view === 'verify' && view !== 'verify') stopScan();
   S.view = view;
   $('chat').dataset.view = view;
   $('verify').hidden = view !== 'verify';
+  $('group').hidden = view !== 'group';
   renderList(pick);
   seenOpen();
 }
@@ -193,6 +195,7 @@ const hooks = {
     }
     renderList(pick);
     showHeader();
+    redrawGroup();
   },
   message(m) {
     addMessage(m);
@@ -215,6 +218,22 @@ const hooks = {
   },
   presence() {
     showHeader();
+  },
+  groups(list) {
+    S.groups = list;
+    // A group just created opens once the server took it.
+    if (S.opening && group(S.opening)) {
+      const id = S.opening;
+      S.opening = null;
+      renderList(pick);
+      pick(id);
+    }
+    renderList(pick);
+    showHeader();
+    redrawGroup();
+  },
+  groupEvent(e) {
+    groupNotice(e);
   },
   gap(gap) {
     notice(gapText(gap), { kind: 'trouble', keep: true });
@@ -334,6 +353,7 @@ function redraw() {
     renderList(pick);
     showHeader();
     redrawAttachments();
+    redrawGroup();
   }
   if (S.view === 'verify' && S.verifying) showVerify(S.verifying);
 }
@@ -380,6 +400,7 @@ function initChat() {
   on('trust', () => {
     renderList(pick);
     showHeader();
+    redrawGroup();
   });
 }
 
@@ -423,6 +444,18 @@ async function main() {
   initConversation();
   initAttachments();
   initVerify({ back: () => showView('conv') });
+  initGroups({
+    opened(mode) {
+      if (mode === 'create') showCreate();
+      else showRoster(S.open);
+      showView('group');
+      $('group-body').focus();
+    },
+    created(id) {
+      S.opening = id;
+    },
+    back: () => showView(S.conversations.has(S.open) ? 'conv' : 'list'),
+  });
   initMenu({ redraw });
   initChat();
   notify.showPrefs();

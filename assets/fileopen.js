@@ -6,6 +6,7 @@
 import * as c from './crypto.js';
 import { t } from './i18n/i18n.js';
 import { fileCanonical, importFileKey, openChunk, readManifest, SHOWN } from './files.js';
+import { GROUP_ID, groupCanonical } from './groups.js';
 import { Sha256 } from './sha256.js';
 
 const IDLE_FACTOR = 2; // a file receiving nothing for this many times `file_idle_secs` has stalled
@@ -18,17 +19,21 @@ export class FilesIn {
       const peer = this.sender(msg.from);
       const verifier = await this.verifierOf(msg.from);
       const all = msg.to === 'all';
-      const signed = all ? fileCanonical.all(msg, msg.from.key_id) : fileCanonical.direct(msg, msg.from.key_id);
+      const group = typeof msg.to === 'string' && GROUP_ID.test(msg.to);
+      const signed = all ? fileCanonical.all(msg, msg.from.key_id) : group ? groupCanonical.file(msg, msg.from.key_id) : fileCanonical.direct(msg, msg.from.key_id);
       if (!(await c.verify(verifier.verifyKey, signed, msg.signature))) throw new Error(t('reject.signature'));
-      if (!all && msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) throw new Error(t('reject.not_for_you'));
+      if (!all && !group && msg.to !== this.identity.keyId && msg.from.key_id !== this.identity.keyId) throw new Error(t('reject.not_for_you'));
       if (all && !this.chains.has(`${msg.from.key_id} ${msg.skid}`)) {
         // Its chunks come right behind it: a file cannot wait for the key as a message does.
         this.transmit({ type: 'key_request', to: msg.from.key_id, skid: msg.skid, n: msg.n });
         throw new Error(t('file.err.no_key'));
       }
+      let groupOpened = null;
+      if (group) groupOpened = await this.openGroupFile(msg);
       if (!this.isFresh(msg.id, msg.ts)) return;
       let text;
-      if (all) text = await this.openAll(msg);
+      if (group) text = await this.openAll(msg, groupOpened.chain);
+      else if (all) text = await this.openAll(msg);
       else {
         const key = await c.unwrap(this.identity, msg.key).catch(() => {
           throw new Error(t('reject.unwrap'));
@@ -39,7 +44,7 @@ export class FilesIn {
       }
       const m = readManifest(text, msg, this.fileLimit('chunk_size'));
       const from = peer.member;
-      const to = all ? { kind: 'all' } : { kind: 'direct', keyId: msg.to, name: this.nameOf(msg.to) };
+      const to = group ? groupOpened.dest : all ? { kind: 'all' } : { kind: 'direct', keyId: msg.to, name: this.nameOf(msg.to) };
       const tr = {
         id: msg.id, own: false, from, state: 'receiving', meta: m.meta, sha256: m.sha256, size: m.meta.size, chunks: m.chunks,
         done: 0, next: 0, key: await importFileKey(m.key), hash: new Sha256(), parts: [], folded: [], blob: null,
@@ -143,9 +148,9 @@ export class FilesIn {
     const by = typeof msg.by === 'string' ? this.nameOf(msg.by) : '';
     const mine = reason === 'mailbox_full' && msg.by === this.identity.keyId && !tr.own;
     const text = t(mine ? 'file.cancel.mailbox_full_you' : `file.cancel.${reason}`, { name: tr.meta.name, by });
-    // For @all, one recipient's cancel, full mailbox or departure ends it for that one only; the
-    // others go on (and chunk_ack says when it is done).
-    if (tr.own && tr.to === 'all' && ['cancelled', 'mailbox_full', 'deleted'].includes(reason)) {
+    // For @all and a group, one recipient's cancel, full mailbox or departure ends it for that one
+    // only; the others go on (and chunk_ack says when it is done).
+    if (tr.own && (tr.to === 'all' || GROUP_ID.test(tr.to)) && ['cancelled', 'mailbox_full', 'deleted'].includes(reason)) {
       tr.note = text;
       this.changed(tr);
       return;

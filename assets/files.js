@@ -5,6 +5,7 @@
 // change of a transfer, either way, goes to `hooks.transfer(tr)`.
 import * as c from './crypto.js';
 import { t } from './i18n/i18n.js';
+import { GROUP_ID } from './groups.js';
 import { Sha256 } from './sha256.js';
 
 /** Until the welcome says otherwise (`limits`). */
@@ -183,6 +184,8 @@ export class Files {
       own.n += 1;
       await this.persist();
       dest = { kind: 'all' };
+    } else if (GROUP_ID.test(to)) {
+      ({ msg, dest } = await this.sealGroupFile(to, id, text, size, chunks));
     } else {
       const peer = this.peers.get(to);
       if (!peer) throw new Error(t('send.gone'));

@@ -4,7 +4,7 @@
 // delivery state: sending → sent → held (away) → delivered, or not delivered with a retry.
 import { dateText, fullTimeText, t, timeText } from './i18n/i18n.js';
 import { colour, identicon } from './identicon.js';
-import { S } from './state.js';
+import { group, S } from './state.js';
 import { changedFrom, isVerified } from './trust.js';
 import { el, isoTime, richText } from './ui.js';
 
@@ -33,9 +33,12 @@ export function daySeparator(prev, m) {
   return el('li', { class: 'day', dataset: { day: new Date(m.ts).toDateString() } }, el('span', { text: dayLabel(m.ts) }));
 }
 
+/** Where a message went, as written: @all, #group or a name. */
+const destText = (m) => (m.to.kind === 'all' ? '@all' : m.to.kind === 'group' ? `#${group(m.to.group)?.name || m.to.name || m.to.group.slice(0, 8)}` : m.to.name);
+
 /** The list item of message `m`; `prev` is the record before it in its conversation. */
 export function messageItem(m, prev, { onRetry } = {}) {
-  const kind = m.to.kind === 'all' ? 'all' : 'direct';
+  const kind = m.to.kind === 'all' || m.to.kind === 'group' ? m.to.kind : 'direct';
   const toMe = kind === 'direct' && m.to.keyId === S.me?.keyId && !m.own;
   const grouped = prev && !prev.event && prev.from.keyId === m.from.keyId && m.ts - prev.ts < GROUP_WITHIN && sameDay(prev.ts, m.ts);
   const changed = !m.own && changedFrom(m.from.keyId);
@@ -57,7 +60,7 @@ export function messageItem(m, prev, { onRetry } = {}) {
     m.from.admin ? el('span', { class: 'badge admin', text: t('chat.admin') }) : null,
     verified ? el('span', { class: 'badge verified', title: t('msg.contact_verified'), text: `\u2713 ${t('trust.verified_mark')}` }) : null,
     el('span', { class: 'sr-only', text: ` ${t('conv.to')} ` }),
-    el('span', { class: 'dest sr-only', text: kind === 'all' ? '@all' : m.to.name }),
+    el('span', { class: 'dest sr-only', text: destText(m) }),
     m.via ? el('span', { class: 'via', text: t('conv.via', { via: m.via }) }) : null,
     time,
     m.own ? el('span', { class: 'state sending', text: t('msg.sending'), title: t('msg.sending_title') }) : null,
@@ -121,6 +124,6 @@ export function exportLine(m) {
   const body = m.file ? t('file.export', { name: m.file.name, size: m.file.size }) : m.text;
   const text = body.replace(/\\/g, '\\\\').replace(/\r?\n/g, '\\n');
   const via = m.via ? ` (via ${m.via})` : '';
-  const dest = m.to.kind === 'all' ? '@all' : m.to.name;
+  const dest = destText(m);
   return `${isoTime(new Date(m.ts))} ${m.from.name}${via} \u2192 ${dest}: ${text}`;
 }

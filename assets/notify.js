@@ -47,14 +47,15 @@ export function arrived(m) {
   S.hiddenUnread += 1;
   updateTitle();
   const direct = m.to.kind === 'direct';
-  const wanted = direct || mentionsMe(m.text, S.me?.name) || S.prefs.notifyAll;
+  const inGroup = m.to.kind === 'group';
+  const wanted = direct || inGroup || mentionsMe(m.text, S.me?.name) || S.prefs.notifyAll;
   if (!wanted) return;
   if (S.prefs.sound) ding();
   if (!S.prefs.notify || globalThis.Notification?.permission !== 'granted') return;
-  const title = t(direct ? 'notify.title' : 'notify.all_title', { name: m.from.name });
+  const title = inGroup ? t('notify.group_title', { name: m.from.name, group: m.to.name }) : t(direct ? 'notify.title' : 'notify.all_title', { name: m.from.name });
   const body = m.text.length > BODY_MAX ? `${m.text.slice(0, BODY_MAX)}\u2026` : m.text;
   try {
-    const n = new Notification(title, { body, tag: direct ? m.from.keyId : 'all', lang: document.documentElement.lang });
+    const n = new Notification(title, { body, tag: direct ? m.from.keyId : inGroup ? m.to.group : 'all', lang: document.documentElement.lang });
     n.onclick = () => {
       globalThis.focus();
       n.close();

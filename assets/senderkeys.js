@@ -10,8 +10,8 @@ import { MAX_PENDING } from './snapshot.js';
 const PENDING_TTL = 30_000; // how long @all messages wait for their sender key
 
 export class SenderKeys {
-  async openAll(msg) {
-    const chain = this.chains.get(`${msg.from.key_id} ${msg.skid}`);
+  /** Opens a message under a sender key: @all's chain of the sender, or the `chain` given (a group's). */
+  async openAll(msg, chain = this.chains.get(`${msg.from.key_id} ${msg.skid}`)) {
     const n = msg.n;
     if (!Number.isInteger(n) || n < 0) throw new Error(t('reject.chain_index'));
     let mk;

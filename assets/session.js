@@ -8,6 +8,8 @@ import * as c from './crypto.js';
 import { Connection } from './connection.js';
 import { FilesIn } from './fileopen.js';
 import { Files } from './files.js';
+import { GroupKeys } from './groupkeys.js';
+import { GROUP_ID, Groups } from './groups.js';
 import { t } from './i18n/i18n.js';
 import { PublicKeys } from './keys.js';
 import { Outgoing } from './sealing.js';
@@ -26,7 +28,7 @@ const ACK_EVERY = 64; // frames between two acks
 const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
 /** Frames the server numbers (`seq`) and keeps until acknowledged. */
-const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap', 'file', 'file_cancel']);
+const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap', 'file', 'file_cancel', 'group', 'group_roster', 'group_left', 'group_deleted']);
 
 export function freshSenderKey() {
   return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
@@ -72,6 +74,7 @@ export class Chat extends Connection {
     this.resumable = false; // a membership exists to resume
     this.restoredFromDevice = false;
     this.filesInit();
+    this.groupsInit();
     this.connReset();
     if (state) this.enqueue(() => this.restore(state));
     this.sweeper = setInterval(() => this.enqueue(() => this.expirePending()), 5000);
@@ -208,9 +211,17 @@ export class Chat extends Connection {
       case 'all':
         return this.onAll(msg);
       case 'sender_key':
-        return this.onSenderKey(msg);
+        return msg.group === undefined ? this.onSenderKey(msg) : this.onGroupSenderKey(msg);
       case 'key_request':
-        return this.onKeyRequest(msg);
+        return msg.group === undefined ? this.onKeyRequest(msg) : this.onGroupKeyRequest(msg);
+      case 'group':
+        return this.onGroup(msg);
+      case 'group_roster':
+        return this.onGroupRoster(msg);
+      case 'group_left':
+        return this.onGroupLeft(msg);
+      case 'group_deleted':
+        return this.onGroupDeleted(msg);
       case 'delivery':
         if (typeof msg.id === 'string' && (msg.state === 'held' || msg.state === 'delivered')) {
           this.hooks.delivery?.({ id: msg.id, to: msg.to, state: msg.state });
@@ -225,9 +236,7 @@ export class Chat extends Connection {
       case 'chunk_ack':
         return this.onChunkAck(msg);
       case 'ack':
-        this.confirm(msg.id);
-        this.fileAccepted(msg);
-        return this.hooks.ack?.(msg.id);
+        return this.onAck(msg);
       case 'notice':
         return this.onNotice(msg);
       case 'error':
@@ -235,6 +244,13 @@ export class Chat extends Connection {
       default:
         return undefined;
     }
+  }
+
+  async onAck(msg) {
+    if (typeof msg.id === 'string' && GROUP_ID.test(msg.id) && (await this.rosterAnswered(msg.id))) return undefined;
+    this.confirm(msg.id);
+    this.fileAccepted(msg);
+    return this.hooks.ack?.(msg.id);
   }
 
   async onChallenge(msg) {
@@ -292,6 +308,8 @@ export class Chat extends Connection {
     this.hooks.members?.(this.memberList());
     this.state('connected', t('conn.connected_as', { name: this.me.name }));
     this.resend(resumed);
+    await this.welcomeGroups(msg.groups);
+    this.groupsChanged();
     await this.persist();
   }
 
@@ -362,7 +380,7 @@ export class Chat extends Connection {
     this.hooks.notice?.(notice);
   }
 
-  onError(msg) {
+  async onError(msg) {
     const err = {
       id: msg.id,
       code: String(msg.code),
@@ -373,6 +391,7 @@ export class Chat extends Connection {
       this.refusal = err;
       return;
     }
+    if (msg.id && (await this.rosterAnswered(msg.id, err))) return;
     if (msg.id) this.confirm(msg.id);
     if (msg.id && this.fileError(err)) return;
     if (msg.id && err.code === 'duplicate_id' && this.resent.has(msg.id)) {
@@ -478,7 +497,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, FilesIn]) {
+for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, FilesIn, Groups, GroupKeys]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }

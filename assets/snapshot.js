@@ -35,6 +35,7 @@ export class Snapshots {
       members: [...members(this.peers, false), ...members(this.former, true)],
       away: [...this.away],
       pending: this.pending.map((p) => ({ t: p.t, msg: p.msg })),
+      ...this.groupSnapshot(),
     };
   }
 
@@ -69,6 +70,7 @@ export class Snapshots {
       this.away = new Set(state.away || []);
       this.seen = new Map(state.seen);
       this.pending = (state.pending || []).slice(-MAX_PENDING);
+      this.groupRestore(state);
       this.lastSeq = Number.isSafeInteger(state.lastSeq) ? state.lastSeq : 0;
       this.resumable = true;
       this.restoredFromDevice = true;

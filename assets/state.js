@@ -15,6 +15,8 @@ export const S = {
   me: null,
   options: {},
   members: [], // as the session lists them: {name, keyId, admin, away}
+  groups: [], // as the session lists them (groups.js: groupList)
+  opening: null, // a group created here, opened once the server took it
   connState: null,
   reconnecting: false,
   shuttingDown: false, // the server said so: the close that follows adds no second line
@@ -49,6 +51,12 @@ export function emit(event, detail) {
 
 /** The member with `keyId` now here, or undefined. */
 export const member = (keyId) => S.members.find((m) => m.keyId === keyId);
+
+/** The group with this id that the session knows, or undefined. */
+export const group = (id) => S.groups.find((g) => g.id === id);
+
+/** The conversation a message belongs to: 'all', a group's id, or the other person's key ID. */
+export const convKey = (m) => (m.to.kind === 'all' ? 'all' : m.to.kind === 'group' ? m.to.group : m.own ? m.to.keyId : m.from.keyId);
 
 /** Whether this member may write to everyone (@all). */
 export const canWriteAll = () => !!S.me && (S.me.admin || !S.options.disable_all);

@@ -7,7 +7,7 @@
 import { t } from '../i18n/i18n.js';
 import { sizeText } from '../files.js';
 import { canRecord, imageSize, isPhoto, reencodePhoto, startRecording, voiceName } from '../media.js';
-import { canWriteAll, S } from '../state.js';
+import { canWriteAll, convKey, S } from '../state.js';
 import * as store from '../store.js';
 import { $, closeDialog, el, openDialog } from '../ui.js';
 import { addMessage, keeps, notice, setFileView, status, warning } from './conversation.js';
@@ -20,7 +20,7 @@ const live = new Map(); // id -> the session's transfer while this page shows it
 const blobs = new Map(); // id -> {blob, url}: files received or sent, whole
 
 /** The conversation of a file record (as conversation.js keys them). */
-const convOf = (r) => (r.to.kind === 'all' ? 'all' : r.own ? r.to.keyId : r.from.keyId);
+const convOf = convKey;
 
 const SVG = 'http://www.w3.org/2000/svg';
 function icon(d) {

@@ -6,7 +6,7 @@ import { t } from '../i18n/i18n.js';
 import { colour, identicon } from '../identicon.js';
 import { daySeparator, exportLine, mark, messageItem, RANK } from '../messages.js';
 import { arrived } from '../notify.js';
-import { canWriteAll, emit, member, narrow, S } from '../state.js';
+import { canWriteAll, convKey, emit, group, member, narrow, S } from '../state.js';
 import * as store from '../store.js';
 import { changedFrom } from '../trust.js';
 import { $, download, el, exportFilename, exportHeader, shortId } from '../ui.js';
@@ -41,9 +41,15 @@ export function conversation(key, name = key) {
   return conv;
 }
 
-/** The conversation a message belongs to: @all, or the other person of a direct message. */
-const keyOf = (m) => (m.to.kind === 'all' ? 'all' : m.own ? m.to.keyId : m.from.keyId);
-const nameOf = (m) => (m.to.kind === 'all' ? t('list.everyone') : m.own ? m.to.name : m.from.name);
+/** The conversation a message belongs to: @all, a group, or the other person of a direct message. */
+const keyOf = convKey;
+const nameOf = (m) => (m.to.kind === 'all' ? t('list.everyone') : m.to.kind === 'group' ? groupName(m.to.group, m.to.name) : m.own ? m.to.name : m.from.name);
+
+/** A group's name as shown: the one its owner sent, or its id's start until then. */
+export const groupName = (id, known = '') => group(id)?.name || known || t('group.unnamed', { id: id.slice(0, 8) });
+
+/** The name of conversation `key` as things are now. */
+const convName = (key) => (key === 'all' ? t('list.everyone') : group(key) ? groupName(key) : member(key)?.name ?? S.conversations.get(key)?.name ?? key);
 
 const scroller = () => $('conversation');
 const atBottom = () => {
@@ -129,7 +135,7 @@ export function status(id, state, detail = '') {
 
 /** A line about what happened; `keep` ones (joins, leaves, gaps) are kept in the history too. */
 export function notice(text, { kind = 'info', key = S.open, keep = false, alert = false } = {}) {
-  const conv = conversation(key, key === 'all' ? t('list.everyone') : member(key)?.name ?? key);
+  const conv = conversation(key, convName(key));
   const li = el('li', { class: `notice ${kind}`, role: alert ? 'alert' : null, text: alert ? `\u26a0 ${text}` : text });
   append(conv, li, null);
   if (keep) {
@@ -143,7 +149,7 @@ export const warning = (text, key) => notice(text, { kind: 'warning', key, alert
 /** Sends the open conversation's message (or the admin's command). */
 export async function send(text) {
   const key = S.open;
-  const m = key === 'all' ? await S.chat.sendAll(text) : await S.chat.sendDirect(key, text);
+  const m = key === 'all' ? await S.chat.sendAll(text) : group(key) ? await S.chat.sendGroup(key, text) : await S.chat.sendDirect(key, text);
   addMessage(m);
   return m;
 }
@@ -154,7 +160,8 @@ async function retry(id) {
   if (!record || !S.chat) return;
   if (record.file) return; // a file is attached again, not retried
   try {
-    const m = record.to.kind === 'all' ? await S.chat.sendAll(record.text) : await S.chat.sendDirect(record.to.keyId, record.text);
+    const to = record.to;
+    const m = to.kind === 'all' ? await S.chat.sendAll(record.text) : to.kind === 'group' ? await S.chat.sendGroup(to.group, record.text) : await S.chat.sendDirect(to.keyId, record.text);
     addMessage(m);
   } catch (e) {
     if (conv) warning(e.message, conv.key);
@@ -165,7 +172,7 @@ async function retry(id) {
 export function openConversation(key) {
   const previous = S.open;
   S.open = key;
-  const conv = conversation(key, key === 'all' ? t('list.everyone') : member(key)?.name ?? S.conversations.get(key)?.name);
+  const conv = conversation(key, convName(key));
   for (const c of S.conversations.values()) c.list.hidden = c.key !== key;
   conv.unread = 0;
   showHeader();
@@ -180,6 +187,10 @@ export function openConversation(key) {
 export function showHeader() {
   const key = S.open;
   const conv = S.conversations.get(key);
+  const g = group(key);
+  if (g) return showGroupHeader(g, conv);
+  $('group-open').hidden = true;
+  $('conv-title').removeAttribute('dir');
   const m = member(key);
   const all = key === 'all';
   const name = all ? t('list.everyone') : m?.name ?? conv?.name ?? '';
@@ -201,6 +212,26 @@ export function showHeader() {
     : !m
       ? t('conv.placeholder_gone', { name })
       : t(m.away ? 'conv.placeholder_away' : 'conv.placeholder_to', { name });
+}
+
+/** The header of a group's conversation: its name, size, owner and whether we are still in it. */
+function showGroupHeader(g, conv) {
+  const name = groupName(g.id);
+  if (conv) conv.name = name;
+  $('conv-title').replaceChildren(name);
+  // A group's name is anyone's text: laid out by its own direction.
+  $('conv-title').dir = 'auto';
+  $('conv-icon').replaceChildren(el('span', { class: 'all-icon group-icon', text: '#' }));
+  const creator = member(g.creator)?.name ?? g.creator.slice(0, 12);
+  $('conv-sub').textContent = [t('list.members', { n: g.members.length }), g.topic].filter(Boolean).join(' · ') || t('group.created_by', { name: creator });
+  $('conversation').setAttribute('aria-label', t('conv.group_label', { name }));
+  $('verify-open').hidden = true;
+  $('group-open').hidden = false;
+  $('conv-warning').hidden = !g.out;
+  if (g.out) $('conv-warning').textContent = `⚠ ${t(`group.out_${g.out}`)}`;
+  $('conv-away').hidden = true;
+  $('text').disabled = !!g.out;
+  $('text').placeholder = g.out ? t(`group.out_${g.out}`) : t('conv.placeholder_group', { name });
 }
 
 /** The conversation became visible again (or the page did): nothing in it is unread. */
@@ -245,7 +276,7 @@ export async function flushHistory() {
 export function showHistory(histories) {
   for (const [key, records] of histories) {
     const named = records.find((r) => !r.event);
-    const conv = conversation(key, key === 'all' ? t('list.everyone') : named ? (named.own ? named.to.name : named.from.name) : key);
+    const conv = conversation(key, key === 'all' ? t('list.everyone') : named ? nameOf(named) : key);
     if (conv.records.length) continue;
     for (const r of records) {
       if (r.event) {
@@ -270,7 +301,8 @@ function exportText(keys) {
 }
 
 export function exportOpen() {
-  download(exportFilename(new Date(), S.open === 'all' ? 'everyone' : S.conversations.get(S.open)?.name), exportText([S.open]));
+  const what = S.open === 'all' ? 'everyone' : group(S.open) ? `group-${S.open.slice(0, 8)}` : S.conversations.get(S.open)?.name;
+  download(exportFilename(new Date(), what), exportText([S.open]));
 }
 
 export function exportAll() {

@@ -1,10 +1,12 @@
-// dyspatcher web client: the conversation list. "Everyone" (@all) first, then one conversation
-// per member by name (and those who left, while their history is shown), each with its identicon,
+// dyspatcher web client: the conversation list. "Everyone" (@all) first, then the groups (with
+// their member counts), then one conversation per member by name (and those who left, while their history is shown), each with its identicon,
 // presence, trust marks, unread count and last message. Picking one opens it: the open
 // conversation is the recipient.
 import { t } from '../i18n/i18n.js';
 import { colour, identicon } from '../identicon.js';
 import { canWriteAll, S } from '../state.js';
+import { GROUP_ID } from '../groups.js';
+import { groupName } from './conversation.js';
 import { changedFrom, isVerified } from '../trust.js';
 import { $, el, shortId } from '../ui.js';
 
@@ -17,7 +19,7 @@ function preview(conv) {
   const text = (last.file ? `${t(kind)} \u00b7 ${last.file.name}` : last.text).replace(/\s+/g, ' ');
   const short = text.length > PREVIEW ? `${text.slice(0, PREVIEW)}\u2026` : text;
   if (last.own) return t('list.you_prefix', { text: short });
-  return conv.key === 'all' ? `${last.from.name}: ${short}` : short;
+  return conv.key === 'all' || GROUP_ID.test(conv.key) ? `${last.from.name}: ${short}` : short;
 }
 
 function unreadBadge(conv) {
@@ -40,7 +42,7 @@ function item({ key, label, icon, classes, badges = [], detail, conv, disabled =
     el(
       'span',
       { class: 'member-main' },
-      el('span', { class: 'member-name' }, el('span', { class: 'name', text: label }), ...badges),
+      el('span', { class: 'member-name' }, el('span', { class: 'name', dir: 'auto', text: label }), ...badges),
       el('span', { class: 'member-detail' }, ...detail),
       disabled ? null : el('span', { class: 'last', dir: 'auto', text: preview(conv) }),
     ),
@@ -64,6 +66,23 @@ export function renderList(onPick) {
       conv: all,
     }),
   );
+  // Groups, then those left or deleted whose history is shown.
+  const groupIds = new Set(S.groups.map((g) => g.id));
+  for (const conv of S.conversations.values()) if (GROUP_ID.test(conv.key) && conv.records.length) groupIds.add(conv.key);
+  for (const id of groupIds) {
+    const g = S.groups.find((x) => x.id === id);
+    const conv = S.conversations.get(id);
+    items.push(
+      item({
+        key: id,
+        label: groupName(id, conv?.name !== id ? conv?.name : ''),
+        icon: el('span', { class: 'all-icon group-icon', 'aria-hidden': 'true', text: '#' }),
+        classes: ['group', g?.out || !g ? 'gone' : null],
+        detail: [el('span', { class: 'detail', text: g && !g.out ? t('list.members', { n: g.members.length }) : t(`group.out_${g?.out ?? 'deleted'}`) })],
+        conv,
+      }),
+    );
+  }
   const here = new Set();
   for (const m of S.members) {
     here.add(m.keyId);
@@ -100,7 +119,7 @@ export function renderList(onPick) {
   }
   // Conversations with members who left stay readable.
   for (const conv of S.conversations.values()) {
-    if (conv.key === 'all' || here.has(conv.key) || !conv.records.length) continue;
+    if (conv.key === 'all' || groupIds.has(conv.key) || here.has(conv.key) || !conv.records.length) continue;
     items.push(
       item({
         key: conv.key,

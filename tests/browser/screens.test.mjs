@@ -21,7 +21,7 @@ let server, browser, dir, keys;
 
 before(async () => {
   dir = tempDir();
-  keys = { admin: opensslKey(dir, 'admin'), alice: opensslKey(dir, 'alice'), bob: opensslKey(dir, 'bob') };
+  keys = { admin: opensslKey(dir, 'admin'), alice: opensslKey(dir, 'alice'), bob: opensslKey(dir, 'bob'), carol: opensslKey(dir, 'carol') };
   // chat.test (the non-secure origin screen) is not one of the server's own names.
   server = await startServer(['--admin-private-key', keys.admin.priv, '--allowed-host', 'chat.test']);
   browser = await launchBrowser();
@@ -244,4 +244,58 @@ test('non-secure origin screen', { timeout: 60000 }, async (t) => {
   await page.waitForSelector('#insecure:not([hidden])');
   await shootAll(page, 'insecure');
   assertClean(page);
+});
+
+test('groups: creating one, its conversation and its roster on a phone, light, dark and Arabic', { timeout: 240000 }, async (t) => {
+  const alice = await openPage(browser, server.url, { t, name: 'alice' });
+  const bob = await openPage(browser, server.url, { t, name: 'bob', viewport: VIEWPORTS.phone });
+  const ctx = await browser.newContext({ viewport: VIEWPORTS.phone, locale: 'ar' });
+  t.after(async () => {
+    for (const p of ctx.pages()) await leave(p).catch(() => {});
+    await ctx.close();
+  });
+  const carol = await openTab(ctx, server.url, { name: 'carol' });
+  await joinWithKeys(alice, 'alice', keys.alice);
+  await joinWithKeys(bob, 'bobby', keys.bob);
+  await joinWithKeys(carol, 'carol', keys.carol);
+  await alice.waitForFunction(() => document.querySelectorAll('#member-list .member:not(.all):not(.group):not(.gone)').length === 4);
+  // bob fills in "New group" on his phone.
+  await bob.click('#group-new');
+  await bob.fill('#group-name', 'Medics at the north gate');
+  await bob.fill('#group-topic', 'First aid, water, where to meet');
+  await bob.locator('#group-body .pick-list label', { hasText: 'alice' }).locator('input').check();
+  await bob.locator('#group-body .pick-list label', { hasText: 'carol' }).locator('input').check();
+  await shootAll(bob, 'group-create', { devices: ['phone'], check: async () => assert.equal(await bob.isVisible('#group-body button[type="submit"]'), true) });
+  await bob.click('#group-body button[type="submit"]');
+  await bob.waitForFunction(() => document.querySelector('#conv-title')?.textContent === 'Medics at the north gate');
+  const group = await bob.evaluate(() => document.querySelector('#messages .messages:not([hidden])').dataset.conv);
+  const entry = (page) => page.locator(`#member-list .member[data-key="${group}"]`);
+  await entry(alice).click();
+  for (const [page, text] of [[bob, 'Who has the spare kit?'], [alice, 'I do, by the fountain.'], [bob, 'On my way \u2014 five minutes.']]) {
+    await page.fill('#text', text);
+    await page.press('#text', 'Enter');
+    await page.waitForFunction((x) => [...document.querySelectorAll('.msg.own')].some((li) => li.querySelector('.text').textContent === x && li.querySelector('.state.sent')), text);
+  }
+  await waitMessage(bob, 'I do, by the fountain.');
+  await shootAll(bob, 'group-conversation', { devices: ['phone'], check: async () => assert.equal(await bob.isVisible('#text'), true) });
+  await bob.click('#group-open');
+  await bob.waitForSelector('#group-body .roster');
+  await shootAll(bob, 'group-roster', { devices: ['phone'] });
+  // carol's page is in Arabic, right to left.
+  await entry(carol).click();
+  await waitMessage(carol, 'On my way \u2014 five minutes.');
+  assert.equal(await carol.getAttribute('html', 'dir'), 'rtl');
+  await carol.screenshot({ path: screenshotPath('group-conversation-arabic-phone-light') });
+  await axe(carol, 'group conversation arabic');
+  await carol.click('#group-open');
+  await carol.waitForSelector('#group-body .roster');
+  await carol.screenshot({ path: screenshotPath('group-roster-arabic-phone-light') });
+  await axe(carol, 'group roster arabic');
+  await carol.click('#group-back');
+  await carol.click('#back');
+  await carol.click('#group-new');
+  await carol.fill('#group-name', '\u0627\u0644\u0645\u0633\u0639\u0641\u0648\u0646');
+  await carol.screenshot({ path: screenshotPath('group-create-arabic-phone-light') });
+  await axe(carol, 'group create arabic');
+  assertClean(alice, bob, carol);
 });
