@@ -33,6 +33,7 @@ fn main() {
         disable_all: false,
         only_admin: false,
         remember: true,
+        groups: Default::default(),
     };
     a.join_local("alice", members.clone(), options.clone());
     b.join_local("bobby", members, options);
@@ -54,6 +55,7 @@ fn main() {
                     commitment: k.commitment,
                     signature: k.signature,
                     wrapped: k.keys[b.key_id()].clone(),
+                    group: None,
                 })),
                 ClientMsg::All(x) => frames.push(ServerMsg::All(AllIn {
                     id: x.id,

@@ -72,7 +72,7 @@ pub fn run(plan: &Plan) -> Result<FileReport, BenchError> {
     let extra = ["--away-grace", "0", "--files-dir"].map(String::from);
     let mut extra = extra.to_vec();
     extra.push(files_dir.display().to_string());
-    let child = start_child(plan, &keys_dir, &transcript, 100_000, &extra)?;
+    let child = start_child(plan, &keys_dir, &transcript, Some(100_000), &extra)?;
     let url = format!("ws://{}/ws", child.addr);
     let result = measure(&url, child.pid, &keys);
     child.stop(Duration::from_secs(10));

@@ -82,8 +82,8 @@ fn busiest_connection(plan: &Plan) -> u32 {
     // Every member receives every @all but its own; a direct message goes to one member, and
     // its sender gets a receipt for it.
     let received = match a.mode {
-        Mode::All => rate,
-        Mode::Direct => sends + rate.div_ceil(a.members.max(1) as u64),
+        Mode::All | Mode::Group => rate,
+        Mode::Direct | Mode::File => sends + rate.div_ceil(a.members.max(1) as u64),
     };
     let acks = received.div_ceil(ACK_EVERY).max(1);
     u32::try_from(sends + acks).unwrap_or(u32::MAX)
