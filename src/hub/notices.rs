@@ -21,6 +21,11 @@ pub const JOIN_NOTICE_WAIT: Duration = Duration::from_millis(50);
 pub const MEMBERS_PER_STEP: usize = 250;
 /// The longest a join notice waits, however large the room.
 pub const JOIN_NOTICE_WAIT_MAX: Duration = Duration::from_millis(500);
+/// The most member records (their JSON bytes) one batch of join notices carries: a fuller batch
+/// goes at once. Members who joined within a batch each hear of those after them, a different
+/// list each, so a batch of n costs about n² / 2 records of memory until acknowledged: this
+/// bounds it (about 140 members a batch, ~1 MiB in all for the newcomers' frames).
+pub const JOIN_NOTICE_MAX_BYTES: usize = 16 * 1024;
 
 /// How long a join notice may wait in a room of `members`.
 pub fn join_notice_wait(members: usize) -> Duration {
@@ -35,12 +40,30 @@ pub fn join_notice_wait(members: usize) -> Duration {
 pub struct PendingJoins {
     list: Vec<(String, SeatId, SeatId)>,
     due: Option<Instant>,
+    /// The JSON bytes of the members listed.
+    bytes: usize,
 }
 
 impl PendingJoins {
     /// When the notices waiting must go.
     pub fn due(&self) -> Option<Instant> {
         self.due
+    }
+
+    /// Adds a member whose record is `bytes` long, due after `wait` at the latest; true when the
+    /// batch reached [`JOIN_NOTICE_MAX_BYTES`] and must go now.
+    fn push(&mut self, joined: (String, SeatId, SeatId), bytes: usize, wait: Duration) -> bool {
+        self.list.push(joined);
+        self.bytes += bytes;
+        self.due.get_or_insert_with(|| Instant::now() + wait);
+        self.bytes >= JOIN_NOTICE_MAX_BYTES
+    }
+
+    /// Takes the batch, leaving nothing waiting.
+    fn take(&mut self) -> Vec<(String, SeatId, SeatId)> {
+        self.due = None;
+        self.bytes = 0;
+        std::mem::take(&mut self.list)
     }
 }
 
@@ -63,14 +86,22 @@ impl Hub {
         }
         let newest = self.dir.newest_seat();
         let wait = join_notice_wait(self.dir.members.len());
-        self.joins.list.push((key_id.to_string(), seat, newest));
-        self.joins.due.get_or_insert_with(|| Instant::now() + wait);
+        let bytes = self
+            .dir
+            .members
+            .get(key_id)
+            .map_or(0, |m| m.json.get().len());
+        if self
+            .joins
+            .push((key_id.to_string(), seat, newest), bytes, wait)
+        {
+            self.flush_joins();
+        }
     }
 
     /// Sends the join notices waiting, one frame per seat: the members it sees, in order.
     pub(super) fn flush_joins(&mut self) {
-        self.joins.due = None;
-        let list = std::mem::take(&mut self.joins.list);
+        let list = self.joins.take();
         if list.is_empty() {
             return;
         }
@@ -133,5 +164,22 @@ mod tests {
         assert_eq!(join_notice_wait(2000), Duration::from_millis(450));
         assert_eq!(join_notice_wait(2250), JOIN_NOTICE_WAIT_MAX);
         assert_eq!(join_notice_wait(100_000), JOIN_NOTICE_WAIT_MAX);
+    }
+
+    #[test]
+    fn a_batch_of_join_notices_goes_at_once_when_it_reaches_its_byte_bound() {
+        let mut joins = PendingJoins::default();
+        let wait = Duration::from_millis(50);
+        let record = 110;
+        let fit = JOIN_NOTICE_MAX_BYTES.div_ceil(record) - 1;
+        for i in 0..fit {
+            assert!(!joins.push((format!("k{i}"), i as SeatId, i as SeatId), record, wait));
+        }
+        assert!(joins.due().is_some());
+        // The record that crosses the bound sends the batch now.
+        assert!(joins.push(("last".into(), 0, 0), record, wait));
+        assert_eq!(joins.take().len(), fit + 1);
+        assert_eq!((joins.due(), joins.bytes), (None, 0));
+        assert!(!joins.push(("next".into(), 0, 0), record, wait));
     }
 }
