@@ -45,7 +45,9 @@ impl GroupPolicy {
 }
 
 /// The group limits in `welcome.limits`.
+/// A server that sends none (one without groups) gets the defaults.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct GroupLimits {
     /// Most members of one group, owner included.
     pub max_group_size: usize,

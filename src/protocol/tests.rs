@@ -356,6 +356,7 @@ fn golden_file_messages() {
     )
     .unwrap();
     assert_eq!(old.files, FileLimits::default());
+    assert_eq!(old.groups, GroupLimits::default());
     for (code, wire) in [
         (ErrorCode::FileTooLarge, "file_too_large"),
         (ErrorCode::UnknownFile, "unknown_file"),
