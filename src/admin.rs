@@ -157,7 +157,7 @@ fn parse_send_file(rest: &str) -> Result<Command, String> {
     let (to, path) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
     let path = path.trim();
     if to.is_empty() || path.is_empty() {
-        return Err("usage: /send NAME FILE, or /send all FILE".into());
+        return Err("usage: /send NAME FILE, /send #GROUP FILE, or /send all FILE".into());
     }
     Ok(Command::SendFile {
         to: (to != "all").then(|| to.to_string()),

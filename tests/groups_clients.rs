@@ -4,10 +4,12 @@
 
 mod common;
 
+use common::files::*;
 use common::*;
 use dyspatcher::client::Client;
 use dyspatcher::console::groups;
 use dyspatcher::session::{Destination, Event, GroupEvent, Opened};
+use futures_lite::future::zip;
 
 /// Runs a typed group command on `c` as `connect` does.
 async fn cmd(c: &mut Client, line: &str) {
@@ -133,5 +135,43 @@ fn a_group_the_server_refuses_to_create_is_forgotten() {
         let gone = group_event(&mut alice, |e| matches!(e, GroupEvent::Gone { .. })).await;
         assert!(matches!(gone, GroupEvent::Gone { why, .. } if why.contains("refused")));
         assert!(alice.session().groups().is_empty());
+    });
+}
+
+#[test]
+fn a_file_to_a_group_reaches_its_members_and_no_one_else() {
+    let server = start(|_| {});
+    smol::block_on(async {
+        server.admin_ready().await;
+        let k = keys(4);
+        let mut alice = server.join("alice", &k[0]).await;
+        let mut bob = server.join("bobby", &k[1]).await;
+        let mut carol = server.join("carol", &k[2]).await;
+        let mut david = server.join("david", &k[3]).await;
+        wait_joined(&mut alice, "david").await;
+        cmd(&mut alice, "/group create medics bobby carol").await;
+        named(&mut bob, "medics").await;
+        named(&mut carol, "medics").await;
+
+        let data = content(200_000, 7);
+        let mut sending = accepted(offer(&mut alice, "#medics", "map.bin", data.clone()).await);
+        let receivers = zip(receive(&mut bob), receive(&mut carol));
+        let (sent, (gb, gc)) = zip(pump(&mut alice, &mut sending), receivers).await;
+        sent.unwrap();
+        for got in [gb, gc] {
+            assert_eq!(got, Got::File("map.bin".into(), sha(&data)));
+        }
+        // David, not on the roster, got no manifest: the next thing he opens is this.
+        alice.send_all("a marker for david").await.unwrap();
+        within(10, "the marker", async {
+            loop {
+                match david.next_event().await.expect("connection alive") {
+                    Event::Message(m) => return assert_eq!(m.text, "a marker for david"),
+                    Event::File(e) => panic!("david saw a group file: {e:?}"),
+                    _ => continue,
+                }
+            }
+        })
+        .await;
     });
 }

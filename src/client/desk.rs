@@ -85,7 +85,7 @@ impl Desk {
     }
 
     /// `/send TO FILE`: reads the file once (size, SHA-256) and seals its manifest for `to` (a
-    /// member's name, or `None` for everyone).
+    /// member's name, `#` and a group's name or id, or `None` for everyone).
     pub fn send(
         &mut self,
         session: &mut Session,
@@ -143,6 +143,13 @@ impl Desk {
         }
         let (dest, to_name) = match to {
             None => (Destination::All, "everyone".to_string()),
+            Some(group) if group.starts_with('#') => {
+                let name = &group[1..];
+                let id = session
+                    .group_named(name)
+                    .ok_or_else(|| format!("no group named {name} (/groups lists yours)"))?;
+                (Destination::Group(id), group.to_string())
+            }
             Some(name) => {
                 let key = session
                     .key_id_of(name)
@@ -155,7 +162,8 @@ impl Desk {
         let missing: Vec<String> = match &dest {
             Destination::Direct(k) if !session.has_key(k) => vec![k.clone()],
             Destination::All => session.missing_for_all(),
-            _ => Vec::new(),
+            Destination::Group(g) => session.missing_for_group(g),
+            Destination::Direct(_) => Vec::new(),
         };
         if !missing.is_empty() && !retry {
             let send = session.request_keys(missing.clone());

@@ -181,6 +181,32 @@ impl Session {
                 ),
                 Destination::All,
             ),
+            (None, Some(skid), Some(n)) if protocol::is_hex(&f.to, 32) => {
+                let epoch = f.epoch.ok_or("a file to a group without its epoch")?;
+                self.check_group_sender(&f.to, epoch, &f.from.key_id)?;
+                let chain = (f.from.key_id.clone(), skid.clone());
+                if self.group_chains.get(&chain) != Some(&(f.to.clone(), epoch)) {
+                    return Err(
+                        "its sender key is not known for this group and epoch (asked for)".into(),
+                    );
+                }
+                (
+                    protocol::file_group_bytes(
+                        &f.id,
+                        f.ts,
+                        &f.from.key_id,
+                        &f.to,
+                        epoch,
+                        skid,
+                        n,
+                        f.size,
+                        f.chunks,
+                        &f.iv,
+                        &f.ciphertext,
+                    ),
+                    Destination::Group(f.to.clone()),
+                )
+            }
             _ => return Err("the manifest has neither key nor skid and n".into()),
         };
         key.verify(&signed, &unb64(&f.signature)?)

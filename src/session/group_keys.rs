@@ -35,6 +35,35 @@ impl Session {
         plain: &GroupPlain,
     ) -> Result<Vec<ClientMsg>, SendError> {
         let me = self.key_id().to_string();
+        let (mut out, at, skid, n, key) = self.next_group_key(group)?;
+        let bytes = serde_json::to_vec(plain).expect("group plaintext encodes");
+        let (iv, ct) = crypto::aes_seal(&key, &bytes);
+        let (iv, ciphertext) = (b64(&iv), b64(&ct));
+        let (id, ts) = (crypto::random_id(), self.now());
+        let signed =
+            protocol::group_bytes(group, at.epoch, &id, ts, &me, &skid, n, &iv, &ciphertext);
+        out.push(ClientMsg::Group(GroupOut {
+            group: group.to_string(),
+            epoch: at.epoch,
+            id,
+            ts,
+            skid,
+            n,
+            iv,
+            ciphertext,
+            signature: b64(&self.me.sign(&signed)),
+        }));
+        Ok(out)
+    }
+
+    /// Steps our chain of `group` by one: the sender-key distributions it needs first (only
+    /// members of the roster we verified), the group and epoch, our skid, the index and its
+    /// message key.
+    pub(super) fn next_group_key(
+        &mut self,
+        group: &str,
+    ) -> Result<(Vec<ClientMsg>, GroupAt, String, u32, crypto::SecretKey), SendError> {
+        let me = self.key_id().to_string();
         let other = self.other_endpoint;
         let g = self
             .groups
@@ -60,25 +89,12 @@ impl Session {
         while g.own.recent.len() > 32 {
             g.own.recent.pop_front();
         }
-        let mut out = self.group_distribution(group, epoch, &skid, &lacking, n, &chain);
-        let key = chain.message_key();
-        let bytes = serde_json::to_vec(plain).expect("group plaintext encodes");
-        let (iv, ct) = crypto::aes_seal(&key, &bytes);
-        let (iv, ciphertext) = (b64(&iv), b64(&ct));
-        let (id, ts) = (crypto::random_id(), self.now());
-        let signed = protocol::group_bytes(group, epoch, &id, ts, &me, &skid, n, &iv, &ciphertext);
-        out.push(ClientMsg::Group(GroupOut {
+        let out = self.group_distribution(group, epoch, &skid, &lacking, n, &chain);
+        let at = GroupAt {
             group: group.to_string(),
             epoch,
-            id,
-            ts,
-            skid,
-            n,
-            iv,
-            ciphertext,
-            signature: b64(&self.me.sign(&signed)),
-        }));
-        Ok(out)
+        };
+        Ok((out, at, skid, n, chain.message_key()))
     }
 
     fn group_distribution(
@@ -162,7 +178,12 @@ impl Session {
         }
     }
 
-    fn check_group_sender(&self, group: &str, epoch: u32, from: &str) -> Result<(), String> {
+    pub(super) fn check_group_sender(
+        &self,
+        group: &str,
+        epoch: u32,
+        from: &str,
+    ) -> Result<(), String> {
         let g = self
             .groups
             .get(group)

@@ -211,9 +211,6 @@ pub enum SendError {
     /// Only the group's owner may do this.
     #[error("only the group's owner may do this")]
     NotOwner,
-    /// This client does not send files to groups.
-    #[error("this client does not send files to groups (the web client does)")]
-    GroupFiles,
     /// A group name must be 1 to 64 bytes (and a topic at most 256).
     #[error("a group's name is 1 to 64 bytes, its topic at most 256")]
     BadGroupName,

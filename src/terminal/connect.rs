@@ -104,7 +104,7 @@ async fn chat(args: &ConnectArgs, identity: Arc<Identity>) -> Result<(), ClientE
         ),
     };
     println!(
-        "joined as {} ({}); {} member(s). Type @NAME text, @all text, /send NAME|all FILE, \
+        "joined as {} ({}); {} member(s). Type @NAME text, @all text, /send NAME|#GROUP|all FILE, \
          /users, /quit.",
         chat.me,
         &client.session().key_id()[..12],
@@ -444,7 +444,8 @@ impl Chat {
 }
 
 /// What `/help` says here.
-const HELP: &str = "@NAME text, @all text, #GROUP text, /send NAME|all FILE, /cancel, /users, \
+const HELP: &str =
+    "@NAME text, @all text, #GROUP text, /send NAME|#GROUP|all FILE, /cancel, /users, \
 /groups, /group create NAME member…, /group add|remove|owner GROUP NAME, /group leave GROUP, /quit";
 
 /// Shows the desk's lines and sends its messages.

@@ -41,12 +41,16 @@ pub enum Answer {
 pub async fn offer(c: &mut Client, to: &str, name: &str, data: Vec<u8>) -> Answer {
     let to = match to {
         "all" => Destination::All,
+        group if group.starts_with('#') => {
+            Destination::Group(c.session().group_named(&group[1..]).unwrap())
+        }
         name => Destination::Direct(c.session().key_id_of(name).unwrap().to_string()),
     };
     // The member list carries no public keys: fetch those the manifest is wrapped for.
     let wanted = match &to {
         Destination::Direct(k) => vec![k.clone()],
-        _ => c.session().missing_for_all(),
+        Destination::Group(g) => c.session().missing_for_group(g),
+        Destination::All => c.session().missing_for_all(),
     };
     c.fetch_keys(wanted).await.unwrap();
     let (msgs, file) = c.session_mut().seal_file(&to, &meta(name, &data)).unwrap();

@@ -37,7 +37,39 @@ impl Session {
         }
         let ts = self.now();
         let out = match to {
-            Destination::Group(_) => return Err(SendError::GroupFiles),
+            Destination::Group(group) => {
+                let (mut out, at, skid, n, key) = self.next_group_key(group)?;
+                let (iv, ct) = crypto::aes_seal(&key, &plain);
+                let (iv, ciphertext) = (b64(&iv), b64(&ct));
+                let signed = protocol::file_group_bytes(
+                    &id,
+                    ts,
+                    self.key_id(),
+                    group,
+                    at.epoch,
+                    &skid,
+                    n,
+                    meta.size,
+                    chunks,
+                    &iv,
+                    &ciphertext,
+                );
+                out.push(ClientMsg::File(FileOut {
+                    id: id.clone(),
+                    ts,
+                    to: group.clone(),
+                    size: meta.size,
+                    chunks,
+                    iv,
+                    ciphertext,
+                    keys: None,
+                    skid: Some(skid),
+                    n: Some(n),
+                    epoch: Some(at.epoch),
+                    signature: b64(&self.me.sign(&signed)),
+                }));
+                out
+            }
             Destination::Direct(to) => {
                 if !self.peers.contains_key(to) {
                     return Err(SendError::UnknownMember(to.clone()));
