@@ -3,7 +3,7 @@
 //! All operator output goes through one [`Output`], which also feeds the transcript.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -15,7 +15,6 @@ use crate::hub::{self, Outbox};
 use crate::protocol::{Presence, ServerMsg, Via};
 use crate::server::Ctx;
 use crate::session::{Destination, Event, Opened, Output as SessionOutput, Session};
-use crate::transcript::Transcript;
 use crate::ws;
 
 /// The hub's id for the server's own endpoint.
@@ -28,89 +27,8 @@ pub const KEY_OPS_PER_MINUTE: u32 = 120;
 /// Senders whose budget is tracked at most (the oldest windows are forgotten first).
 const MAX_BUDGETS: usize = 4096;
 
-/// A line for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    /// Shown and written to the transcript.
-    Show(String),
-    /// Shown only, never written anywhere (private key export).
-    Secret(String),
-}
-
-/// Where operator output goes: the prompt's printer and the transcript.
-#[derive(Clone)]
-pub struct Output {
-    tx: async_channel::Sender<Line>,
-    transcript: Option<Arc<Mutex<Transcript>>>,
-}
-
-impl Output {
-    /// An output writing to `transcript` too; the receiver feeds the terminal.
-    pub fn new(transcript: Option<Transcript>) -> (Self, async_channel::Receiver<Line>) {
-        let (tx, rx) = async_channel::bounded(8192);
-        let transcript = transcript.map(|t| Arc::new(Mutex::new(t)));
-        (Self { tx, transcript }, rx)
-    }
-
-    /// Shows a line, stamped with the time, and writes it to the transcript.
-    pub fn show(&self, text: String) {
-        let now = crate::protocol::now_ms();
-        if let Some(t) = &self.transcript {
-            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = t.line(&iso_time(now), &text) {
-                let _ = self
-                    .tx
-                    .try_send(Line::Show(format!("! transcript write failed: {e}")));
-            }
-        }
-        let _ = self
-            .tx
-            .try_send(Line::Show(format!("[{}] {text}", clock(now))));
-    }
-
-    /// Shows a notice.
-    pub fn notice(&self, text: String) {
-        self.show(format!("* {text}"));
-    }
-
-    /// Shows text that must never reach the transcript or a log.
-    pub fn secret(&self, text: String) {
-        let _ = self.tx.try_send(Line::Secret(text));
-    }
-
-    /// Shows a reply to a command (not a chat event): not timestamped, but transcribed.
-    pub fn reply(&self, text: String) {
-        if let Some(t) = &self.transcript {
-            let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = t.line(&iso_time(crate::protocol::now_ms()), &text);
-        }
-        let _ = self.tx.try_send(Line::Show(text));
-    }
-
-    /// Overwrites and deletes the transcript (the panic stop); nothing is written to it after.
-    /// None without a transcript.
-    pub fn erase_transcript(&self) -> Option<Result<u64, String>> {
-        let t = self.transcript.as_ref()?;
-        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
-        Some(t.erase())
-    }
-
-    /// No more output. The operator is shown the transcript's last hash, to note down: lines cut
-    /// from its end are told from a complete one only by that.
-    pub fn close(&self) {
-        if let Some(t) = &self.transcript {
-            let t = t.lock().unwrap_or_else(|e| e.into_inner());
-            if !t.erased() {
-                let (lines, last) = t.head();
-                let _ = self.tx.try_send(Line::Show(format!(
-                    "transcript {}: {lines} lines, last hash {last}",
-                    t.path().display()
-                )));
-            }
-        }
-        self.tx.close();
-    }
-}
+mod output;
+pub use output::{Line, Lines, Output, OUTPUT_BYTES};
 
 fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
     let secs = ms.div_euclid(1000);

@@ -11,7 +11,7 @@ use smol::net::TcpListener;
 use smol::Executor;
 
 use crate::config::{Config, Limits};
-use crate::console::{self, Line};
+use crate::console;
 use crate::hub::{self, Hub, HubSettings};
 use crate::throttle::Throttle;
 use crate::{conn, http};
@@ -165,7 +165,7 @@ pub struct Running {
     /// Lines typed at the admin prompt.
     pub prompt: async_channel::Sender<String>,
     /// What the server shows the operator.
-    pub output: async_channel::Receiver<Line>,
+    pub output: crate::console::Lines,
     stop: async_channel::Sender<()>,
     done: async_channel::Receiver<()>,
     threads: Vec<JoinHandle<()>>,
