@@ -12,6 +12,7 @@ import { GroupKeys } from './groupkeys.js';
 import { GROUP_ID, Groups } from './groups.js';
 import { t } from './i18n/i18n.js';
 import { PublicKeys } from './keys.js';
+import { freshSenderKey, Members } from './members.js';
 import { Outgoing } from './sealing.js';
 import { SenderKeys } from './senderkeys.js';
 import { Snapshots } from './snapshot.js';
@@ -23,16 +24,12 @@ export const VERSION = 2;
 export const DEFAULT_LIMITS = { max_skipped: 1000, max_jump: 2000, max_chains_per_sender: 4 };
 const SKEW = 5 * 60_000; // accepted distance of `ts` from the corrected clock
 const SEEN_WINDOW = 10 * 60_000; // how long message ids are remembered
-const MAX_FORMER = 64; // members gone, kept to check frames sent before they went
 const ACK_EVERY = 64; // frames between two acks
 const ACK_BYTES = 128 * 1024; // or this many bytes of frames, whichever comes first
 const ACK_DELAY = 1000; // at most this long before an ack while frames arrive
 /** Frames the server numbers (`seq`) and keeps until acknowledged. */
 const SEQUENCED = new Set(['joined', 'left', 'presence', 'direct', 'all', 'sender_key', 'key_request', 'delivery', 'gap', 'file', 'file_cancel', 'group', 'group_roster', 'group_left', 'group_deleted']);
 
-export function freshSenderKey() {
-  return { skid: c.randomId(), ck: c.randomBytes(32), n: 0, given: new Set(), recent: [], signed: null };
-}
 
 /** A positive whole number from the welcome's limits, or the default. */
 const limit = (limits, name) => (Number.isSafeInteger(limits?.[name]) && limits[name] > 0 ? limits[name] : DEFAULT_LIMITS[name]);
@@ -313,67 +310,6 @@ export class Chat extends Connection {
     await this.persist();
   }
 
-  /** Keeps a departed member's keys for a while: its earlier frames may still be replayed. */
-  remember(keyId, peer) {
-    this.former.set(keyId, peer);
-    while (this.former.size > MAX_FORMER) {
-      const oldest = this.former.keys().next().value;
-      this.former.delete(oldest);
-      this.keys.delete(oldest);
-    }
-  }
-
-  /** Lists a member (its public key is fetched when first needed: keys.js). */
-  addPeer(member) {
-    if (typeof member?.key_id !== 'string' || !/^[0-9a-f]{64}$/.test(member.key_id)) {
-      this.hooks.rejected?.({ fromName: String(member?.name), reason: t('reject.unusable_key') });
-      return false;
-    }
-    const entry = { name: String(member.name), keyId: member.key_id, admin: !!member.admin };
-    this.peers.set(member.key_id, { member: entry });
-    return true;
-  }
-
-  async onJoinedAll(members) {
-    for (const m of members) await this.onJoined(m);
-  }
-
-  async onJoined(member) {
-    if (!member) return;
-    const again = this.peers.has(member.key_id);
-    // A known key joining again (a reloaded page, the admin's web seat) must be given our sender key again.
-    this.own.given.delete(member.key_id);
-    this.former.delete(member.key_id);
-    this.away.delete(member.key_id);
-    if (member.key_id === this.identity.keyId) this.otherEndpoint = true;
-    if (!this.addPeer(member)) return;
-    this.hooks.joined?.(this.peers.get(member.key_id).member, again);
-    this.hooks.members?.(this.memberList());
-  }
-
-  onLeft(msg) {
-    if (msg.key_id === this.identity.keyId) this.otherEndpoint = false;
-    else this.peers.delete(msg.key_id);
-    this.former.delete(msg.key_id);
-    this.keys.delete(msg.key_id);
-    this.away.delete(msg.key_id);
-    for (const id of this.chains.keys()) if (id.startsWith(msg.key_id + ' ')) this.chains.delete(id);
-    // Whoever left must not open what comes next.
-    this.own = freshSenderKey();
-    this.hooks.left?.({ name: String(msg.name), keyId: msg.key_id, reason: msg.reason });
-    this.hooks.members?.(this.memberList());
-  }
-
-  onPresence(msg) {
-    // Away is not leaving: keys stay as they are.
-    if (!this.peers.has(msg.key_id) || msg.key_id === this.identity.keyId) return;
-    if (msg.state === 'away') this.away.add(msg.key_id);
-    else if (msg.state === 'online') this.away.delete(msg.key_id);
-    else return;
-    this.hooks.presence?.({ name: this.nameOf(msg.key_id), keyId: msg.key_id, state: msg.state });
-    this.hooks.members?.(this.memberList());
-  }
-
   onNotice(msg) {
     const notice = { code: String(msg.code), text: String(msg.text ?? ''), until: Number.isSafeInteger(msg.until) ? msg.until : null };
     if (['kicked', 'banned', 'replaced'].includes(notice.code)) this.ending = notice;
@@ -400,22 +336,6 @@ export class Chat extends Connection {
       this.hooks.ack?.(msg.id);
     } else if (msg.id) this.hooks.refused?.(err);
     else this.hooks.serverError?.(err);
-  }
-
-  memberList() {
-    return [...this.peers.values()]
-      .map((p) => ({ ...p.member, away: this.away.has(p.member.keyId) }))
-      .sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  nameOf(keyId) {
-    return this.peers.get(keyId)?.member.name ?? this.former.get(keyId)?.member.name ?? keyId.slice(0, 12);
-  }
-
-  sender(from) {
-    const peer = this.peers.get(from?.key_id) ?? this.former.get(from?.key_id);
-    if (!peer) throw new Error(t('reject.unknown_sender'));
-    return peer;
   }
 
   /**
@@ -497,7 +417,7 @@ export class Chat extends Connection {
 }
 
 // The receiving side of sender keys, the outgoing side and the snapshots live in their own modules, as methods of Chat.
-for (const part of [PublicKeys, SenderKeys, Outgoing, Snapshots, Files, FilesIn, Groups, GroupKeys]) {
+for (const part of [Members, PublicKeys, SenderKeys, Outgoing, Snapshots, Files, FilesIn, Groups, GroupKeys]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name !== 'constructor') Chat.prototype[name] = part.prototype[name];
   }

@@ -98,6 +98,11 @@ fn bad_values_name_the_option_and_exit_2() {
             "--max-file-mb: must be between 1 and 1024 (MiB)",
         ),
         (vec!["--max-file-mb", "1025"], "--max-file-mb: must be between 1"),
+        (vec!["--groups", "everyone"], "--groups: must be users, admin or off"),
+        (vec!["--max-groups", "0"], "--max-groups: must be between 1 and 256"),
+        (vec!["--max-groups", "257"], "--max-groups: must be between 1 and 256"),
+        (vec!["--max-group-size", "1"], "--max-group-size: must be between 2 and 256"),
+        (vec!["--max-group-size", "257"], "--max-group-size: must be between 2"),
     ] {
         let (code, _, err) = dyspatcher(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

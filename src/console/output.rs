@@ -169,7 +169,6 @@ impl Output {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,6 +247,9 @@ test('non-secure origin screen', { timeout: 60000 }, async (t) => {
 });
 
 test('groups: creating one, its conversation and its roster on a phone, light, dark and Arabic', { timeout: 240000 }, async (t) => {
+  // Its own server: alice was kicked for 10 minutes on the shared one.
+  const server = await startServer();
+  t.after(() => server.stop());
   const alice = await openPage(browser, server.url, { t, name: 'alice' });
   const bob = await openPage(browser, server.url, { t, name: 'bob', viewport: VIEWPORTS.phone });
   const ctx = await browser.newContext({ viewport: VIEWPORTS.phone, locale: 'ar' });
