@@ -1,7 +1,7 @@
 // dyspatcher web client: the page. Wires the session (session.js) to the screens: start →
 // conversation list and the open conversation (two panes on a desktop, one screen at a time on a
 // phone) → verify; the menu, leaving, forgetting, and the connection's state.
-import { pickLanguage, t } from './i18n/i18n.js';
+import { pickLanguage, reason, t } from './i18n/i18n.js';
 import { leftText, moderation } from './meaning.js';
 import * as notify from './notify.js';
 import { addMessage, conversation, exportOpen, flushHistory, initConversation, notice, openConversation, seenOpen, send, showHeader, showHistory, status, warning } from './screens/conversation.js';
@@ -129,7 +129,7 @@ const hooks = {
     if (state === 'closed' && refusal && kind !== 'banned' && (NAME_REFUSALS.has(refusal.code) || !S.me)) {
       S.connState = state;
       backToStart();
-      showJoinError(t(NAME_REFUSALS.has(refusal.code) ? 'start.refused' : 'start.refused_other', { reason: refusal.message }));
+      showJoinError(t(NAME_REFUSALS.has(refusal.code) ? 'start.refused' : 'start.refused_other', { reason: reason(refusal.code, refusal.message) }));
       return;
     }
     const wasConnected = S.connState === 'connected';
@@ -253,11 +253,11 @@ const hooks = {
   ack(id) {
     status(id, 'sent');
   },
-  refused({ id, message }) {
-    status(id, 'refused', message);
+  refused({ id, code, message }) {
+    status(id, 'refused', reason(code, message));
   },
-  serverError({ message }) {
-    warning(t('notice.server_said', { message }));
+  serverError({ code, message }) {
+    warning(t('notice.server_said', { message: reason(code, message) }));
   },
   transfer(tr) {
     onTransfer(tr);

@@ -5,7 +5,7 @@
 // are sealed under a sender key per (group, epoch), wrapped only for the members of the verified
 // roster (less those the server said left): groupkeys.js. Mixed into Chat (session.js).
 import * as c from './crypto.js';
-import { t } from './i18n/i18n.js';
+import { reason as serverReason, t } from './i18n/i18n.js';
 import { RECENT_TTL } from './sealing.js';
 
 export const GROUP_ID = /^[0-9a-f]{32}$/;
@@ -219,14 +219,14 @@ export class Groups {
   /** The server took (ack) or refused (error) a roster we sent: true when `id` was one. */
   async rosterAnswered(id, err = null) {
     if (this.leaving?.delete(id)) {
-      if (err) this.groupEvent({ kind: 'server_refused', group: id, name: this.groups.get(id)?.name ?? '', reason: err.message });
+      if (err) this.groupEvent({ kind: 'server_refused', group: id, name: this.groups.get(id)?.name ?? '', reason: serverReason(err.code, err.message) });
       return true;
     }
     const sent = this.proposed?.get(id);
     if (!sent) return false;
     this.proposed.delete(id);
     if (err) {
-      this.groupEvent({ kind: 'server_refused', group: id, name: this.groups.get(id)?.name ?? sent.info?.name ?? '', reason: err.message });
+      this.groupEvent({ kind: 'server_refused', group: id, name: this.groups.get(id)?.name ?? sent.info?.name ?? '', reason: serverReason(err.code, err.message) });
       return true;
     }
     await this.takeRoster(sent.roster);

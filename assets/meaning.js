@@ -1,7 +1,7 @@
 // dyspatcher web client: what the server's close codes, departures and gaps mean to a person,
 // and whether to reconnect (docs/PROTOCOL.md, "Close codes"); the admin's typed commands.
 // Pure functions, no DOM; texts from the catalogue (i18n/).
-import { language, t } from './i18n/i18n.js';
+import { language, reason, t } from './i18n/i18n.js';
 
 const BACKOFF_BASE = 1000;
 const BACKOFF_MAX = 30_000;
@@ -55,7 +55,7 @@ export function closeMeaning(code, refusal = null, ending = null) {
         };
       }
       return {
-        text: refusal ? t('close.refused_because', { reason: refusal.message }) : t('close.refused'),
+        text: refusal ? t('close.refused_because', { reason: reason(refusal.code, refusal.message) }) : t('close.refused'),
         retry: !!refusal && RETRYABLE_REFUSALS.has(refusal.code),
       };
     case 4006:

@@ -453,4 +453,17 @@ export default {
   'conv.placeholder_group': 'رسالة إلى {name}',
   'conv.group_label': 'محادثة في المجموعة {name}',
   'notify.group_title': 'dyspatcher: {name} في {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  'reason.name_taken': 'عضو آخر يستخدم هذا الاسم. اختر اسمًا آخر.',
+  'reason.bad_name': 'لا يمكن استخدام هذا الاسم: إنه محجوز، أو اسم المسؤول، أو لا يتبع قواعد الأسماء.',
+  'reason.banned': 'أُخرجت من هذه الدردشة لبعض الوقت.',
+  'reason.not_allowed': 'هذا الخادم لا يقبل إلا المفاتيح المدرجة في قائمته، ومفتاحك ليس فيها.',
+  'reason.too_many_joins': 'محاولات انضمام كثيرة الآن. انتظر قليلًا ثم حاول مجددًا.',
+  'reason.rate_limited': 'أنت ترسل بسرعة كبيرة. انتظر قليلًا.',
+  'reason.unknown_recipient': 'هذا العضو ليس في الدردشة.',
+  'reason.forbidden': 'هذا غير مسموح به على هذا الخادم.',
+  'reason.mailbox_full': 'صندوق بريد المستلم ممتلئ.',
+  'reason.not_in_group': 'لست عضوًا في هذه المجموعة.',
+  'reason.group_too_large': 'ستكون المجموعة أكبر مما يسمح به هذا الخادم.',
+  'reason.too_many_groups': 'سيكون أحدهم في مجموعات أكثر مما يسمح به هذا الخادم.',
 };

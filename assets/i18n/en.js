@@ -403,4 +403,18 @@ export default {
   'conv.placeholder_group': 'Message to {name}',
   'conv.group_label': 'Conversation in the group {name}',
   'notify.group_title': 'dyspatcher: {name} in {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  // (shown instead of the server's English text in every other language)
+  'reason.name_taken': 'Another member already uses this name. Choose another one.',
+  'reason.bad_name': 'This name cannot be used: it is reserved, it is the admin’s, or it breaks the rules for names.',
+  'reason.banned': 'You were removed from this chat for a while.',
+  'reason.not_allowed': 'This server lets in only the keys on its list, and yours is not on it.',
+  'reason.too_many_joins': 'Too many attempts to join just now. Wait a moment and try again.',
+  'reason.rate_limited': 'You are sending too fast. Wait a moment.',
+  'reason.unknown_recipient': 'This member is not in the chat.',
+  'reason.forbidden': 'This is not allowed on this server.',
+  'reason.mailbox_full': 'The recipient’s mailbox is full.',
+  'reason.not_in_group': 'You are not a member of this group.',
+  'reason.group_too_large': 'The group would be too large for this server.',
+  'reason.too_many_groups': 'Someone would be in too many groups for this server.',
 };

@@ -399,4 +399,17 @@ export default {
   'conv.placeholder_group': 'Mensaje a {name}',
   'conv.group_label': 'Conversación en el grupo {name}',
   'notify.group_title': 'dyspatcher: {name} en {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  'reason.name_taken': 'Otro miembro ya usa este nombre. Elige otro.',
+  'reason.bad_name': 'Este nombre no se puede usar: está reservado, es el del administrador o no cumple las reglas de los nombres.',
+  'reason.banned': 'Te han sacado de este chat por un tiempo.',
+  'reason.not_allowed': 'Este servidor solo deja entrar a las claves de su lista, y la tuya no está en ella.',
+  'reason.too_many_joins': 'Demasiados intentos de entrar ahora mismo. Espera un momento y vuelve a intentarlo.',
+  'reason.rate_limited': 'Estás enviando demasiado rápido. Espera un momento.',
+  'reason.unknown_recipient': 'Este miembro no está en el chat.',
+  'reason.forbidden': 'Esto no está permitido en este servidor.',
+  'reason.mailbox_full': 'El buzón del destinatario está lleno.',
+  'reason.not_in_group': 'No eres miembro de este grupo.',
+  'reason.group_too_large': 'El grupo sería demasiado grande para este servidor.',
+  'reason.too_many_groups': 'Alguien estaría en demasiados grupos para este servidor.',
 };

@@ -404,4 +404,17 @@ export default {
   'conv.placeholder_group': 'پیام به {name}',
   'conv.group_label': 'گفتگو در گروه {name}',
   'notify.group_title': 'dyspatcher: {name} در {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  'reason.name_taken': 'عضو دیگری از این نام استفاده می‌کند. نام دیگری انتخاب کنید.',
+  'reason.bad_name': 'این نام قابل استفاده نیست: رزرو شده است، نام مدیر است، یا با قواعد نام‌ها جور نیست.',
+  'reason.banned': 'برای مدتی از این گفتگو بیرون گذاشته شدید.',
+  'reason.not_allowed': 'این سرور فقط کلیدهای فهرست خود را می‌پذیرد و کلید شما در آن نیست.',
+  'reason.too_many_joins': 'اکنون تلاش‌های ورود زیادی انجام شده است. کمی صبر کنید و دوباره امتحان کنید.',
+  'reason.rate_limited': 'خیلی سریع می‌فرستید. کمی صبر کنید.',
+  'reason.unknown_recipient': 'این عضو در گفتگو نیست.',
+  'reason.forbidden': 'این کار در این سرور مجاز نیست.',
+  'reason.mailbox_full': 'صندوق پیام گیرنده پر است.',
+  'reason.not_in_group': 'شما عضو این گروه نیستید.',
+  'reason.group_too_large': 'گروه برای این سرور بیش از حد بزرگ می‌شود.',
+  'reason.too_many_groups': 'کسی در گروه‌هایی بیش از حد مجاز این سرور قرار می‌گیرد.',
 };

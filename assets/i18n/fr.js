@@ -400,4 +400,17 @@ export default {
   'conv.placeholder_group': 'Message à {name}',
   'conv.group_label': 'Conversation dans le groupe {name}',
   'notify.group_title': 'dyspatcher : {name} dans {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  'reason.name_taken': 'Un autre membre utilise déjà ce nom. Choisissez-en un autre.',
+  'reason.bad_name': 'Ce nom ne peut pas être utilisé. Il est réservé, c’est celui de l’administrateur, ou il ne suit pas les règles des noms.',
+  'reason.banned': 'Vous avez été retiré de ce chat pour un temps.',
+  'reason.not_allowed': 'Ce serveur n’accepte que les clés de sa liste, et la vôtre n’y est pas.',
+  'reason.too_many_joins': 'Trop de tentatives de connexion en ce moment. Attendez un peu et réessayez.',
+  'reason.rate_limited': 'Vous envoyez trop vite. Attendez un instant.',
+  'reason.unknown_recipient': 'Ce membre n’est pas dans le chat.',
+  'reason.forbidden': 'Ce n’est pas permis sur ce serveur.',
+  'reason.mailbox_full': 'La boîte du destinataire est pleine.',
+  'reason.not_in_group': 'Vous n’êtes pas membre de ce groupe.',
+  'reason.group_too_large': 'Le groupe serait trop grand pour ce serveur.',
+  'reason.too_many_groups': 'Quelqu’un serait dans trop de groupes pour ce serveur.',
 };

@@ -41,6 +41,17 @@ export function t(key, params = {}) {
 }
 
 /**
+ * What the server said when it refused something (`error.code`, `error.message`): in English its
+ * own words (they name the rule or the limit), in any other language our text for that code
+ * when we have one — never English text in a translated page when it can be helped.
+ */
+export function reason(code, message) {
+  const key = `reason.${code}`;
+  if (current.code === 'en' || !(key in en)) return String(message ?? code);
+  return t(key);
+}
+
+/**
  * The language to start in: the first of the browser's languages we have ("es-MX" → "es";
  * Chinese only for Simplified: zh, zh-CN, zh-SG, zh-Hans), English otherwise.
  */

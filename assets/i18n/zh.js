@@ -401,4 +401,17 @@ export default {
   'conv.placeholder_group': '发给 {name} 的消息',
   'conv.group_label': '群组 {name} 中的对话',
   'notify.group_title': 'dyspatcher：{name} 在 {group}',
+  // ------------------------------------------------------------ the server's refusals, by code
+  'reason.name_taken': '其他成员已在使用这个名字。请换一个。',
+  'reason.bad_name': '这个名字不能使用：它是保留名、管理员的名字，或不符合命名规则。',
+  'reason.banned': '你被暂时移出了这个聊天。',
+  'reason.not_allowed': '这个服务器只允许名单上的密钥加入，你的密钥不在名单上。',
+  'reason.too_many_joins': '现在加入的尝试太多了。请稍等片刻再试。',
+  'reason.rate_limited': '你发送得太快了。请稍等。',
+  'reason.unknown_recipient': '这个成员不在聊天中。',
+  'reason.forbidden': '这个服务器不允许这样做。',
+  'reason.mailbox_full': '收件人的信箱已满。',
+  'reason.not_in_group': '你不是这个群组的成员。',
+  'reason.group_too_large': '群组对这个服务器来说会太大。',
+  'reason.too_many_groups': '有人会加入超过这个服务器允许数量的群组。',
 };

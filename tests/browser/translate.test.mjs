@@ -7,7 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import en from '../../assets/i18n/en.js';
-import { LANGUAGES, pickLanguage, t, tNodes } from '../../assets/i18n/i18n.js';
+import { LANGUAGES, pickLanguage, reason, setLanguage, t, tNodes } from '../../assets/i18n/i18n.js';
 
 const ASSETS = resolve(dirname(fileURLToPath(import.meta.url)), '../../assets');
 
@@ -57,4 +57,20 @@ test('every key the page asks for is in the English catalogue', () => {
   assert.deepEqual(missing, []);
   // Keys built at run time.
   for (const k of ['keygen.generate', 'keygen.export', 'keygen.keyid', 'left.expired', 'left.kicked', 'gap.kind.sender_key', 'msg.held_title']) assert.ok(k in en, k);
+});
+
+test('the server\u2019s refusals: its own words in English, ours for the code in any other language', async () => {
+  try {
+    assert.equal(reason('name_taken', 'the name alice is taken'), 'the name alice is taken');
+    await setLanguage('es');
+    assert.equal(reason('name_taken', 'the name alice is taken'), 'Otro miembro ya usa este nombre. Elige otro.');
+    assert.equal(reason('rate_limited', 'slow down'), 'Estás enviando demasiado rápido. Espera un momento.');
+    // A code without a text of ours keeps the server's words rather than nothing.
+    assert.equal(reason('lost', 'no answer'), 'no answer');
+    assert.equal(reason('some_future_code', undefined), 'some_future_code');
+    await setLanguage('ar');
+    assert.match(reason('not_allowed', 'not on the allow list'), /[\u0600-\u06ff]/);
+  } finally {
+    await setLanguage('en');
+  }
 });
