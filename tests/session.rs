@@ -244,3 +244,45 @@ fn messages_waiting_for_a_sender_key_are_bounded_in_bytes_and_asked_for_once() {
         "one key request for the chain, not one per message"
     );
 }
+
+#[test]
+fn a_chain_jumps_at_most_max_jump_ahead_and_keeps_at_most_max_skipped_keys() {
+    use dyspatcher::protocol::{MAX_JUMP, MAX_SKIPPED};
+    let (mut a, mut b) = pair();
+    let count = MAX_JUMP as usize + 3;
+    let frames: Vec<Vec<ServerMsg>> = (0..count)
+        .map(|i| {
+            let sealed = a.seal_all(&format!("m{i}")).unwrap();
+            relay(&a, &b, &sealed)
+        })
+        .collect();
+    assert_eq!(texts(&mut b, frames[0].clone()), vec![Ok("m0".to_string())]);
+    // From index 1, index MAX_JUMP + 2 is one further than a receiver follows.
+    let far = texts(&mut b, frames[MAX_JUMP as usize + 2].clone());
+    assert!(
+        matches!(&far[..], [Err(r)] if r.contains("jumps too far ahead")),
+        "{far:?}"
+    );
+    // MAX_SKIPPED ahead is followed: the keys of 1..=MAX_SKIPPED are kept.
+    let last = MAX_SKIPPED + 1;
+    assert_eq!(
+        texts(&mut b, frames[last].clone()),
+        vec![Ok(format!("m{last}"))]
+    );
+    // One more skipped key (last + 1) evicts the oldest kept (index 1), and only it.
+    let next = last + 2;
+    assert_eq!(
+        texts(&mut b, frames[next].clone()),
+        vec![Ok(format!("m{next}"))]
+    );
+    let old = texts(&mut b, frames[1].clone());
+    assert!(
+        matches!(&old[..], [Err(r)] if r.contains("too old")),
+        "{old:?}"
+    );
+    assert_eq!(texts(&mut b, frames[2].clone()), vec![Ok("m2".to_string())]);
+    assert_eq!(
+        texts(&mut b, frames[last + 1].clone()),
+        vec![Ok(format!("m{}", last + 1))]
+    );
+}

@@ -2,6 +2,11 @@
 //! endpoint acknowledges it, while connected (frames in flight when a connection dies are not
 //! lost) and while away. Bounded in bytes per endpoint and in all; what no longer fits is dropped
 //! oldest first and counted, so the member is told exactly what it missed. Memory only.
+//!
+//! A frame for many (an `@all`, a batch of join notices) is one allocation shared by every
+//! mailbox that keeps it: each mailbox counts it against its own bound, but the bound for all
+//! together counts it once, as the memory it takes — else a room of thousands, each a few frames
+//! behind, would look like gigabytes and its members would be closed as too slow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -139,7 +144,10 @@ pub struct Mailboxes {
     /// Away mailboxes by the size of their sequenced frames, to drop from the largest when all
     /// together are over the bound.
     away_by_size: BTreeSet<(usize, SeatId)>,
+    /// Bytes held: each kept frame once however many mailboxes keep it, and the chunks.
     total: usize,
+    /// How many mailboxes keep each frame (by the address of its shared bytes).
+    holders: HashMap<usize, usize>,
     /// Bound per endpoint, in bytes.
     pub each: usize,
     /// Bound for all together, in bytes.
@@ -153,6 +161,7 @@ impl Mailboxes {
             boxes: HashMap::new(),
             away_by_size: BTreeSet::new(),
             total: 0,
+            holders: HashMap::new(),
             each,
             limit,
         }
@@ -166,12 +175,36 @@ impl Mailboxes {
     /// Drops `seat`'s mailbox and everything in it.
     pub fn close(&mut self, seat: SeatId) {
         if let Some(b) = self.boxes.remove(&seat) {
-            self.total -= b.bytes;
+            self.total -= b.chunk_bytes;
             self.away_by_size.remove(&(b.droppable(), seat));
+            for k in &b.kept {
+                self.release(&k.payload);
+            }
         }
     }
 
-    /// Bytes kept in all mailboxes.
+    /// One more mailbox keeps `payload`: counted in the total if it is the first.
+    fn hold(&mut self, payload: &Payload) {
+        let refs = self.holders.entry(payload.as_ptr() as usize).or_insert(0);
+        if *refs == 0 {
+            self.total += payload.len();
+        }
+        *refs += 1;
+    }
+
+    /// One mailbox less keeps `payload`: out of the total when it was the last.
+    fn release(&mut self, payload: &Payload) {
+        let key = payload.as_ptr() as usize;
+        if let Some(refs) = self.holders.get_mut(&key) {
+            *refs -= 1;
+            if *refs == 0 {
+                self.holders.remove(&key);
+                self.total -= payload.len();
+            }
+        }
+    }
+
+    /// Bytes kept in all mailboxes (a frame kept by many counted once).
     pub fn total(&self) -> usize {
         self.total
     }
@@ -212,9 +245,10 @@ impl Mailboxes {
         let Some(b) = self.boxes.get_mut(&seat) else {
             return;
         };
-        let (before, dropped_before) = (b.bytes, b.droppable());
+        let (before, dropped_before) = (b.chunk_bytes, b.droppable());
         f(b);
-        let (after, dropped_after) = (b.bytes, b.droppable());
+        let (after, dropped_after) = (b.chunk_bytes, b.droppable());
+        // The chunks' bytes; the frames' are counted by `hold` and `release`.
         self.total = self.total + after - before;
         if b.away && dropped_before != dropped_after {
             let (before, after) = (dropped_before, dropped_after);
@@ -232,6 +266,10 @@ impl Mailboxes {
         kind: &'static str,
         receipt: Option<Receipt>,
     ) {
+        if !self.boxes.contains_key(&seat) {
+            return;
+        }
+        self.hold(&payload);
         self.resize(seat, |b| {
             b.bytes += payload.len();
             b.kept.push_back(Kept {
@@ -247,27 +285,38 @@ impl Mailboxes {
     /// among them.
     pub fn ack(&mut self, seat: SeatId, seq: u64) -> Vec<Receipt> {
         let mut receipts = Vec::new();
+        let mut gone = Vec::new();
         self.resize(seat, |b| {
             while b.kept.front().is_some_and(|k| k.seq <= seq) {
                 let k = b.kept.pop_front().expect("front exists");
                 b.bytes -= k.payload.len();
                 receipts.extend(k.receipt);
+                gone.push(k.payload);
             }
         });
+        for p in &gone {
+            self.release(p);
+        }
         receipts
     }
 
     /// Drops the oldest frame of `seat`, counting it in the gap; false if there was none.
     pub fn drop_oldest(&mut self, seat: SeatId) -> bool {
-        let mut dropped = false;
+        let mut dropped = None;
         self.resize(seat, |b| {
             if let Some(k) = b.kept.pop_front() {
                 b.bytes -= k.payload.len();
                 b.gap.record(k.seq, k.kind);
-                dropped = true;
+                dropped = Some(k.payload);
             }
         });
-        dropped
+        match dropped {
+            Some(p) => {
+                self.release(&p);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Drops `seat`'s oldest frames until it holds at most `bytes`.
@@ -340,6 +389,29 @@ mod tests {
         assert_eq!(receipts[1].id, "id2");
         assert_eq!(m.after(1, 0).len(), 1);
         assert_eq!(m.after(1, 0)[0].0, 3);
+        m.close(1);
+        assert_eq!(m.total(), 0);
+    }
+
+    #[test]
+    fn a_frame_kept_by_many_mailboxes_counts_once_in_the_total() {
+        let mut m = Mailboxes::new(100, 1000);
+        let shared = p(40);
+        for seat in 1..=3 {
+            m.open(seat);
+            let seq = m.next_seq(seat);
+            m.keep(seat, seq, shared.clone(), "all", None);
+        }
+        let own = p(10);
+        m.keep(1, 2, own, "direct", None);
+        // Each mailbox counts the frame against its own bound; the total, the memory.
+        assert_eq!((m.bytes(1), m.bytes(2), m.bytes(3)), (50, 40, 40));
+        assert_eq!(m.total(), 50);
+        m.ack(2, 1);
+        assert!(m.drop_oldest(3));
+        assert_eq!(m.total(), 50, "mailbox 1 still keeps it");
+        m.ack(1, 1);
+        assert_eq!((m.bytes(1), m.total()), (10, 10));
         m.close(1);
         assert_eq!(m.total(), 0);
     }
