@@ -392,3 +392,13 @@ fn a_short_soak_loses_nothing_and_every_part_of_the_mix_happens() {
         .all(|s| s.rss_kib > 0 && s.fds > 0 && s.threads > 0));
     assert_eq!(r.server_stopped, Some(true), "{text}");
 }
+
+#[test]
+fn file_transfers_of_the_file_mode_arrive_whole() {
+    // The transfers `--mode file` times (the full run moves 600 MiB: too long for a test).
+    let server = common::start(|c| c.limits.away_grace = std::time::Duration::ZERO);
+    let keys = common::keys(4);
+    let took =
+        bench::files::transfers(&server.url(), &keys, 2, 300_000).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(took.len(), 2);
+}

@@ -158,7 +158,9 @@ impl Sampler {
 }
 
 /// `n` transfers of `size` bytes at once, each between its own two members; their durations.
-fn transfers(
+/// `n` transfers of `size` bytes at once, each between its own pair of members (keys `2i` and
+/// `2i + 1`); the time each took, from the manifest to the receiver's check of the hash.
+pub fn transfers(
     url: &str,
     keys: &[Arc<Identity>],
     n: usize,
@@ -216,12 +218,14 @@ async fn pair(
         size,
         sha256: crypto::hex(&<sha2::Sha256 as sha2::Digest>::digest(&data)),
     };
-    let to = Destination::Direct(
-        s.session()
-            .key_id_of(&rname)
-            .unwrap_or_default()
-            .to_string(),
-    );
+    let to_key = s
+        .session()
+        .key_id_of(&rname)
+        .unwrap_or_default()
+        .to_string();
+    // The member list carries no public keys: the recipient's is fetched before the clock starts.
+    s.fetch_keys(vec![to_key.clone()]).await.map_err(fail)?;
+    let to = Destination::Direct(to_key);
     barrier.wait();
     let t0 = Instant::now();
     let (msgs, file) = s.session_mut().seal_file(&to, &meta).map_err(fail)?;
