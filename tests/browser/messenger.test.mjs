@@ -79,6 +79,9 @@ test('conversations route right: a message typed in bob\u2019s conversation reac
   assert.equal(all.conversation, 'all');
   assert.equal(await unread(bob, 'all'), '1');
   assert.equal(carolIn.filter((m) => m.type === 'direct').length, 0, 'carol never got a direct message');
+  // The admin's prompt shows the @all, and never what was typed in bob's conversation.
+  await server.waitFor(/alice.*hello all/);
+  assert.ok(!server.output.includes('for bob only') && !server.output.includes('still for bob'), 'the prompt saw a direct message to bob');
   assert.equal(await carol.locator('#messages .msg', { hasText: 'bob' }).count(), 0);
   // Scrolled up, a new message shows a "New messages" button instead of moving the view.
   await openConversation(bob, 'alice');
