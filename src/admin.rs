@@ -34,7 +34,7 @@ pub enum Command {
     Quit,
     /// `/panic`, exactly (no short form, no argument).
     Panic,
-    /// `/send NAME FILE` (to = Some) or `/send all FILE` (to = None).
+    /// `/send NAME FILE` or `/send #GROUP FILE` (to = Some) or `/send all FILE` (to = None).
     SendFile {
         /// Recipient name, or None for everyone.
         to: Option<String>,
@@ -57,7 +57,8 @@ pub const HELP: &str = "\
 Commands:
   @NAME text            send a direct message to NAME
   @all text             send a message to everyone
-  /send NAME|all FILE   send a file (end to end encrypted, in chunks)
+  /send NAME|all FILE   send a file (end to end encrypted, in chunks); /send #GROUP FILE
+                        to one of the admin's own groups
   /cancel               stop every file being sent or received
   /users, /u            list connected members with their key IDs
   /kick NAME [MINUTES]  remove NAME and refuse their key for MINUTES (default 10)

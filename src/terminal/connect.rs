@@ -1,5 +1,5 @@
-//! `dyspatcher connect`: the chat in a terminal. Reads `@NAME text`, `@all text`, `/send NAME|all
-//! FILE`, `/cancel`, `/users` and `/quit` from stdin (received files go to `--files-dir`), prints what arrives, and when the connection drops reconnects with backoff
+//! `dyspatcher connect`: the chat in a terminal. Reads `@NAME text`, `@all text`, `#GROUP text`,
+//! `/send NAME|#GROUP|all FILE`, `/cancel`, `/users` and `/quit` from stdin (received files go to `--files-dir`), prints what arrives, and when the connection drops reconnects with backoff
 //! (1 s doubling to 30 s, jittered) and resumes the membership, one line per change of state. It
 //! does not come back after a kick or ban (until it ends), a removal from the allow list, a
 //! takeover by a newer connection with the same key, or a refused join.
