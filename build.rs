@@ -1,4 +1,6 @@
-//! Embeds every file of `assets/` in the executable, with its content type.
+//! Embeds every file of `assets/` in the executable, with its content type; text is embedded
+//! gzip-compressed (a quarter of the size: a smaller executable, and a page that loads faster over
+//! a slow hotspot), served as it is to browsers and inflated for clients that do not take gzip.
 use std::{env, fs, path::Path};
 
 fn content_type(name: &str) -> &'static str {
@@ -13,6 +15,40 @@ fn content_type(name: &str) -> &'static str {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
+}
+
+/// Whether a file of this name is worth compressing (text).
+fn compressible(name: &str) -> bool {
+    matches!(
+        name.rsplit('.').next().unwrap_or(""),
+        "html" | "js" | "mjs" | "css" | "svg" | "webmanifest" | "json" | "txt"
+    )
+}
+
+/// CRC-32 (IEEE), for the gzip trailer.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `data` as a gzip member (RFC 1952): a fixed 10-byte header (no name, no time), the deflate
+/// stream, CRC-32 and length.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 0xff];
+    out.extend(miniz_oxide::deflate::compress_to_vec(data, 10));
+    out.extend(crc32(data).to_le_bytes());
+    out.extend((data.len() as u32).to_le_bytes());
+    out
 }
 
 /// Every file under `dir`, subfolders (such as `i18n/`) included.
@@ -33,6 +69,8 @@ fn main() {
     let mut entries = Vec::new();
     collect(&dir, &mut entries);
     entries.sort();
+    let out_dir = Path::new(&env::var("OUT_DIR").unwrap()).join("assets-gz");
+    fs::create_dir_all(&out_dir).unwrap();
     let mut out = String::from("static ASSETS: &[Asset] = &[\n");
     for path in entries {
         // The path under assets/ with `/` separators: "app.js", "i18n/en.js".
@@ -44,10 +82,17 @@ fn main() {
             .collect::<Vec<_>>()
             .join("/");
         println!("cargo:rerun-if-changed={}", path.display());
+        let (body, gzipped) = if compressible(&name) {
+            let gz = out_dir.join(format!("{}.gz", name.replace('/', "__")));
+            fs::write(&gz, gzip(&fs::read(&path).unwrap())).unwrap();
+            (gz, true)
+        } else {
+            (path.clone(), false)
+        };
         out += &format!(
-            "    Asset {{ name: {name:?}, content_type: {:?}, body: include_bytes!({:?}) }},\n",
+            "    Asset {{ name: {name:?}, content_type: {:?}, body: include_bytes!({:?}), gzip: {gzipped} }},\n",
             content_type(&name),
-            path.display().to_string()
+            body.display().to_string()
         );
     }
     out += "];\n";

@@ -30,8 +30,42 @@ pub struct Asset {
     pub name: &'static str,
     /// Its content type.
     pub content_type: &'static str,
-    /// Its bytes.
+    /// Its bytes, gzip-compressed when `gzip`.
     pub body: &'static [u8],
+    /// Whether `body` is a gzip member (text is; images are not).
+    pub gzip: bool,
+}
+
+impl Asset {
+    /// The bytes as they are: inflated when they are embedded compressed (for a client that does
+    /// not take gzip).
+    pub fn plain(&self) -> std::borrow::Cow<'static, [u8]> {
+        if !self.gzip {
+            return std::borrow::Cow::Borrowed(self.body);
+        }
+        // The build writes a fixed 10-byte header and an 8-byte trailer around the deflate stream.
+        let deflated = &self.body[10..self.body.len() - 8];
+        let inflated = miniz_oxide::inflate::decompress_to_vec(deflated)
+            .expect("the build compressed this asset");
+        std::borrow::Cow::Owned(inflated)
+    }
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip (`gzip` or `*`, with a quality above 0).
+pub fn accepts_gzip(req: &Request) -> bool {
+    let Some(list) = req.header("accept-encoding") else {
+        return false;
+    };
+    list.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("").to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (coding == "gzip" || coding == "*") && !refused
+    })
 }
 
 /// The embedded web client's files.
@@ -316,6 +350,35 @@ mod tests {
     fn index_is_embedded() {
         assert!(asset("/").is_some());
         assert!(asset("/nope.js").is_none());
+    }
+
+    #[test]
+    fn text_is_embedded_compressed_and_inflates_to_the_file() {
+        let app = asset("/app.js").expect("embedded");
+        assert!(app.gzip);
+        let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/app.js")).unwrap();
+        assert_eq!(&*app.plain(), &on_disk[..]);
+        assert!(
+            app.body.len() * 2 < on_disk.len(),
+            "compressed to less than half"
+        );
+        let len = u32::from_le_bytes(app.body[app.body.len() - 4..].try_into().unwrap());
+        assert_eq!(len as usize, on_disk.len());
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_take_it() {
+        let with = |v: &str| Request {
+            headers: vec![("accept-encoding".into(), v.into())],
+            ..Request::default()
+        };
+        assert!(accepts_gzip(&with("gzip, deflate, br, zstd")));
+        assert!(accepts_gzip(&with("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("identity")));
+        assert!(!accepts_gzip(&with("br, deflate")));
+        assert!(!accepts_gzip(&Request::default()));
     }
 
     #[test]

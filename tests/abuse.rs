@@ -402,7 +402,25 @@ fn http_answers_carry_strict_headers() {
                 "{}",
                 asset.name
             );
+            // Without Accept-Encoding, the file as it is.
+            let plain = asset.plain().len();
+            assert!(
+                answer.contains(&format!("Content-Length: {plain}\r\n"))
+                    && !answer.contains("Content-Encoding"),
+                "{}",
+                asset.name
+            );
         }
+        // A browser takes the embedded gzip as it is.
+        let app = dyspatcher::http::asset("/app.js").unwrap();
+        let gz = http(
+            &server,
+            "GET /app.js HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(gz.contains("Content-Encoding: gzip\r\n"), "{gz}");
+        assert!(gz.contains("Vary: Accept-Encoding\r\n"));
+        assert!(gz.contains(&format!("Content-Length: {}\r\n", app.body.len())));
     });
 }
 

@@ -93,14 +93,26 @@ where
             return None;
         };
         let keep = req.keep_alive();
-        let extra = if keep { "" } else { "Connection: close\r\n" };
+        let mut extra = String::from(if keep { "" } else { "Connection: close\r\n" });
+        let gzip = asset.gzip && http::accepts_gzip(&req);
+        if asset.gzip {
+            extra.push_str("Vary: Accept-Encoding\r\n");
+        }
+        if gzip {
+            extra.push_str("Content-Encoding: gzip\r\n");
+        }
+        let body = if gzip {
+            std::borrow::Cow::Borrowed(asset.body)
+        } else {
+            asset.plain()
+        };
         if http::respond(
             stream,
             "200 OK",
             asset.content_type,
-            asset.body,
+            &body,
             head_only,
-            extra,
+            &extra,
         )
         .await
         .is_err()
