@@ -10,6 +10,28 @@ fn fail(code: i32, message: impl std::fmt::Display) -> ! {
     std::process::exit(code);
 }
 
+/// `dyspatcher bench …` runs `dyspatcher-bench …`, the load generator beside this executable
+/// (kept apart so that the server stays small); its exit code is ours.
+fn hand_to_bench(argv: &[String]) -> i32 {
+    let rest = argv.iter().skip_while(|a| a.as_str() != "bench").skip(1);
+    let bench = std::env::current_exe()
+        .ok()
+        .map(|me| me.with_file_name(format!("dyspatcher-bench{}", std::env::consts::EXE_SUFFIX)))
+        .filter(|p| p.exists());
+    let Some(bench) = bench else {
+        fail(
+            2,
+            "the load generator is its own executable, dyspatcher-bench, and it is not beside \
+             this one: build it with `cargo build --release` (or run \
+             `cargo run --release --bin dyspatcher-bench -- …`)",
+        );
+    };
+    match std::process::Command::new(&bench).args(rest).status() {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => fail(1, format!("{}: {e}", bench.display())),
+    }
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -27,7 +49,7 @@ fn main() {
     }
     match args.command {
         Some(Command::Connect(c)) => std::process::exit(dyspatcher::terminal::connect(c)),
-        Some(Command::Bench(b)) => std::process::exit(dyspatcher::bench::run(b)),
+        Some(Command::Bench(_)) => std::process::exit(hand_to_bench(&argv)),
         Some(Command::VerifyTranscript(v)) => {
             std::process::exit(dyspatcher::transcript::verify::run(&v.file))
         }

@@ -328,12 +328,48 @@ fn bad_options_name_the_option() {
 
 #[test]
 fn the_executable_exits_2_on_bad_options() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dyspatcher"))
-        .args(["bench", "--rate", "0"])
+    // `dyspatcher-bench`, and `dyspatcher bench`, which hands over to it.
+    for (exe, args, says) in [
+        (
+            env!("CARGO_BIN_EXE_dyspatcher-bench"),
+            &["--rate", "0"][..],
+            "--rate",
+        ),
+        (
+            env!("CARGO_BIN_EXE_dyspatcher"),
+            &["bench", "--rate", "0"][..],
+            "--rate",
+        ),
+        (
+            env!("CARGO_BIN_EXE_dyspatcher-bench"),
+            &["--no-such-option"][..],
+            "--no-such-option",
+        ),
+    ] {
+        let out = std::process::Command::new(exe).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_without_its_executable_beside_says_how_to_build_it() {
+    let dir = std::env::temp_dir().join(format!("dyspatcher-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alone = dir.join("dyspatcher");
+    std::fs::copy(env!("CARGO_BIN_EXE_dyspatcher"), &alone).unwrap();
+    let out = std::process::Command::new(&alone)
+        .args(["bench", "--members", "2"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("dyspatcher-bench") && err.contains("cargo build --release"),
+        "{err}"
+    );
 }
 
 #[test]

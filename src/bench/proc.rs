@@ -247,9 +247,12 @@ impl PromptCount {
     }
 }
 
-/// The executable of this process, to start as the server.
+/// The server to start: `dyspatcher` beside this executable (the load generator), else this one.
 pub fn this_executable() -> Option<PathBuf> {
-    std::env::current_exe().ok()
+    let me = std::env::current_exe().ok()?;
+    // The load generator is its own executable; the server is `dyspatcher` beside it.
+    let server = me.with_file_name(format!("dyspatcher{}", std::env::consts::EXE_SUFFIX));
+    Some(if server.exists() { server } else { me })
 }
 
 /// Counts the lines of a file (the transcript), if it can be read.
