@@ -8,12 +8,14 @@
 //! together counts it once, as the memory it takes — else a room of thousands, each a few frames
 //! behind, would look like gigabytes and its members would be closed as too slow.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use super::outbox::Payload;
 
 mod chunks;
+mod gap;
 pub use chunks::ChunkRef;
+pub use gap::Gap;
 
 /// Identifies one endpoint's place in a member (a user's only one, the admin's prompt or web seat).
 pub type SeatId = u64;
@@ -34,87 +36,6 @@ struct Kept {
     payload: Payload,
     kind: &'static str,
     receipt: Option<Receipt>,
-}
-
-/// Runs of dropped frames remembered per mailbox, to tell which the member had received.
-pub const MAX_GAP_RUNS: usize = 256;
-
-/// Frames dropped from a mailbox and not yet reported.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Gap {
-    /// How many.
-    pub dropped: u64,
-    /// How many of each `type`.
-    pub kinds: BTreeMap<String, u64>,
-    /// First dropped `seq`.
-    pub first: u64,
-    /// Last dropped `seq`.
-    pub last: u64,
-    /// The dropped frames as runs of consecutive `seq` of one type, while there are at most
-    /// [`MAX_GAP_RUNS`] (`None` past that).
-    runs: Option<Vec<(u64, u64, &'static str)>>,
-}
-
-impl Gap {
-    fn record(&mut self, seq: u64, kind: &'static str) {
-        if self.dropped == 0 {
-            self.first = seq;
-            self.runs = Some(Vec::new());
-        }
-        self.dropped += 1;
-        self.last = seq;
-        *self.kinds.entry(kind.to_string()).or_default() += 1;
-        if let Some(runs) = &mut self.runs {
-            let extends = runs
-                .last()
-                .is_some_and(|&(_, last, k)| k == kind && last + 1 == seq);
-            if extends {
-                if let Some(run) = runs.last_mut() {
-                    run.1 = seq;
-                }
-            } else if runs.len() < MAX_GAP_RUNS {
-                runs.push((seq, seq, kind));
-            } else {
-                self.runs = None;
-            }
-        }
-    }
-
-    /// Forgets the frames up to `since`: the member received them before they were dropped
-    /// (they were in flight when its connection was closed).
-    fn received(&mut self, since: u64) {
-        if since < self.first {
-            return;
-        }
-        let Some(runs) = self.runs.take() else {
-            if since >= self.last {
-                *self = Gap::default();
-            }
-            return;
-        };
-        let mut kept = Vec::new();
-        for (first, last, kind) in runs {
-            if since >= first {
-                let got = since.min(last) - first + 1;
-                self.dropped -= got;
-                let count = self.kinds.get_mut(kind).expect("counted when dropped");
-                *count -= got;
-                if *count == 0 {
-                    self.kinds.remove(kind);
-                }
-            }
-            if last > since {
-                kept.push((first.max(since + 1), last, kind));
-            }
-        }
-        match kept.first() {
-            Some(&(first, ..)) => {
-                self.first = first;
-                self.runs = Some(kept);
-            }
-            None => *self = Gap::default(),
-        }
-    }
 }
 
 #[derive(Default)]
@@ -363,6 +284,7 @@ impl Mailboxes {
 
 #[cfg(test)]
 mod tests {
+    use super::gap::MAX_GAP_RUNS;
     use super::*;
     use std::sync::Arc;
 
